@@ -1,0 +1,219 @@
+//! `flowscope convert`: flow log text to text, JSON lines, CSV or Parquet.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use flowscope_lake::input::{self, Input};
+use flowscope_lake::sink::{self, Destination, OutputKind, SinkOptions};
+use flowscope_lake::{TextOptions, TextReader};
+use flowscope_record::{LogFormat, Rejection};
+
+use crate::Outcome;
+
+/// Rejected lines shown per input before the rest are only counted.
+const SHOWN_PER_INPUT: u64 = 100;
+
+/// Convert flow log files (plain or gzip text, AWS's S3 layout or CloudWatch lines) to text,
+/// JSON lines, CSV or Parquet.
+///
+/// Without --format each file's header line decides its format, and a file without one is read
+/// in the AWS default format. Bad lines are reported on stderr as FILE:LINE: field: reason and
+/// skipped; every good line is still converted. Exit status: 0 when every file was read (even
+/// with rejected lines), 1 when a file could not be read in full, 2 with --strict on the first
+/// bad line.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Files, directories (read recursively for *.log, *.txt and their .gz forms) or `-` for
+    /// standard input.
+    #[arg(required = true, value_name = "INPUT")]
+    inputs: Vec<String>,
+
+    /// Output shape.
+    #[arg(long, value_enum, default_value_t = To::Text)]
+    to: To,
+
+    /// The input log format, as given to `aws ec2 create-flow-logs --log-format`, e.g.
+    /// '${version} ${srcaddr} ${dstaddr} ${action}'. Overrides header lines.
+    #[arg(long, value_name = "FORMAT")]
+    format: Option<String>,
+
+    /// Write here instead of stdout; the file appears only when complete. A name ending in .gz
+    /// is gzip-compressed (text, jsonl, csv).
+    #[arg(long, short, value_name = "PATH")]
+    output: Option<PathBuf>,
+
+    /// Stop at the first bad line or unreadable file, with exit status 2 (no output file is
+    /// left behind).
+    #[arg(long)]
+    strict: bool,
+
+    /// Text output: always start with the S3 header line (default: when an input had one).
+    #[arg(long, conflicts_with = "no_header")]
+    header: bool,
+
+    /// Text output: never write a header line.
+    #[arg(long)]
+    no_header: bool,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum To {
+    /// Space-separated flow log lines, as AWS writes them.
+    Text,
+    /// One JSON object per record; AWS column names as keys, null for `-`.
+    Jsonl,
+    /// CSV with a header row.
+    Csv,
+    /// Parquet (zstd) with AWS's column names and types.
+    Parquet,
+}
+
+impl From<To> for OutputKind {
+    fn from(to: To) -> Self {
+        match to {
+            To::Text => OutputKind::Text,
+            To::Jsonl => OutputKind::JsonLines,
+            To::Csv => OutputKind::Csv,
+            To::Parquet => OutputKind::Parquet,
+        }
+    }
+}
+
+#[derive(Default)]
+struct Tally {
+    files: u64,
+    failed_files: u64,
+    records: u64,
+    rejected: u64,
+}
+
+pub fn run(args: Args) -> anyhow::Result<Outcome> {
+    let inputs = input::expand(&args.inputs)?;
+    if inputs.iter().filter(|i| **i == Input::Stdin).count() > 1 {
+        bail!("standard input (`-`) can be read only once");
+    }
+    let given = args.format.as_deref().map(LogFormat::parse).transpose()?;
+    let options = TextOptions {
+        format: given,
+        ..TextOptions::default()
+    };
+
+    // Standard input can be opened once only, so its reader is kept from the look at formats.
+    let mut stdin = None;
+    let (format, any_header) = output_format(&inputs, &options, &mut stdin)?;
+    let header = args.header || (any_header && !args.no_header);
+    let destination = args
+        .output
+        .clone()
+        .map_or(Destination::Stdout, Destination::File);
+    let mut sink = sink::open(
+        &destination,
+        &SinkOptions {
+            kind: args.to.into(),
+            format,
+            header,
+        },
+    )?;
+
+    let mut tally = Tally::default();
+    for input in &inputs {
+        tally.files += 1;
+        let opened = match input {
+            Input::Stdin => stdin
+                .take()
+                .map_or_else(|| TextReader::open(input, &options), Ok),
+            Input::File(_) => TextReader::open(input, &options),
+        };
+        let mut reader = match opened {
+            Ok(reader) => reader,
+            Err(error) => {
+                eprintln!("flowscope: {error}");
+                tally.failed_files += 1;
+                if args.strict {
+                    return Ok(Outcome::StrictViolation);
+                }
+                continue;
+            }
+        };
+        let mut shown = 0;
+        loop {
+            let next = reader.next_batch();
+            let rejections = reader.take_rejections();
+            if args.strict && !rejections.is_empty() {
+                eprintln!("flowscope: {}", rejections[0]);
+                return Ok(Outcome::StrictViolation);
+            }
+            report(&rejections, &mut shown);
+            match next {
+                Ok(Some(batch)) => sink.write(&batch)?,
+                Ok(None) => break,
+                Err(error) => {
+                    eprintln!("flowscope: {error}");
+                    tally.failed_files += 1;
+                    if args.strict {
+                        return Ok(Outcome::StrictViolation);
+                    }
+                    break;
+                }
+            }
+        }
+        if shown < reader.rejected() {
+            let hidden = reader.rejected() - shown;
+            eprintln!(
+                "flowscope: {}: {hidden} more rejected lines not shown",
+                reader.name()
+            );
+        }
+        tally.records += reader.records();
+        tally.rejected += reader.rejected();
+    }
+    sink.finish().context("finishing the output")?;
+    eprintln!(
+        "flowscope: converted {} records from {} inputs; {} lines rejected; {} inputs failed",
+        tally.records, tally.files, tally.rejected, tally.failed_files
+    );
+    Ok(if tally.failed_files > 0 {
+        Outcome::Partial
+    } else {
+        Outcome::Success
+    })
+}
+
+fn report(rejections: &[Rejection], shown: &mut u64) {
+    for rejection in rejections {
+        if *shown < SHOWN_PER_INPUT {
+            eprintln!("{rejection}");
+            *shown += 1;
+        }
+    }
+}
+
+/// The format written: the one given, or the union of the inputs' formats in the order first
+/// seen, so that files of different formats convert into one consistent output. Also says
+/// whether any input had a header line.
+fn output_format(
+    inputs: &[Input],
+    options: &TextOptions,
+    stdin: &mut Option<TextReader>,
+) -> anyhow::Result<(LogFormat, bool)> {
+    let mut format: Option<LogFormat> = options.format.clone();
+    let mut any_header = false;
+    for input in inputs {
+        let reader = match TextReader::open(input, options) {
+            Ok(reader) => reader,
+            // Reported (and counted) when the input is converted.
+            Err(_) => continue,
+        };
+        any_header |= reader.header().is_some();
+        if options.format.is_none() {
+            format = Some(match format {
+                Some(f) => f.union(reader.format()),
+                None => reader.format().clone(),
+            });
+        }
+        if *input == Input::Stdin {
+            *stdin = Some(reader);
+        }
+    }
+    Ok((format.unwrap_or_default(), any_header))
+}

@@ -1,0 +1,72 @@
+//! `flowscope`: VPC Flow Logs, emulated and analysed, from the command line.
+//!
+//! Each subcommand is a module in `commands/` that parses its arguments and calls a library
+//! crate; this file only dispatches, sets up logging, and turns errors into exit codes.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod commands;
+
+/// VPC Flow Logs, emulated and analysed.
+#[derive(Parser)]
+#[command(name = "flowscope", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    Convert(commands::convert::Args),
+    Fields(commands::fields::Args),
+}
+
+/// How a command ended, when it did not simply succeed or fail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Everything worked.
+    Success,
+    /// Part of the work failed; what could be done was done (exit 1).
+    Partial,
+    /// `--strict` met bad input (exit 2).
+    StrictViolation,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("FLOWSCOPE_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .init();
+    let result = match cli.command {
+        Command::Convert(args) => commands::convert::run(args),
+        Command::Fields(args) => commands::fields::run(args),
+    };
+    match result {
+        Ok(Outcome::Success) => ExitCode::SUCCESS,
+        Ok(Outcome::Partial) => ExitCode::from(1),
+        Ok(Outcome::StrictViolation) => ExitCode::from(2),
+        Err(error) if is_broken_pipe(&error) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("flowscope: error: {error:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn is_broken_pipe(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause
+            .downcast_ref::<flowscope_lake::Error>()
+            .is_some_and(flowscope_lake::Error::is_broken_pipe)
+            || cause
+                .downcast_ref::<std::io::Error>()
+                .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}

@@ -1,0 +1,3 @@
+//! Gzip decoding throughput.
+#![allow(missing_docs)]
+fn main() {}

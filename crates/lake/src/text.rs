@@ -1,0 +1,346 @@
+//! Reading flow log text (plain or gzip) as a stream of Arrow batches.
+
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Read};
+
+use arrow_array::RecordBatch;
+use flate2::bufread::MultiGzDecoder;
+use flowscope_record::{LineError, LogFormat, Reason, Rejection, TextDecoder};
+
+use crate::error::{Error, Result};
+use crate::input::Input;
+
+/// Longest line accepted; a record with every field and long ARNs is a few kilobytes.
+pub const MAX_LINE: usize = 64 * 1024;
+
+const BUFFER: usize = 256 * 1024;
+const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+
+/// How to read text inputs.
+#[derive(Debug, Clone)]
+pub struct TextOptions {
+    /// The format to decode with; `None` lets each file's header line decide (default format
+    /// when there is none).
+    pub format: Option<LogFormat>,
+    /// Rows per batch.
+    pub batch_size: usize,
+}
+
+impl Default for TextOptions {
+    fn default() -> Self {
+        Self {
+            format: None,
+            batch_size: flowscope_record::DEFAULT_BATCH_SIZE,
+        }
+    }
+}
+
+/// Streams the records of one text input as batches of its format.
+///
+/// Gzip is recognised by its magic bytes, not the file name, and concatenated gzip members are
+/// read through. A header line (the S3 form) sets the format unless one was given. Bad lines are
+/// skipped and kept as [`Rejection`]s for the caller to drain with
+/// [`take_rejections`](Self::take_rejections); a read failure part way (a truncated gzip) first
+/// yields the records before it, then the error.
+pub struct TextReader {
+    name: String,
+    reader: Box<dyn BufRead + Send>,
+    decoder: TextDecoder,
+    fixed_format: bool,
+    header: Option<LogFormat>,
+    line: Vec<u8>,
+    line_no: u64,
+    /// The line in `line` was read while looking for a header and is still to be decoded.
+    pending: bool,
+    rejections: Vec<Rejection>,
+    rejected: u64,
+    records: u64,
+    bytes: u64,
+    failed: Option<Error>,
+    /// A batch of the previous format, finished when the format changed mid-stream.
+    ready: Option<RecordBatch>,
+    batch_size: usize,
+    done: bool,
+}
+
+impl TextReader {
+    /// Opens a file or standard input.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the file cannot be opened or its first line cannot be read.
+    pub fn open(input: &Input, options: &TextOptions) -> Result<Self> {
+        let name = input.name();
+        let raw: Box<dyn Read + Send> = match input {
+            Input::File(path) => Box::new(File::open(path).map_err(|e| Error::io(&name, e))?),
+            Input::Stdin => Box::new(io::stdin()),
+        };
+        Self::from_reader(name, raw, options)
+    }
+
+    /// Reads from any byte stream; `name` is used in messages.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the first line cannot be read.
+    pub fn from_reader(
+        name: impl Into<String>,
+        raw: impl Read + Send + 'static,
+        options: &TextOptions,
+    ) -> Result<Self> {
+        let name = name.into();
+        let mut buffered = BufReader::with_capacity(BUFFER, raw);
+        let is_gzip = buffered
+            .fill_buf()
+            .map_err(|e| Error::io(&name, e))?
+            .starts_with(&GZIP_MAGIC);
+        let reader: Box<dyn BufRead + Send> = if is_gzip {
+            Box::new(BufReader::with_capacity(
+                BUFFER,
+                MultiGzDecoder::new(buffered),
+            ))
+        } else {
+            Box::new(buffered)
+        };
+        let format = options.format.clone().unwrap_or_default();
+        let mut this = Self {
+            decoder: TextDecoder::new(format, options.batch_size),
+            fixed_format: options.format.is_some(),
+            name,
+            reader,
+            header: None,
+            line: Vec::with_capacity(1024),
+            line_no: 0,
+            pending: false,
+            rejections: Vec::new(),
+            rejected: 0,
+            records: 0,
+            bytes: 0,
+            failed: None,
+            ready: None,
+            batch_size: options.batch_size,
+            done: false,
+        };
+        this.read_header()?;
+        Ok(this)
+    }
+
+    /// Reads the first non-blank line: a header sets the format, anything else is data.
+    fn read_header(&mut self) -> Result<()> {
+        loop {
+            match self.read_line() {
+                Ok(LineRead::Eof) => {
+                    self.done = true;
+                    return Ok(());
+                }
+                Ok(LineRead::TooLong) => {
+                    self.reject(LineError::line(Reason::TooLong { max: MAX_LINE }));
+                    continue;
+                }
+                Ok(LineRead::Line) if is_blank(&self.line) => continue,
+                Ok(LineRead::Line) => break,
+                Err(e) => {
+                    return Err(Error::Truncated {
+                        path: self.name.clone(),
+                        line: 0,
+                        source: e,
+                    });
+                }
+            }
+        }
+        let header = std::str::from_utf8(&self.line)
+            .ok()
+            .and_then(LogFormat::from_header);
+        match header {
+            Some(format) => {
+                if !self.fixed_format {
+                    self.decoder = TextDecoder::new(format.clone(), self.batch_size);
+                } else if &format != self.decoder.format() {
+                    tracing::warn!(
+                        file = %self.name,
+                        header = %format.header(),
+                        "the file's header differs from the format given; decoding with the format given"
+                    );
+                }
+                self.header = Some(format);
+            }
+            None => self.pending = true,
+        }
+        Ok(())
+    }
+
+    /// The format records are decoded with.
+    pub fn format(&self) -> &LogFormat {
+        self.decoder.format()
+    }
+
+    /// The format named by the file's header line, if it had one.
+    pub fn header(&self) -> Option<&LogFormat> {
+        self.header.as_ref()
+    }
+
+    /// The input's name in messages.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Records decoded so far.
+    pub fn records(&self) -> u64 {
+        self.records
+    }
+
+    /// Lines rejected so far.
+    pub fn rejected(&self) -> u64 {
+        self.rejected
+    }
+
+    /// Uncompressed bytes read so far.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// Takes the rejections gathered since the last call.
+    pub fn take_rejections(&mut self) -> Vec<Rejection> {
+        std::mem::take(&mut self.rejections)
+    }
+
+    /// The next batch, `Ok(None)` at the end.
+    ///
+    /// # Errors
+    /// [`Error::Truncated`] when the input breaks off; the records before the break have been
+    /// returned already.
+    pub fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
+        if let Some(error) = self.failed.take() {
+            return Err(error);
+        }
+        loop {
+            if let Some(batch) = self.ready.take() {
+                return Ok(Some(batch));
+            }
+            if self.decoder.is_full() || self.done {
+                return Ok(self.flush());
+            }
+            if self.pending {
+                self.pending = false;
+                self.decode_current();
+                continue;
+            }
+            match self.read_line() {
+                Ok(LineRead::Line) => self.decode_current(),
+                Ok(LineRead::TooLong) => {
+                    self.reject(LineError::line(Reason::TooLong { max: MAX_LINE }));
+                }
+                Ok(LineRead::Eof) => self.done = true,
+                Err(source) => {
+                    self.done = true;
+                    let error = Error::Truncated {
+                        path: self.name.clone(),
+                        line: self.line_no,
+                        source,
+                    };
+                    if self.decoder.buffered_rows() == 0 {
+                        return Err(error);
+                    }
+                    self.failed = Some(error);
+                    return Ok(self.flush());
+                }
+            }
+        }
+    }
+
+    fn flush(&mut self) -> Option<RecordBatch> {
+        let batch = self.decoder.flush()?;
+        self.records += batch.num_rows() as u64;
+        Some(batch)
+    }
+
+    /// Decodes the line in `self.line`. A repeated header (concatenated files) is skipped, and a
+    /// different one switches the format when none was fixed by the caller.
+    fn decode_current(&mut self) {
+        if is_blank(&self.line) {
+            return;
+        }
+        let Err(error) = self.decoder.decode_line(&self.line) else {
+            return;
+        };
+        let header = std::str::from_utf8(&self.line)
+            .ok()
+            .and_then(LogFormat::from_header);
+        match header {
+            Some(format) if &format == self.decoder.format() => {}
+            Some(format) if !self.fixed_format => {
+                // The rows of the old format go out first, as their own batch.
+                self.ready = self.flush();
+                self.decoder = TextDecoder::new(format, self.batch_size);
+            }
+            _ => self.reject(error),
+        }
+    }
+
+    fn reject(&mut self, error: LineError) {
+        self.rejected += 1;
+        self.rejections.push(Rejection {
+            file: self.name.clone(),
+            line: self.line_no,
+            error,
+        });
+    }
+
+    /// Reads the next line into `self.line` without its newline, refusing to buffer more than
+    /// [`MAX_LINE`] bytes of one line.
+    fn read_line(&mut self) -> io::Result<LineRead> {
+        self.line.clear();
+        let mut too_long = false;
+        let mut any = false;
+        loop {
+            let available = self.reader.fill_buf()?;
+            if available.is_empty() {
+                if !any {
+                    return Ok(LineRead::Eof);
+                }
+                break;
+            }
+            any = true;
+            let (chunk, found) = match memchr::memchr(b'\n', available) {
+                Some(i) => (&available[..i], Some(i + 1)),
+                None => (available, None),
+            };
+            if !too_long {
+                if self.line.len() + chunk.len() > MAX_LINE {
+                    too_long = true;
+                    self.line.clear();
+                } else {
+                    self.line.extend_from_slice(chunk);
+                }
+            }
+            let consumed = found.unwrap_or(available.len());
+            self.bytes += consumed as u64;
+            self.reader.consume(consumed);
+            if found.is_some() {
+                break;
+            }
+        }
+        self.line_no += 1;
+        Ok(if too_long {
+            LineRead::TooLong
+        } else {
+            LineRead::Line
+        })
+    }
+}
+
+enum LineRead {
+    Line,
+    TooLong,
+    Eof,
+}
+
+fn is_blank(line: &[u8]) -> bool {
+    line.iter().all(|b| b.is_ascii_whitespace())
+}
+
+impl Iterator for TextReader {
+    type Item = Result<RecordBatch>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.next_batch().transpose()
+    }
+}

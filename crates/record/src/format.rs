@@ -1,0 +1,311 @@
+//! Log formats: which fields a record carries, in which order.
+
+use std::fmt;
+use std::sync::Arc;
+
+use arrow_schema::{Field, Schema, SchemaRef};
+
+use crate::error::{Error, Result};
+use crate::field::{self, FIELDS, FieldSpec};
+
+/// The AWS default format, version 2.
+pub const DEFAULT_FORMAT: &str = "${version} ${account-id} ${interface-id} ${srcaddr} ${dstaddr} \
+${srcport} ${dstport} ${protocol} ${packets} ${bytes} ${start} ${end} ${action} ${log-status}";
+
+/// An ordered list of flow log fields, as given to `create-flow-logs --log-format`.
+///
+/// A format is parsed from the `${field} ${field}` syntax AWS accepts, or recognised from the
+/// header line AWS writes at the top of every S3 text file. Field order is the user's: records are
+/// written, and columns appear, in exactly that order.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct LogFormat {
+    fields: Arc<[&'static FieldSpec]>,
+}
+
+impl LogFormat {
+    /// The AWS default format (14 version-2 fields).
+    pub fn default_format() -> Self {
+        Self::from_fields(FIELDS[..14].iter()).expect("the default fields are distinct")
+    }
+
+    /// Every field in AWS's table order.
+    pub fn all_fields() -> Self {
+        Self::from_fields(FIELDS.iter()).expect("the registry has distinct fields")
+    }
+
+    /// Parses a `${field} ${field} ...` format string.
+    ///
+    /// As a convenience, a plain space-separated list of field names (the S3 header form) is
+    /// accepted too.
+    ///
+    /// # Errors
+    /// [`Error::Format`] for an empty format, a malformed `${...}` token, an unknown field (with
+    /// the closest real name suggested) or a field given twice.
+    pub fn parse(text: &str) -> Result<Self> {
+        let text = text.trim();
+        if text.is_empty() {
+            return Err(Error::Format {
+                reason: "a log format needs at least one field".into(),
+            });
+        }
+        let templated = text.contains("${");
+        let mut fields = Vec::new();
+        for token in text.split_ascii_whitespace() {
+            let name = if templated {
+                token
+                    .strip_prefix("${")
+                    .and_then(|t| t.strip_suffix('}'))
+                    .ok_or_else(|| Error::Format {
+                        reason: format!(
+                            "`{token}` is not of the form ${{field}}; fields are written as \
+                             ${{field-name}} separated by single spaces"
+                        ),
+                    })?
+            } else {
+                token
+            };
+            let spec = field::lookup(name).ok_or_else(|| unknown_field(name))?;
+            fields.push(spec);
+        }
+        Self::from_fields(fields)
+    }
+
+    /// Recognises an S3 header line (`version account-id interface-id ...`).
+    ///
+    /// Returns `None` when any token is not a field name: the line is then a record, not a header.
+    pub fn from_header(line: &str) -> Option<Self> {
+        let line = line.trim_end_matches(['\r', '\n']);
+        let mut fields = Vec::new();
+        for token in line.split_ascii_whitespace() {
+            fields.push(field::lookup(token)?);
+        }
+        if fields.is_empty() {
+            return None;
+        }
+        Self::from_fields(fields).ok()
+    }
+
+    /// Builds a format from field specs.
+    ///
+    /// # Errors
+    /// [`Error::Format`] when the list is empty or names a field twice.
+    pub fn from_fields(fields: impl IntoIterator<Item = &'static FieldSpec>) -> Result<Self> {
+        let fields: Vec<&'static FieldSpec> = fields.into_iter().collect();
+        if fields.is_empty() {
+            return Err(Error::Format {
+                reason: "a log format needs at least one field".into(),
+            });
+        }
+        for (i, f) in fields.iter().enumerate() {
+            if fields[..i].iter().any(|g| g.name == f.name) {
+                return Err(Error::Format {
+                    reason: format!("field `{}` appears twice", f.name),
+                });
+            }
+        }
+        Ok(Self {
+            fields: fields.into(),
+        })
+    }
+
+    /// Builds a format from Arrow column names (or field names).
+    ///
+    /// # Errors
+    /// [`Error::Format`] when a column is not a flow log field or appears twice.
+    pub fn from_columns<'a>(columns: impl IntoIterator<Item = &'a str>) -> Result<Self> {
+        let mut fields = Vec::new();
+        for column in columns {
+            fields.push(field::lookup(column).ok_or_else(|| unknown_field(column))?);
+        }
+        Self::from_fields(fields)
+    }
+
+    /// The fields, in record order.
+    pub fn fields(&self) -> &[&'static FieldSpec] {
+        &self.fields
+    }
+
+    /// The number of fields in a record.
+    pub fn len(&self) -> usize {
+        self.fields.len()
+    }
+
+    /// Always false: a format has at least one field.
+    pub fn is_empty(&self) -> bool {
+        self.fields.is_empty()
+    }
+
+    /// The position of a field (by text or column name) in this format.
+    pub fn position(&self, name: &str) -> Option<usize> {
+        self.fields
+            .iter()
+            .position(|f| f.name == name || f.column == name)
+    }
+
+    /// The `version` a record of this format carries: the highest version among its fields.
+    pub fn version(&self) -> u8 {
+        self.fields.iter().map(|f| f.version).max().unwrap_or(2)
+    }
+
+    /// The S3 header line for this format (field names separated by spaces, no newline).
+    pub fn header(&self) -> String {
+        let names: Vec<&str> = self.fields.iter().map(|f| f.name).collect();
+        names.join(" ")
+    }
+
+    /// The Arrow schema of a batch in this format: AWS column names and types, all nullable.
+    pub fn schema(&self) -> SchemaRef {
+        let fields: Vec<Field> = self
+            .fields
+            .iter()
+            .map(|f| Field::new(f.column, f.data_type(), true))
+            .collect();
+        Arc::new(Schema::new(fields))
+    }
+
+    /// A format holding this format's fields followed by any of `other`'s it lacks.
+    pub fn union(&self, other: &LogFormat) -> LogFormat {
+        let mut fields: Vec<&'static FieldSpec> = self.fields.to_vec();
+        for f in other.fields() {
+            if !fields.iter().any(|g| g.name == f.name) {
+                fields.push(f);
+            }
+        }
+        LogFormat {
+            fields: fields.into(),
+        }
+    }
+}
+
+impl Default for LogFormat {
+    fn default() -> Self {
+        Self::default_format()
+    }
+}
+
+impl fmt::Display for LogFormat {
+    /// Writes the `${field} ${field}` form the AWS CLI takes.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, field) in self.fields.iter().enumerate() {
+            if i > 0 {
+                f.write_str(" ")?;
+            }
+            write!(f, "${{{}}}", field.name)?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for LogFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "LogFormat({})", self.header())
+    }
+}
+
+impl std::str::FromStr for LogFormat {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        Self::parse(s)
+    }
+}
+
+fn unknown_field(name: &str) -> Error {
+    let hint = match field::suggest(name) {
+        Some(s) => format!("; did you mean `{s}`?"),
+        None => "; `flowscope fields` lists them".to_string(),
+    };
+    Error::Format {
+        reason: format!("unknown field `{name}`{hint}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_format_round_trips_through_display() {
+        let format = LogFormat::parse(DEFAULT_FORMAT).unwrap();
+        assert_eq!(format, LogFormat::default_format());
+        assert_eq!(format.to_string(), DEFAULT_FORMAT);
+        assert_eq!(format.version(), 2);
+        assert_eq!(
+            format.header(),
+            "version account-id interface-id srcaddr dstaddr srcport dstport protocol packets \
+             bytes start end action log-status"
+        );
+    }
+
+    #[test]
+    fn version_is_the_highest_field_version() {
+        assert_eq!(
+            LogFormat::parse("${version} ${vpc-id} ${region}")
+                .unwrap()
+                .version(),
+            4
+        );
+        assert_eq!(
+            LogFormat::parse("${srcaddr} ${flow-direction}")
+                .unwrap()
+                .version(),
+            5
+        );
+        assert_eq!(LogFormat::parse("${reject-reason}").unwrap().version(), 8);
+    }
+
+    #[test]
+    fn unknown_fields_get_a_suggestion() {
+        let err = LogFormat::parse("${version} ${srcadr}")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("unknown field `srcadr`; did you mean `srcaddr`?"),
+            "{err}"
+        );
+        let err = LogFormat::parse("${nonsense-field-name-here}")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("flowscope fields"), "{err}");
+    }
+
+    #[test]
+    fn malformed_and_duplicate_formats_are_rejected() {
+        assert!(LogFormat::parse("").is_err());
+        assert!(LogFormat::parse("${version} srcaddr").is_err());
+        assert!(LogFormat::parse("${version").is_err());
+        let err = LogFormat::parse("${srcaddr} ${srcaddr}")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("appears twice"), "{err}");
+    }
+
+    #[test]
+    fn header_lines_are_recognised_and_records_are_not() {
+        let header = "version vpc-id subnet-id instance-id interface-id account-id type srcaddr \
+                      dstaddr srcport dstport pkt-srcaddr pkt-dstaddr protocol bytes packets \
+                      start end action tcp-flags log-status\n";
+        let format = LogFormat::from_header(header).unwrap();
+        assert_eq!(format.len(), 21);
+        assert_eq!(format.position("bytes"), Some(14));
+        assert_eq!(format.version(), 3);
+        let record =
+            "2 123456789010 eni-1235b8ca123456789 - - - - - - - 1431280876 1431280934 - NODATA";
+        assert!(LogFormat::from_header(record).is_none());
+        assert!(LogFormat::from_header("").is_none());
+    }
+
+    #[test]
+    fn plain_name_lists_and_column_names_are_accepted() {
+        let a = LogFormat::parse("srcaddr dstaddr log_status").unwrap();
+        let b = LogFormat::parse("${srcaddr} ${dstaddr} ${log-status}").unwrap();
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn schema_uses_aws_column_names() {
+        let schema = LogFormat::default_format().schema();
+        assert_eq!(schema.field(1).name(), "account_id");
+        assert_eq!(schema.field(13).name(), "log_status");
+    }
+}
