@@ -14,7 +14,9 @@ use predicates::prelude::*;
 use pretty_assertions::assert_eq;
 
 fn testdata(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata").join(path)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../testdata")
+        .join(path)
 }
 
 const S3_FILE: &str = "aws/AWSLogs/123456789010/vpcflowlogs/us-east-1/2019/08/26/123456789010_vpcflowlogs_us-east-1_fl-1234abcd_20190826T1925Z_fe123456.log.gz";
@@ -40,9 +42,23 @@ fn aws_example_files_round_trip_byte_for_byte() {
         "encryption-status.log",
     ] {
         let path = testdata(&format!("aws/{name}"));
-        let output = flowscope().arg("convert").arg(&path).arg("--to").arg("text").output().unwrap();
-        assert!(output.status.success(), "{name}: {}", String::from_utf8_lossy(&output.stderr));
-        assert_eq!(String::from_utf8(output.stdout).unwrap(), fs::read_to_string(&path).unwrap(), "{name}");
+        let output = flowscope()
+            .arg("convert")
+            .arg(&path)
+            .arg("--to")
+            .arg("text")
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert_eq!(
+            String::from_utf8(output.stdout).unwrap(),
+            fs::read_to_string(&path).unwrap(),
+            "{name}"
+        );
     }
 }
 
@@ -51,20 +67,36 @@ fn gzipped_custom_format_s3_file_round_trips_to_gzip() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("copy.log.gz");
     flowscope()
-        .args(["convert", testdata(S3_FILE).to_str().unwrap(), "-o", out.to_str().unwrap()])
+        .args([
+            "convert",
+            testdata(S3_FILE).to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+        ])
         .assert()
         .success()
-        .stderr(predicate::str::contains("converted 8 records from 1 inputs; 0 lines rejected"));
+        .stderr(predicate::str::contains(
+            "converted 8 records from 1 inputs; 0 lines rejected",
+        ));
     let original = gunzip(&fs::read(testdata(S3_FILE)).unwrap());
     assert_eq!(gunzip(&fs::read(&out).unwrap()), original);
     assert!(original.starts_with(b"version vpc-id subnet-id"));
-    assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1, "no temporary file left behind");
+    assert_eq!(
+        fs::read_dir(dir.path()).unwrap().count(),
+        1,
+        "no temporary file left behind"
+    );
 }
 
 #[test]
 fn json_lines_use_column_names_numbers_and_nulls() {
     let output = flowscope()
-        .args(["convert", testdata("aws/default.log").to_str().unwrap(), "--to", "jsonl"])
+        .args([
+            "convert",
+            testdata("aws/default.log").to_str().unwrap(),
+            "--to",
+            "jsonl",
+        ])
         .output()
         .unwrap();
     assert!(output.status.success());
@@ -84,23 +116,41 @@ fn json_lines_use_column_names_numbers_and_nulls() {
 #[test]
 fn csv_has_a_header_row_and_integers() {
     let output = flowscope()
-        .args(["convert", testdata("aws/nat-gateway.log").to_str().unwrap(), "--to", "csv"])
+        .args([
+            "convert",
+            testdata("aws/nat-gateway.log").to_str().unwrap(),
+            "--to",
+            "csv",
+        ])
         .output()
         .unwrap();
     assert!(output.status.success());
     let text = String::from_utf8(output.stdout).unwrap();
     let mut lines = text.lines();
-    assert_eq!(lines.next(), Some("instance_id,interface_id,srcaddr,dstaddr,pkt_srcaddr,pkt_dstaddr"));
-    assert_eq!(lines.next(), Some(",eni-1235b8ca123456789,10.0.1.5,10.0.0.220,10.0.1.5,203.0.113.5"));
+    assert_eq!(
+        lines.next(),
+        Some("instance_id,interface_id,srcaddr,dstaddr,pkt_srcaddr,pkt_dstaddr")
+    );
+    assert_eq!(
+        lines.next(),
+        Some(",eni-1235b8ca123456789,10.0.1.5,10.0.0.220,10.0.1.5,203.0.113.5")
+    );
 
     let output = flowscope()
-        .args(["convert", testdata("aws/default.log").to_str().unwrap(), "--to", "csv"])
+        .args([
+            "convert",
+            testdata("aws/default.log").to_str().unwrap(),
+            "--to",
+            "csv",
+        ])
         .output()
         .unwrap();
     let text = String::from_utf8(output.stdout).unwrap();
     assert_eq!(
         text.lines().nth(1),
-        Some("2,123456789010,eni-1235b8ca123456789,172.31.16.139,172.31.16.21,20641,22,6,20,4249,1418530010,1418530070,ACCEPT,OK")
+        Some(
+            "2,123456789010,eni-1235b8ca123456789,172.31.16.139,172.31.16.21,20641,22,6,20,4249,1418530010,1418530070,ACCEPT,OK"
+        )
     );
 }
 
@@ -109,7 +159,13 @@ fn parquet_output_has_aws_names_and_types() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("flows.parquet");
     flowscope()
-        .args(["convert", testdata("aws/tcp-flags.log").to_str().unwrap(), "--to", "parquet", "-o"])
+        .args([
+            "convert",
+            testdata("aws/tcp-flags.log").to_str().unwrap(),
+            "--to",
+            "parquet",
+            "-o",
+        ])
         .arg(&out)
         .assert()
         .success();
@@ -123,7 +179,11 @@ fn parquet_output_has_aws_names_and_types() {
     assert_eq!(batch.num_rows(), 8);
     assert_eq!(schema.field(1).name(), "vpc_id");
     assert_eq!(schema.field(19).name(), "tcp_flags");
-    let flags: Vec<i32> = batch.column(19).as_primitive::<Int32Type>().values().to_vec();
+    let flags: Vec<i32> = batch
+        .column(19)
+        .as_primitive::<Int32Type>()
+        .values()
+        .to_vec();
     assert_eq!(flags, [2, 18, 2, 18, 1, 1, 3, 19]);
     let bytes = batch.column(14).as_primitive::<Int64Type>();
     assert_eq!(bytes.value(5), 23_294_588);
@@ -145,10 +205,15 @@ fn rejected_lines_are_reported_and_the_good_ones_kept() {
         format!("{name}:5: line: wrong field count: the format has 14 fields, the line 13"),
         format!("{name}:6: srcaddr: not an IPv4 or IPv6 address (`172.31.16.999`)"),
         format!("{name}:7: action: unknown action (expected ACCEPT or REJECT) (`ALLOW`)"),
-        format!("{name}:8: log-status: unknown log status (expected OK, NODATA or SKIPDATA) (`DONE`)"),
+        format!(
+            "{name}:8: log-status: unknown log status (expected OK, NODATA or SKIPDATA) (`DONE`)"
+        ),
         "converted 2 records from 1 inputs; 6 lines rejected; 0 inputs failed".to_string(),
     ] {
-        assert!(stderr.contains(&expected), "missing `{expected}` in:\n{stderr}");
+        assert!(
+            stderr.contains(&expected),
+            "missing `{expected}` in:\n{stderr}"
+        );
     }
 }
 
@@ -166,7 +231,11 @@ fn strict_stops_at_the_first_bad_line_and_leaves_no_output() {
         .code(2)
         .stderr(predicate::str::contains(":3: dstport: out of range"));
     assert!(!out.exists());
-    assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0, "no temporary file left behind");
+    assert_eq!(
+        fs::read_dir(dir.path()).unwrap().count(),
+        0,
+        "no temporary file left behind"
+    );
 }
 
 #[test]
@@ -182,7 +251,11 @@ fn reads_stdin_and_directories_of_mixed_formats() {
         .args(["convert", testdata("aws").to_str().unwrap(), "--to", "csv"])
         .output()
         .unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let text = String::from_utf8(output.stdout).unwrap();
     // 7 default + 4 encryption + 6 NAT + 2 service + 8 tcp-flags + 4 TGW + 8 in the S3 tree.
     assert_eq!(text.lines().count(), 1 + 39);
@@ -190,8 +263,18 @@ fn reads_stdin_and_directories_of_mixed_formats() {
     // first, then each file adds the fields it brings.
     let header: Vec<&str> = text.lines().next().unwrap().split(',').collect();
     assert_eq!(header[..3], ["version", "vpc_id", "subnet_id"]);
-    for column in ["account_id", "log_status", "encryption_status", "traffic_path", "sublocation_id"] {
-        assert_eq!(header.iter().filter(|c| **c == column).count(), 1, "{column} once");
+    for column in [
+        "account_id",
+        "log_status",
+        "encryption_status",
+        "traffic_path",
+        "sublocation_id",
+    ] {
+        assert_eq!(
+            header.iter().filter(|c| **c == column).count(),
+            1,
+            "{column} once"
+        );
     }
     assert_eq!(header.len(), 30);
 }
@@ -201,7 +284,11 @@ fn a_truncated_gzip_keeps_what_came_before_and_exits_1() {
     let dir = tempfile::tempdir().unwrap();
     let mut text = String::from("srcaddr dstaddr action\n");
     for i in 0..200_000u32 {
-        text.push_str(&format!("10.0.{}.{} 10.1.0.1 ACCEPT\n", (i >> 8) & 255, i & 255));
+        text.push_str(&format!(
+            "10.0.{}.{} 10.1.0.1 ACCEPT\n",
+            (i >> 8) & 255,
+            i & 255
+        ));
     }
     let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     encoder.write_all(text.as_bytes()).unwrap();
@@ -211,7 +298,10 @@ fn a_truncated_gzip_keeps_what_came_before_and_exits_1() {
     let output = flowscope().arg("convert").arg(&path).output().unwrap();
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8(output.stderr).unwrap();
-    assert!(stderr.contains(&format!("{}: read failed after line", path.display())), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{}: read failed after line", path.display())),
+        "{stderr}"
+    );
     assert!(stderr.contains("1 inputs failed"), "{stderr}");
     let kept = String::from_utf8(output.stdout).unwrap().lines().count() - 1;
     assert!(kept > 50_000 && kept < 200_000, "kept {kept}");
@@ -224,7 +314,9 @@ fn an_unknown_format_field_gets_a_suggestion() {
         .write_stdin("")
         .assert()
         .code(1)
-        .stderr(predicate::str::contains("unknown field `srcadr`; did you mean `srcaddr`?"));
+        .stderr(predicate::str::contains(
+            "unknown field `srcadr`; did you mean `srcaddr`?",
+        ));
 }
 
 #[test]
@@ -239,13 +331,21 @@ fn a_closed_pipe_is_not_an_error() {
     let mut stdin = child.stdin.take().unwrap();
     let writer = std::thread::spawn(move || {
         for _ in 0..2_000 {
-            if stdin.write_all("10.0.0.1 ACCEPT\n".repeat(1_000).as_bytes()).is_err() {
+            if stdin
+                .write_all("10.0.0.1 ACCEPT\n".repeat(1_000).as_bytes())
+                .is_err()
+            {
                 break;
             }
         }
     });
     let mut first = [0u8; 16];
-    child.stdout.as_mut().unwrap().read_exact(&mut first).unwrap();
+    child
+        .stdout
+        .as_mut()
+        .unwrap()
+        .read_exact(&mut first)
+        .unwrap();
     drop(child.stdout.take());
     let status = child.wait().unwrap();
     writer.join().unwrap();
@@ -259,5 +359,7 @@ fn fields_lists_the_registry() {
         .args(["fields", "--max-version", "2"])
         .assert()
         .success()
-        .stdout(predicate::str::contains("log-status").and(predicate::str::contains("vpc-id").not()));
+        .stdout(
+            predicate::str::contains("log-status").and(predicate::str::contains("vpc-id").not()),
+        );
 }

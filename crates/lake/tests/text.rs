@@ -42,7 +42,10 @@ fn reader(name: &str, bytes: Vec<u8>, options: &TextOptions) -> TextReader {
 fn header_decides_format_and_no_header_means_default() {
     let custom = "srcaddr dstaddr action\n10.0.0.1 10.0.0.2 ACCEPT\n";
     let mut r = reader("custom.log", custom.into(), &TextOptions::default());
-    assert_eq!(r.format(), &LogFormat::parse("${srcaddr} ${dstaddr} ${action}").unwrap());
+    assert_eq!(
+        r.format(),
+        &LogFormat::parse("${srcaddr} ${dstaddr} ${action}").unwrap()
+    );
     assert!(r.header().is_some());
     assert_eq!(rows(&read_all(&mut r).0), 1);
 
@@ -55,7 +58,11 @@ fn header_decides_format_and_no_header_means_default() {
 #[test]
 fn gzip_is_recognised_by_content_not_name() {
     let body = format!("{HEADER}{GOOD}{GOOD}");
-    let mut r = reader("misnamed.log", gzip(body.as_bytes()), &TextOptions::default());
+    let mut r = reader(
+        "misnamed.log",
+        gzip(body.as_bytes()),
+        &TextOptions::default(),
+    );
     assert_eq!(rows(&read_all(&mut r).0), 2);
     assert_eq!(r.rejected(), 0);
 }
@@ -67,17 +74,29 @@ fn truncated_gzip_keeps_the_records_before_the_break() {
     Synth::new(3).write_lines(&format, 50_000, &mut text);
     let compressed = gzip(&text);
     let cut = compressed[..compressed.len() / 2].to_vec();
-    let options = TextOptions { batch_size: 1024, ..TextOptions::default() };
+    let options = TextOptions {
+        batch_size: 1024,
+        ..TextOptions::default()
+    };
     let mut r = reader("half.log.gz", cut, &options);
     let (batches, error) = read_all(&mut r);
     let error = error.expect("a truncated file is an error");
     let message = error.to_string();
-    assert!(message.starts_with("half.log.gz: read failed after line "), "{message}");
+    assert!(
+        message.starts_with("half.log.gz: read failed after line "),
+        "{message}"
+    );
     let kept = rows(&batches);
     assert!(kept > 10_000 && kept < 50_000, "kept {kept}");
-    assert_eq!(r.rejected(), 0, "the cut line is not counted as a bad record");
+    assert_eq!(
+        r.rejected(),
+        0,
+        "the cut line is not counted as a bad record"
+    );
     // What was kept is exactly the start of the file.
-    let Error::Truncated { line, .. } = error else { panic!("{error:?}") };
+    let Error::Truncated { line, .. } = error else {
+        panic!("{error:?}")
+    };
     assert!(kept as u64 <= line);
 }
 
@@ -99,7 +118,10 @@ fn concatenated_files_with_different_headers_switch_format() {
 #[test]
 fn a_given_format_wins_and_the_header_is_skipped() {
     let body = format!("{HEADER}{GOOD}");
-    let options = TextOptions { format: Some(LogFormat::default_format()), ..TextOptions::default() };
+    let options = TextOptions {
+        format: Some(LogFormat::default_format()),
+        ..TextOptions::default()
+    };
     let mut r = reader("x.log", body.into(), &options);
     assert_eq!(rows(&read_all(&mut r).0), 1);
     assert_eq!(r.rejected(), 0);
@@ -108,20 +130,32 @@ fn a_given_format_wins_and_the_header_is_skipped() {
 #[test]
 fn bad_lines_are_located_counted_and_the_rest_kept() {
     let long = "9".repeat(MAX_LINE + 10);
-    let body = format!("{HEADER}{GOOD}\n{long}\n{}{GOOD}garbage\n", GOOD.replace(" 22 ", " 99999 "));
+    let body = format!(
+        "{HEADER}{GOOD}\n{long}\n{}{GOOD}garbage\n",
+        GOOD.replace(" 22 ", " 99999 ")
+    );
     let mut r = reader("bad.log", body.into(), &TextOptions::default());
     let (batches, error) = read_all(&mut r);
     assert!(error.is_none());
     assert_eq!(rows(&batches), 2);
     assert_eq!(r.rejected(), 3);
     let rejections = r.take_rejections();
-    let located: Vec<(u64, Reason)> = rejections.iter().map(|r| (r.line, r.error.reason.clone())).collect();
+    let located: Vec<(u64, Reason)> = rejections
+        .iter()
+        .map(|r| (r.line, r.error.reason.clone()))
+        .collect();
     assert_eq!(
         located,
         [
             (4, Reason::TooLong { max: MAX_LINE }),
             (5, Reason::OutOfRange { max: 65535 }),
-            (7, Reason::FieldCount { expected: 14, found: 1 }),
+            (
+                7,
+                Reason::FieldCount {
+                    expected: 14,
+                    found: 1
+                }
+            ),
         ]
     );
     assert_eq!(
@@ -134,9 +168,12 @@ fn bad_lines_are_located_counted_and_the_rest_kept() {
 fn empty_and_missing_files() {
     let mut r = reader("empty.log", Vec::new(), &TextOptions::default());
     assert_eq!(rows(&read_all(&mut r).0), 0);
-    let err = TextReader::open(&Input::File("/nonexistent/x.log".into()), &TextOptions::default())
-        .err()
-        .unwrap()
-        .to_string();
+    let err = TextReader::open(
+        &Input::File("/nonexistent/x.log".into()),
+        &TextOptions::default(),
+    )
+    .err()
+    .unwrap()
+    .to_string();
     assert!(err.starts_with("/nonexistent/x.log: "), "{err}");
 }

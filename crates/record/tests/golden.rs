@@ -25,7 +25,13 @@ fn value(batch: &RecordBatch, column: usize) -> V {
     match array.data_type() {
         DataType::Int32 => I(i64::from(array.as_primitive::<Int32Type>().value(0))),
         DataType::Int64 => I(array.as_primitive::<Int64Type>().value(0)),
-        DataType::Utf8 => S(Box::leak(array.as_string::<i32>().value(0).to_string().into_boxed_str())),
+        DataType::Utf8 => S(Box::leak(
+            array
+                .as_string::<i32>()
+                .value(0)
+                .to_string()
+                .into_boxed_str(),
+        )),
         other => panic!("unexpected type {other}"),
     }
 }
@@ -35,7 +41,9 @@ fn check(format: &str, line: &str, expected: &[V]) {
     let format = LogFormat::parse(format).unwrap();
     assert_eq!(format.len(), expected.len(), "the test lists every field");
     let mut decoder = TextDecoder::new(format.clone(), 8);
-    decoder.decode_line(line.as_bytes()).unwrap_or_else(|e| panic!("{line}: {e}"));
+    decoder
+        .decode_line(line.as_bytes())
+        .unwrap_or_else(|e| panic!("{line}: {e}"));
     let batch = decoder.flush().unwrap();
     for (i, (field, want)) in format.fields().iter().zip(expected).enumerate() {
         assert_eq!(&value(&batch, i), want, "field {} of {line}", field.name);
@@ -43,12 +51,16 @@ fn check(format: &str, line: &str, expected: &[V]) {
     let mut out = Vec::new();
     write_lines(&batch, &format, &mut out).unwrap();
     let normalised: Vec<&str> = line.split(' ').filter(|t| !t.is_empty()).collect();
-    assert_eq!(String::from_utf8(out).unwrap(), format!("{}\n", normalised.join(" ")));
+    assert_eq!(
+        String::from_utf8(out).unwrap(),
+        format!("{}\n", normalised.join(" "))
+    );
 }
 
 const DEFAULT: &str = flowscope_record::DEFAULT_FORMAT;
 
 #[test]
+#[rustfmt::skip]
 fn default_format_examples() {
     let a = "123456789010";
     let eni = "eni-1235b8ca123456789";
@@ -92,6 +104,8 @@ fn default_format_examples() {
 const TCP_FLAGS: &str = "version vpc-id subnet-id instance-id interface-id account-id type srcaddr dstaddr srcport dstport pkt-srcaddr pkt-dstaddr protocol bytes packets start end action tcp-flags log-status";
 
 /// The fields that vary in the TCP flag sequence; the rest are the same on every line.
+#[rustfmt::skip]
+#[allow(clippy::too_many_arguments)]
 fn tcp(src: &'static str, dst: &'static str, sport: i64, dport: i64, bytes: i64, packets: i64, start: i64, end: i64, flags: i64) -> Vec<V> {
     vec![
         I(3), S("vpc-abcdefab012345678"), S("subnet-aaaaaaaa012345678"), S("i-01234567890123456"),
@@ -101,6 +115,7 @@ fn tcp(src: &'static str, dst: &'static str, sport: i64, dport: i64, bytes: i64,
 }
 
 #[test]
+#[rustfmt::skip]
 fn tcp_flag_sequence_examples() {
     let (c, s) = ("52.213.180.42", "10.0.0.62");
     let p = "3 vpc-abcdefab012345678 subnet-aaaaaaaa012345678 i-01234567890123456 eni-1235b8ca123456789 123456789010 IPv4";
@@ -121,6 +136,7 @@ fn tcp_flag_sequence_examples() {
 }
 
 #[test]
+#[rustfmt::skip]
 fn nat_gateway_examples() {
     let f = "instance-id interface-id srcaddr dstaddr pkt-srcaddr pkt-dstaddr";
     let nat = "eni-1235b8ca123456789";
@@ -135,6 +151,7 @@ fn nat_gateway_examples() {
 }
 
 #[test]
+#[rustfmt::skip]
 fn transit_gateway_examples() {
     let f = "version interface-id account-id vpc-id subnet-id instance-id srcaddr dstaddr srcport dstport protocol tcp-flags type pkt-srcaddr pkt-dstaddr action log-status";
     let (a, vpc) = ("123456789010", "vpc-abcdefab012345678");
@@ -161,6 +178,7 @@ fn transit_gateway_examples() {
 }
 
 #[test]
+#[rustfmt::skip]
 fn service_name_traffic_path_and_direction_examples() {
     let f = "version srcaddr dstaddr srcport dstport protocol start end type packets bytes account-id vpc-id subnet-id instance-id interface-id region az-id sublocation-type sublocation-id action tcp-flags pkt-srcaddr pkt-dstaddr pkt-src-aws-service pkt-dst-aws-service traffic-path flow-direction log-status";
     assert_eq!(LogFormat::parse(f).unwrap().version(), 5);
@@ -186,6 +204,7 @@ fn service_name_traffic_path_and_direction_examples() {
 }
 
 #[test]
+#[rustfmt::skip]
 fn encryption_status_examples_with_header() {
     let header = "flow-direction traffic-path srcaddr dstaddr srcport dstport encryption-status";
     let format = LogFormat::from_header(header).expect("an S3 header line");

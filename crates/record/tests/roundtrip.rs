@@ -16,7 +16,9 @@ fn value(field: &'static FieldSpec) -> BoxedStrategy<String> {
             any::<u128>().prop_map(|v| Ipv6Addr::from(v).to_string()),
         ]
         .boxed(),
-        FieldKind::Action => prop_oneof![Just("ACCEPT".to_string()), Just("REJECT".to_string())].boxed(),
+        FieldKind::Action => {
+            prop_oneof![Just("ACCEPT".to_string()), Just("REJECT".to_string())].boxed()
+        }
         FieldKind::LogStatus => prop_oneof![
             Just("OK".to_string()),
             Just("NODATA".to_string()),
@@ -35,7 +37,11 @@ fn format_and_lines() -> impl Strategy<Value = (LogFormat, Vec<String>)> {
         .prop_shuffle()
         .prop_flat_map(|fields| {
             let format = LogFormat::from_fields(fields.clone()).unwrap();
-            let line = fields.into_iter().map(value).collect::<Vec<_>>().prop_map(|v| v.join(" "));
+            let line = fields
+                .into_iter()
+                .map(value)
+                .collect::<Vec<_>>()
+                .prop_map(|v| v.join(" "));
             (Just(format), prop::collection::vec(line, 1..20))
         })
 }
