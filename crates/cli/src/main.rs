@@ -20,6 +20,8 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     Convert(commands::convert::Args),
+    Ingest(commands::ingest::Args),
+    Lake(commands::lake::Args),
     Fields(commands::fields::Args),
 }
 
@@ -46,6 +48,8 @@ fn main() -> ExitCode {
         .init();
     let result = match cli.command {
         Command::Convert(args) => commands::convert::run(args),
+        Command::Ingest(args) => commands::ingest::run(args),
+        Command::Lake(args) => commands::lake::run(args),
         Command::Fields(args) => commands::fields::run(args),
     };
     match result {

@@ -46,12 +46,23 @@ pub fn is_flow_log_name(path: &Path) -> bool {
     name.ends_with(".log") || name.ends_with(".txt")
 }
 
+/// Whether a file found while walking a directory is an AWS Parquet flow log (`.parquet`).
+pub fn is_parquet_name(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e == "parquet")
+        && !path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with('.'))
+}
+
 /// Expands command-line arguments into inputs: `-` is standard input, a directory is walked
-/// recursively (in name order), anything else is a file.
+/// recursively (in name order), a pattern with `*`, `?` or `[` that names no file is a glob,
+/// anything else is a file. Walks take text flow logs, and Parquet files too when `parquet`.
 ///
 /// # Errors
-/// [`Error::Io`] naming the argument when it does not exist or a directory cannot be listed.
-pub fn expand(args: &[impl AsRef<str>]) -> Result<Vec<Input>> {
+/// [`Error::Io`] naming the argument when it does not exist, a glob matches nothing, or a
+/// directory cannot be listed.
+pub fn expand_with(args: &[impl AsRef<str>], parquet: bool) -> Result<Vec<Input>> {
     let mut inputs = Vec::new();
     for arg in args {
         let arg = arg.as_ref();
@@ -60,9 +71,23 @@ pub fn expand(args: &[impl AsRef<str>]) -> Result<Vec<Input>> {
             continue;
         }
         let path = PathBuf::from(arg);
-        let meta = fs::metadata(&path).map_err(|e| Error::io(arg, e))?;
+        let meta = match fs::metadata(&path) {
+            Ok(meta) => meta,
+            Err(e) if arg.contains(['*', '?', '[']) && e.kind() == std::io::ErrorKind::NotFound => {
+                let before = inputs.len();
+                glob_into(arg, parquet, &mut inputs)?;
+                if inputs.len() == before {
+                    return Err(Error::io(
+                        arg,
+                        std::io::Error::new(e.kind(), "no file matches"),
+                    ));
+                }
+                continue;
+            }
+            Err(e) => return Err(Error::io(arg, e)),
+        };
         if meta.is_dir() {
-            walk(&path, &mut inputs)?;
+            walk(&path, parquet, &mut inputs)?;
         } else {
             inputs.push(Input::File(path));
         }
@@ -70,7 +95,33 @@ pub fn expand(args: &[impl AsRef<str>]) -> Result<Vec<Input>> {
     Ok(inputs)
 }
 
-fn walk(dir: &Path, inputs: &mut Vec<Input>) -> Result<()> {
+/// [`expand_with`] for text flow logs only.
+///
+/// # Errors
+/// As [`expand_with`].
+pub fn expand(args: &[impl AsRef<str>]) -> Result<Vec<Input>> {
+    expand_with(args, false)
+}
+
+fn glob_into(pattern: &str, parquet: bool, inputs: &mut Vec<Input>) -> Result<()> {
+    let bad = |e: glob::PatternError| {
+        Error::io(
+            pattern,
+            std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()),
+        )
+    };
+    for entry in glob::glob(pattern).map_err(bad)? {
+        let path = entry.map_err(|e| Error::io(pattern, e.into()))?;
+        if path.is_dir() {
+            walk(&path, parquet, inputs)?;
+        } else {
+            inputs.push(Input::File(path));
+        }
+    }
+    Ok(())
+}
+
+fn walk(dir: &Path, parquet: bool, inputs: &mut Vec<Input>) -> Result<()> {
     let listing = |e| Error::io(dir.display().to_string(), e);
     let mut entries = Vec::new();
     for entry in fs::read_dir(dir).map_err(listing)? {
@@ -80,8 +131,8 @@ fn walk(dir: &Path, inputs: &mut Vec<Input>) -> Result<()> {
     for path in entries {
         let meta = fs::metadata(&path).map_err(|e| Error::io(path.display().to_string(), e))?;
         if meta.is_dir() {
-            walk(&path, inputs)?;
-        } else if is_flow_log_name(&path) {
+            walk(&path, parquet, inputs)?;
+        } else if is_flow_log_name(&path) || (parquet && is_parquet_name(&path)) {
             inputs.push(Input::File(path));
         } else {
             tracing::debug!(path = %path.display(), "not a flow log file name; skipped");
@@ -125,6 +176,23 @@ mod tests {
             })
             .collect();
         assert_eq!(names, ["a.log", "b/c/z.log.gz", "b/y.txt", "-"]);
+    }
+
+    #[test]
+    fn globs_expand_and_must_match() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["a.log.gz", "b.log.gz", "c.txt"] {
+            fs::write(dir.path().join(name), "").unwrap();
+        }
+        let pattern = format!("{}/*.log.gz", dir.path().display());
+        assert_eq!(expand(&[pattern.as_str()]).unwrap().len(), 2);
+        let none = format!("{}/*.nothing", dir.path().display());
+        assert!(
+            expand(&[none.as_str()])
+                .unwrap_err()
+                .to_string()
+                .contains("no file matches")
+        );
     }
 
     #[test]

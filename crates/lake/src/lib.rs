@@ -10,12 +10,18 @@
 
 mod atomic;
 mod error;
+pub mod info;
+pub mod ingest;
 pub mod input;
+pub mod layout;
+pub mod partition;
 pub mod sink;
+mod store;
 mod text;
 
 pub use atomic::AtomicFile;
 pub use error::{Error, Result};
 pub use input::Input;
 pub use sink::{Destination, OutputKind, RecordSink, SinkOptions};
+pub use store::{Commit, Lake, SourceEntry, SourceIdentity};
 pub use text::{MAX_LINE, TextOptions, TextReader};

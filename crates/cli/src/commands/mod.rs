@@ -2,3 +2,5 @@
 
 pub mod convert;
 pub mod fields;
+pub mod ingest;
+pub mod lake;

@@ -1,0 +1,161 @@
+//! `flowscope ingest`: flow log files into the Parquet lake.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use flowscope_lake::ingest::{self, IngestObserver, IngestOptions};
+use flowscope_lake::{Error, Lake, TextOptions, input};
+use flowscope_record::{LogFormat, Rejection};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::Outcome;
+
+/// Rejected lines printed before the rest are only counted.
+const SHOWN_REJECTIONS: u64 = 100;
+
+/// Ingest flow log files into a Parquet lake (hive-partitioned by hour, AWS column names).
+///
+/// Reads AWS text files (.log, .log.gz; each file's header line decides its format) and AWS
+/// Parquet files, from files, directories (recursively) and globs. Ingesting the same file
+/// again adds nothing; an interrupted ingest leaves the lake as it was or complete, and the next
+/// run finishes the work. Exit status 1 when a file could not be read in full (its good records
+/// are kept).
+#[derive(clap::Args)]
+pub struct Args {
+    /// Files, directories or globs ('logs/**/*.log.gz').
+    #[arg(required = true, value_name = "SRC")]
+    sources: Vec<String>,
+
+    /// The lake folder (created if missing).
+    #[arg(long, value_name = "DIR")]
+    lake: PathBuf,
+
+    /// The log format of files without a header line (default: the AWS default format).
+    #[arg(long, value_name = "FORMAT")]
+    format: Option<String>,
+
+    /// Worker threads (default: one per core).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    threads: usize,
+
+    /// Rows buffered before they are written (bounds memory, about 300 bytes a row).
+    #[arg(long, value_name = "ROWS", default_value_t = 1 << 20, hide = true)]
+    buffer_rows: usize,
+
+    /// No progress bar, no rejected-line messages; the summary line only.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+struct Progress {
+    bar: ProgressBar,
+    quiet: bool,
+    records: AtomicU64,
+    bytes: AtomicU64,
+    shown: AtomicU64,
+    start: Instant,
+}
+
+impl Progress {
+    fn message(&self) {
+        let records = self.records.load(Ordering::Relaxed);
+        let mb = self.bytes.load(Ordering::Relaxed) as f64 / 1e6;
+        let rate = records as f64 / self.start.elapsed().as_secs_f64().max(1e-3);
+        self.bar.set_message(format!(
+            "{records} records, {mb:.1} MB, {rate:.0} records/s"
+        ));
+    }
+
+    fn say(&self, text: String) {
+        if self.bar.is_hidden() {
+            eprintln!("{text}");
+        } else {
+            self.bar.println(text);
+        }
+    }
+}
+
+impl IngestObserver for Progress {
+    fn records(&self, rows: u64) {
+        self.records.fetch_add(rows, Ordering::Relaxed);
+        self.message();
+    }
+
+    fn source_done(&self, _key: &str, bytes: u64, _skipped: bool) {
+        self.bytes.fetch_add(bytes, Ordering::Relaxed);
+        self.bar.inc(1);
+        self.message();
+    }
+
+    fn rejected(&self, rejection: &Rejection) {
+        if !self.quiet && self.shown.fetch_add(1, Ordering::Relaxed) < SHOWN_REJECTIONS {
+            self.say(rejection.to_string());
+        }
+    }
+
+    fn failed(&self, error: &Error) {
+        self.say(format!("flowscope: {error}"));
+    }
+}
+
+pub fn run(args: Args) -> anyhow::Result<Outcome> {
+    let format = args.format.as_deref().map(LogFormat::parse).transpose()?;
+    let inputs = input::expand_with(&args.sources, true)?;
+    let lake = Lake::open(&args.lake)?;
+    let draw = if args.quiet || !std::io::stderr().is_terminal() {
+        ProgressDrawTarget::hidden()
+    } else {
+        ProgressDrawTarget::stderr()
+    };
+    let bar = ProgressBar::with_draw_target(Some(inputs.len() as u64), draw);
+    bar.set_style(
+        ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} files  {msg}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    bar.enable_steady_tick(Duration::from_millis(200));
+    let progress = Progress {
+        bar,
+        quiet: args.quiet,
+        records: AtomicU64::new(0),
+        bytes: AtomicU64::new(0),
+        shown: AtomicU64::new(0),
+        start: Instant::now(),
+    };
+    let options = IngestOptions {
+        text: TextOptions {
+            format,
+            ..TextOptions::default()
+        },
+        threads: args.threads,
+        buffer_rows: args.buffer_rows.max(1),
+    };
+    let summary = ingest::ingest(&lake, &inputs, &options, &progress)?;
+    progress.bar.finish_and_clear();
+    let seconds = progress.start.elapsed().as_secs_f64();
+    let hidden = progress
+        .shown
+        .load(Ordering::Relaxed)
+        .saturating_sub(SHOWN_REJECTIONS);
+    if hidden > 0 && !args.quiet {
+        eprintln!("flowscope: {hidden} more rejected lines not shown");
+    }
+    eprintln!(
+        "flowscope: ingested {} records from {} files ({} already in the lake, {} failed); \
+         {} lines rejected; {:.1} MB in {seconds:.2} s ({:.0} records/s)",
+        summary.records,
+        summary.files,
+        summary.skipped,
+        summary.failed,
+        summary.rejected,
+        summary.bytes as f64 / 1e6,
+        summary.records as f64 / seconds.max(1e-3),
+    );
+    Ok(if summary.failed > 0 {
+        Outcome::Partial
+    } else {
+        Outcome::Success
+    })
+}

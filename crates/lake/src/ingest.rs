@@ -1,0 +1,507 @@
+//! Taking flow log files into the lake: in parallel, in bounded memory, exactly once.
+//!
+//! Worker threads each take a source, fingerprint it, skip it if the lake has it already, and
+//! decode it into lake-schema batches. One writer (the calling thread) buffers rows by hour
+//! partition and, once enough rows are buffered and no source is half in the buffer, writes them
+//! as one commit. A source is in the manifest only together with all of its rows, so a rerun
+//! after any failure neither loses nor duplicates records.
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::io::{self, Read};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+
+use arrow_array::{Array, ArrayRef, RecordBatch, RecordBatchReader, StringArray, new_null_array};
+use flowscope_record::{LogFormat, Rejection, canonical_schema, conform};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+use crate::error::{Error, Result};
+use crate::input::Input;
+use crate::layout::{self, AwsObject};
+use crate::partition::{Partition, PartitionBuffer, lake_schema};
+use crate::store::{Commit, Lake, SourceEntry, SourceIdentity, crash_point};
+use crate::text::{TextOptions, TextReader};
+
+/// How to ingest.
+#[derive(Debug, Clone)]
+pub struct IngestOptions {
+    /// Decoding options (a fixed format, batch size).
+    pub text: TextOptions,
+    /// Worker threads; 0 means one per core.
+    pub threads: usize,
+    /// Rows buffered before they are written out (bounds memory; about 300 bytes a row).
+    pub buffer_rows: usize,
+}
+
+impl Default for IngestOptions {
+    fn default() -> Self {
+        Self {
+            text: TextOptions::default(),
+            threads: 0,
+            buffer_rows: 1 << 20,
+        }
+    }
+}
+
+/// What an ingest did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IngestSummary {
+    /// Sources looked at.
+    pub files: u64,
+    /// Sources skipped because the lake has them already.
+    pub skipped: u64,
+    /// Sources that could not be read in full (their good records were kept).
+    pub failed: u64,
+    /// Records added.
+    pub records: u64,
+    /// Lines rejected.
+    pub rejected: u64,
+    /// Bytes of input read (as stored, compressed or not).
+    pub bytes: u64,
+    /// Commits made.
+    pub commits: u64,
+}
+
+/// Hears about an ingest as it goes; the CLI draws its progress bar from it. Called from worker
+/// threads.
+pub trait IngestObserver: Sync {
+    /// `rows` records were decoded.
+    fn records(&self, _rows: u64) {}
+    /// A source was finished (`skipped` when the lake had it), `bytes` its size.
+    fn source_done(&self, _key: &str, _bytes: u64, _skipped: bool) {}
+    /// A line was rejected.
+    fn rejected(&self, _rejection: &Rejection) {}
+    /// A source could not be read in full.
+    fn failed(&self, _error: &Error) {}
+}
+
+/// An observer that ignores everything.
+pub struct Quiet;
+impl IngestObserver for Quiet {}
+
+/// Rows a worker gathers from one source before handing them to the writer.
+const CHUNK_ROWS: usize = 256 * 1024;
+
+enum Message {
+    Rows {
+        source: usize,
+        batches: Vec<RecordBatch>,
+        fallback: Partition,
+    },
+    Done {
+        source: usize,
+        entry: Option<SourceEntry>,
+    },
+}
+
+/// Ingests `inputs` into `lake`.
+///
+/// # Errors
+/// Only failures of the lake itself (writing files, committing); a bad source is reported to
+/// `observer`, counted, and skipped.
+pub fn ingest(
+    lake: &Lake,
+    inputs: &[Input],
+    options: &IngestOptions,
+    observer: &dyn IngestObserver,
+) -> Result<IngestSummary> {
+    let known = Mutex::new(lake.ingested()?);
+    let threads = match options.threads {
+        0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+        n => n,
+    }
+    .min(inputs.len().max(1));
+    let next = AtomicUsize::new(0);
+    let (sender, receiver) = mpsc::sync_channel::<Message>(threads * 2);
+    let mut summary = IngestSummary {
+        files: inputs.len() as u64,
+        ..IngestSummary::default()
+    };
+    let counters = Mutex::new((0u64, 0u64, 0u64)); // skipped, failed, bytes
+
+    std::thread::scope(|scope| -> Result<()> {
+        for _ in 0..threads {
+            let sender = sender.clone();
+            let (next, known, counters) = (&next, &known, &counters);
+            scope.spawn(move || {
+                loop {
+                    let index = next.fetch_add(1, Ordering::SeqCst);
+                    let Some(input) = inputs.get(index) else {
+                        break;
+                    };
+                    let entry = work(index, input, options, known, counters, observer, &sender);
+                    if sender
+                        .send(Message::Done {
+                            source: index,
+                            entry,
+                        })
+                        .is_err()
+                    {
+                        break;
+                    }
+                }
+            });
+        }
+        drop(sender);
+        // If the writer fails, the receiver is dropped and the workers' sends fail: they stop.
+        write(lake, receiver, options, &mut summary)
+    })?;
+    let (skipped, failed, bytes) = *counters.lock().expect("no panics while held");
+    summary.skipped = skipped;
+    summary.failed = failed;
+    summary.bytes = bytes;
+    Ok(summary)
+}
+
+/// The writer loop: buffer, spill at source boundaries, commit.
+fn write(
+    lake: &Lake,
+    receiver: mpsc::Receiver<Message>,
+    options: &IngestOptions,
+    summary: &mut IngestSummary,
+) -> Result<()> {
+    let mut pending = Pending::new(lake)?;
+    let mut open: HashSet<usize> = HashSet::new();
+    for message in receiver {
+        match message {
+            Message::Rows {
+                source,
+                batches,
+                fallback,
+            } => {
+                open.insert(source);
+                for batch in &batches {
+                    pending.buffer.push(batch, fallback)?;
+                }
+                if pending.buffer.rows() >= options.buffer_rows {
+                    pending.spill(lake)?;
+                }
+            }
+            Message::Done { source, entry } => {
+                open.remove(&source);
+                if let Some(entry) = entry {
+                    summary.records += entry.records;
+                    summary.rejected += entry.rejected;
+                    pending.rows += entry.records;
+                    pending.sources.push(entry);
+                }
+                if open.is_empty() && pending.rows >= options.buffer_rows as u64 {
+                    pending.commit(lake)?;
+                    summary.commits += 1;
+                    pending = Pending::new(lake)?;
+                }
+            }
+        }
+    }
+    if !pending.sources.is_empty() {
+        pending.commit(lake)?;
+        summary.commits += 1;
+    }
+    Ok(())
+}
+
+/// A commit being gathered.
+struct Pending {
+    id: String,
+    buffer: PartitionBuffer,
+    files: Vec<String>,
+    sources: Vec<SourceEntry>,
+    rows: u64,
+    counter: usize,
+}
+
+impl Pending {
+    fn new(lake: &Lake) -> Result<Self> {
+        Ok(Self {
+            id: lake.next_commit_id()?,
+            buffer: PartitionBuffer::default(),
+            files: Vec::new(),
+            sources: Vec::new(),
+            rows: 0,
+            counter: 0,
+        })
+    }
+
+    fn spill(&mut self, lake: &Lake) -> Result<()> {
+        let dir = lake.staging_dir(&self.id);
+        let written = self.buffer.write_to(&dir, &self.id, &mut self.counter)?;
+        self.files.extend(written);
+        crash_point("after-spill");
+        Ok(())
+    }
+
+    fn commit(mut self, lake: &Lake) -> Result<()> {
+        self.spill(lake)?;
+        let commit = Commit {
+            id: self.id,
+            kind: "ingest".into(),
+            sources: self.sources,
+            add: self.files,
+            remove: Vec::new(),
+        };
+        lake.commit(&commit)
+    }
+}
+
+/// A worker's handling of one source: fingerprint, skip or decode, send rows.
+fn work(
+    index: usize,
+    input: &Input,
+    options: &IngestOptions,
+    known: &Mutex<HashSet<SourceIdentity>>,
+    counters: &Mutex<(u64, u64, u64)>,
+    observer: &dyn IngestObserver,
+    sender: &mpsc::SyncSender<Message>,
+) -> Option<SourceEntry> {
+    let Input::File(path) = input else {
+        let error = Error::io(
+            "-",
+            io::Error::other(
+                "standard input cannot be ingested (it has no identity to remember); save it to a file first",
+            ),
+        );
+        observer.failed(&error);
+        counters.lock().expect("not poisoned").1 += 1;
+        return None;
+    };
+    let key = source_key(path);
+    let (size, checksum) = match fingerprint(path) {
+        Ok(f) => f,
+        Err(error) => {
+            observer.failed(&error);
+            counters.lock().expect("not poisoned").1 += 1;
+            return None;
+        }
+    };
+    counters.lock().expect("not poisoned").2 += size;
+    let identity = SourceIdentity::new(&key, size, &checksum);
+    if !known.lock().expect("not poisoned").insert(identity) {
+        counters.lock().expect("not poisoned").0 += 1;
+        observer.source_done(&key, size, true);
+        return None;
+    }
+    let object = layout::parse(&key);
+    let mut entry = SourceEntry {
+        key: key.clone(),
+        size,
+        checksum,
+        records: 0,
+        rejected: 0,
+    };
+    let result = if object.as_ref().is_some_and(|o| o.parquet) || key.ends_with(".parquet") {
+        read_parquet(index, path, object.as_ref(), &mut entry, observer, sender)
+    } else {
+        read_text(
+            index,
+            input,
+            object.as_ref(),
+            options,
+            &mut entry,
+            observer,
+            sender,
+        )
+    };
+    if let Err(error) = result {
+        observer.failed(&error);
+        counters.lock().expect("not poisoned").1 += 1;
+    }
+    observer.source_done(&key, size, false);
+    Some(entry)
+}
+
+fn read_text(
+    index: usize,
+    input: &Input,
+    object: Option<&AwsObject>,
+    options: &IngestOptions,
+    entry: &mut SourceEntry,
+    observer: &dyn IngestObserver,
+    sender: &mpsc::SyncSender<Message>,
+) -> Result<()> {
+    let mut reader = TextReader::open(input, &options.text)?;
+    let mut chunk = Chunk::new(index, object);
+    let outcome = loop {
+        let next = reader.next_batch();
+        for rejection in reader.take_rejections() {
+            observer.rejected(&rejection);
+            entry.rejected += 1;
+        }
+        match next {
+            Ok(Some(batch)) => {
+                observer.records(batch.num_rows() as u64);
+                entry.records += batch.num_rows() as u64;
+                chunk.push(to_lake(&batch, reader.format(), object)?, sender);
+            }
+            Ok(None) => break Ok(()),
+            Err(error) => break Err(error),
+        }
+    };
+    chunk.flush(sender);
+    outcome
+}
+
+fn read_parquet(
+    index: usize,
+    path: &PathBuf,
+    object: Option<&AwsObject>,
+    entry: &mut SourceEntry,
+    observer: &dyn IngestObserver,
+    sender: &mpsc::SyncSender<Message>,
+) -> Result<()> {
+    let name = path.display().to_string();
+    let parquet = |source| Error::Parquet {
+        path: name.clone(),
+        source,
+    };
+    let file = File::open(path).map_err(|e| Error::io(&name, e))?;
+    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+        .map_err(parquet)?
+        .build()
+        .map_err(parquet)?;
+    let columns: Vec<String> = reader
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    let format = LogFormat::from_columns(
+        columns
+            .iter()
+            .map(String::as_str)
+            .filter(|c| flowscope_record::lookup(c).is_some()),
+    )
+    .map_err(|source| Error::Record {
+        path: name.clone(),
+        source,
+    })?;
+    let mut chunk = Chunk::new(index, object);
+    let mut outcome = Ok(());
+    for batch in reader {
+        match batch {
+            Ok(batch) => {
+                observer.records(batch.num_rows() as u64);
+                entry.records += batch.num_rows() as u64;
+                chunk.push(to_lake(&batch, &format, object)?, sender);
+            }
+            Err(source) => {
+                outcome = Err(Error::Arrow {
+                    path: name.clone(),
+                    source,
+                });
+                break;
+            }
+        }
+    }
+    chunk.flush(sender);
+    outcome
+}
+
+/// Rows of one source on their way to the writer.
+struct Chunk {
+    index: usize,
+    fallback: Partition,
+    batches: Vec<RecordBatch>,
+    rows: usize,
+}
+
+impl Chunk {
+    fn new(index: usize, object: Option<&AwsObject>) -> Self {
+        let fallback = object.map(|o| o.window_start.div_euclid(3_600));
+        Self {
+            index,
+            fallback,
+            batches: Vec::new(),
+            rows: 0,
+        }
+    }
+
+    fn push(&mut self, batch: RecordBatch, sender: &mpsc::SyncSender<Message>) {
+        self.rows += batch.num_rows();
+        self.batches.push(batch);
+        if self.rows >= CHUNK_ROWS {
+            self.flush(sender);
+        }
+    }
+
+    fn flush(&mut self, sender: &mpsc::SyncSender<Message>) {
+        if self.batches.is_empty() {
+            return;
+        }
+        let batches = std::mem::take(&mut self.batches);
+        self.rows = 0;
+        // A closed channel means the writer failed; it reports why.
+        let _ = sender.send(Message::Rows {
+            source: self.index,
+            batches,
+            fallback: self.fallback,
+        });
+    }
+}
+
+/// Brings a decoded batch to the lake schema, filling `account_id` and `region` from the S3 name
+/// when the format lacks them, and `flow_log_id`.
+fn to_lake(
+    batch: &RecordBatch,
+    format: &LogFormat,
+    object: Option<&AwsObject>,
+) -> Result<RecordBatch> {
+    let canonical = conform(batch, &LogFormat::all_fields()).map_err(|source| Error::Record {
+        path: String::new(),
+        source,
+    })?;
+    let rows = batch.num_rows();
+    let constant = |value: Option<&str>| -> ArrayRef {
+        match value {
+            Some(v) => Arc::new(StringArray::from(vec![v; rows])),
+            None => new_null_array(&arrow_schema::DataType::Utf8, rows),
+        }
+    };
+    let mut columns: Vec<ArrayRef> = canonical.columns().to_vec();
+    let schema = canonical_schema();
+    for (name, value) in [
+        ("account_id", object.map(|o| o.account_id.as_str())),
+        ("region", object.map(|o| o.region.as_str())),
+    ] {
+        if format.position(name).is_none() && value.is_some() {
+            let i = schema.index_of(name).expect("canonical column");
+            debug_assert_eq!(columns[i].null_count(), rows);
+            columns[i] = constant(value);
+        }
+    }
+    columns.push(constant(object.map(|o| o.flow_log_id.as_str())));
+    RecordBatch::try_new(lake_schema(), columns).map_err(|source| Error::Arrow {
+        path: String::new(),
+        source,
+    })
+}
+
+/// The key a local file is remembered by: its path from `AWSLogs/` on when inside such a tree
+/// (so a synced copy anywhere is the same source), else its absolute path.
+pub fn source_key(path: &std::path::Path) -> String {
+    let absolute = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    let text = absolute.to_string_lossy().replace('\\', "/");
+    match text.find("/AWSLogs/") {
+        Some(i) => text[i + 1..].to_string(),
+        None => text,
+    }
+}
+
+/// Size and xxh3 of a file's bytes.
+fn fingerprint(path: &std::path::Path) -> Result<(u64, String)> {
+    let name = path.display().to_string();
+    let mut file = File::open(path).map_err(|e| Error::io(&name, e))?;
+    let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+    let mut buffer = vec![0u8; 1 << 20];
+    let mut size = 0u64;
+    loop {
+        let n = file.read(&mut buffer).map_err(|e| Error::io(&name, e))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buffer[..n]);
+        size += n as u64;
+    }
+    Ok((size, format!("xxh3:{:016x}", hasher.digest())))
+}

@@ -1,0 +1,156 @@
+//! AWS's S3 layout for flow logs: key prefixes and file names.
+//!
+//! `…/AWSLogs/{account}/vpcflowlogs/{region}/{yyyy}/{mm}/{dd}[/{hh}]/` (or its Hive-compatible
+//! form `aws-account-id=…/aws-service=vpcflowlogs/aws-region=…/year=…`) holding files named
+//! `{account}_vpcflowlogs_{region}_{flow-log-id}_{yyyymmddThhmmZ}_{hash}.log.gz` (or
+//! `.log.parquet`). The name carries what a record may lack: the flow log, the account and the
+//! region.
+
+/// What an AWS flow log object's name and key say about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AwsObject {
+    /// The account that owns the flow log (`123456789012`).
+    pub account_id: String,
+    /// The region (`us-east-1`).
+    pub region: String,
+    /// The flow log's ID (`fl-1234abcd`).
+    pub flow_log_id: String,
+    /// Unix seconds of the name's `yyyymmddThhmmZ`: the 5-minute window whose records' `end`
+    /// the file holds.
+    pub window_start: i64,
+    /// The object is Parquet rather than gzip text.
+    pub parquet: bool,
+}
+
+/// Recognises an AWS flow log object from its key or path (only the file name is needed).
+pub fn parse(key: &str) -> Option<AwsObject> {
+    let name = key.rsplit(['/', '\\']).next()?;
+    let (stem, parquet) = if let Some(stem) = name.strip_suffix(".log.parquet") {
+        (stem, true)
+    } else if let Some(stem) = name.strip_suffix(".parquet") {
+        (stem, true)
+    } else if let Some(stem) = name
+        .strip_suffix(".log.gz")
+        .or_else(|| name.strip_suffix(".log"))
+    {
+        (stem, false)
+    } else {
+        return None;
+    };
+    let parts: Vec<&str> = stem.split('_').collect();
+    let [account, service, region, flow_log_id, stamp, _hash] = parts[..] else {
+        return None;
+    };
+    if service != "vpcflowlogs"
+        || account.is_empty()
+        || !account.bytes().all(|b| b.is_ascii_digit())
+        || !flow_log_id.starts_with("fl-")
+        || region.is_empty()
+    {
+        return None;
+    }
+    Some(AwsObject {
+        account_id: account.to_string(),
+        region: region.to_string(),
+        flow_log_id: flow_log_id.to_string(),
+        window_start: parse_stamp(stamp)?,
+        parquet,
+    })
+}
+
+/// Parses `yyyymmddThhmmZ` into Unix seconds.
+fn parse_stamp(stamp: &str) -> Option<i64> {
+    let b = stamp.as_bytes();
+    if b.len() != 14 || b[8] != b'T' || b[13] != b'Z' {
+        return None;
+    }
+    let num = |range: std::ops::Range<usize>| -> Option<i64> {
+        let text = stamp.get(range)?;
+        text.bytes()
+            .all(|c| c.is_ascii_digit())
+            .then(|| text.parse().ok())?
+    };
+    let (year, month, day) = (num(0..4)?, num(4..6)?, num(6..8)?);
+    let (hour, minute) = (num(9..11)?, num(11..13)?);
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 {
+        return None;
+    }
+    Some(days_from_civil(year, month as u32, day as u32) * 86_400 + hour * 3_600 + minute * 60)
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
+pub fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year.div_euclid(400);
+    let yoe = year - era * 400;
+    let month = i64::from(month);
+    let doy = (153 * (if month > 2 { month - 3 } else { month + 9 }) + 2) / 5 + i64::from(day) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// The (year, month, day) of a day count since 1970-01-01.
+pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn aws_documented_names() {
+        let key = "bucket/prefix/AWSLogs/123456789012/vpcflowlogs/us-east-1/2018/06/20/\
+                   123456789012_vpcflowlogs_us-east-1_fl-1234abcd_20180620T1620Z_fe123456.log.gz";
+        let object = parse(key).unwrap();
+        assert_eq!(object.account_id, "123456789012");
+        assert_eq!(object.region, "us-east-1");
+        assert_eq!(object.flow_log_id, "fl-1234abcd");
+        assert_eq!(object.window_start, 1_529_511_600); // 2018-06-20T16:20:00Z
+        assert!(!object.parquet);
+
+        let hive = "AWSLogs/aws-account-id=123456789012/aws-service=vpcflowlogs/aws-region=eu-west-1/\
+                    year=2023/month=01/day=21/hour=21/\
+                    123456789012_vpcflowlogs_eu-west-1_fl-055401975c87952e8_20230121T2100Z_1ce1bf4b.log.parquet";
+        let object = parse(hive).unwrap();
+        assert_eq!(
+            (object.region.as_str(), object.parquet),
+            ("eu-west-1", true)
+        );
+        assert_eq!(object.flow_log_id, "fl-055401975c87952e8");
+        assert_eq!(object.window_start, 1_674_334_800); // 2023-01-21T21:00:00Z
+    }
+
+    #[test]
+    fn other_names_are_not_aws_objects() {
+        for name in [
+            "flows.log.gz",
+            "123_vpcflowlogs_us-east-1_fl-1_20180620T1620Z.log.gz",
+            "123_cloudtrail_us-east-1_fl-1_20180620T1620Z_ab.log.gz",
+            "123_vpcflowlogs_us-east-1_fl-1_20181320T1620Z_ab.log.gz",
+            "123_vpcflowlogs_us-east-1_fl-1_20180620T1620Z_ab.json",
+        ] {
+            assert_eq!(parse(name), None, "{name}");
+        }
+    }
+
+    #[test]
+    fn civil_dates_round_trip() {
+        assert_eq!(days_from_civil(1970, 1, 1), 0);
+        assert_eq!(days_from_civil(2000, 3, 1), 11_017);
+        for days in (-800_000..800_000).step_by(997) {
+            let (y, m, d) = civil_from_days(days);
+            assert_eq!(days_from_civil(y, m, d), days);
+        }
+        assert_eq!(civil_from_days(19_378), (2023, 1, 21));
+    }
+}
