@@ -10,6 +10,8 @@ use std::collections::HashSet;
 use std::fs::File;
 use std::io::{self, Read};
 use std::path::PathBuf;
+
+use bytes::Bytes;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 
@@ -245,6 +247,12 @@ impl Pending {
     }
 }
 
+/// Where a source's bytes are: a file to stream, or an object already fetched.
+enum Payload {
+    File(PathBuf),
+    Bytes(Bytes),
+}
+
 /// A worker's handling of one source: fingerprint, skip or decode, send rows.
 fn work(
     index: usize,
@@ -255,23 +263,14 @@ fn work(
     observer: &dyn IngestObserver,
     sender: &mpsc::SyncSender<Message>,
 ) -> Option<SourceEntry> {
-    let Input::File(path) = input else {
-        let error = Error::io(
-            "-",
-            io::Error::other(
-                "standard input cannot be ingested (it has no identity to remember); save it to a file first",
-            ),
-        );
+    let fail = |error: Error| {
         observer.failed(&error);
         counters.lock().expect("not poisoned").1 += 1;
-        return None;
     };
-    let key = source_key(path);
-    let (size, checksum) = match fingerprint(path) {
-        Ok(f) => f,
+    let (key, size, checksum, payload) = match identify(input) {
+        Ok(identified) => identified,
         Err(error) => {
-            observer.failed(&error);
-            counters.lock().expect("not poisoned").1 += 1;
+            fail(error);
             return None;
         }
     };
@@ -290,76 +289,118 @@ fn work(
         records: 0,
         rejected: 0,
     };
-    let result = if object.as_ref().is_some_and(|o| o.parquet) || key.ends_with(".parquet") {
-        read_parquet(index, path, object.as_ref(), &mut entry, observer, sender)
+    let name = input.name();
+    let is_parquet = object.as_ref().is_some_and(|o| o.parquet) || key.ends_with(".parquet");
+    let mut chunk = Chunk::new(index, object.as_ref());
+    let mut emit =
+        |batch: RecordBatch, format: &LogFormat, entry: &mut SourceEntry| -> Result<()> {
+            observer.records(batch.num_rows() as u64);
+            entry.records += batch.num_rows() as u64;
+            chunk.push(to_lake(&batch, format, object.as_ref())?, sender);
+            Ok(())
+        };
+    let result = if is_parquet {
+        read_parquet(&name, payload, &mut entry, &mut emit)
     } else {
-        read_text(
-            index,
-            input,
-            object.as_ref(),
-            options,
-            &mut entry,
-            observer,
-            sender,
-        )
+        read_text(&name, payload, options, &mut entry, observer, &mut emit)
     };
+    chunk.flush(sender);
     if let Err(error) = result {
-        observer.failed(&error);
-        counters.lock().expect("not poisoned").1 += 1;
+        fail(error);
     }
     observer.source_done(&key, size, false);
     Some(entry)
 }
 
+/// The key, size and checksum a source is remembered by, and where its bytes are.
+fn identify(input: &Input) -> Result<(String, u64, String, Payload)> {
+    match input {
+        Input::File(path) => {
+            let (size, checksum) = fingerprint(path)?;
+            Ok((
+                source_key(path),
+                size,
+                checksum,
+                Payload::File(path.clone()),
+            ))
+        }
+        Input::Object(object) => {
+            let url = object.url();
+            let key = match url.find("/AWSLogs/") {
+                Some(i) => url[i + 1..].to_string(),
+                None => url.clone(),
+            };
+            let bytes = object.fetch()?;
+            let checksum = match &object.etag {
+                Some(etag) => format!("etag:{}", etag.trim_matches('"')),
+                None => format!("xxh3:{:016x}", xxhash_rust::xxh3::xxh3_64(&bytes)),
+            };
+            Ok((key, bytes.len() as u64, checksum, Payload::Bytes(bytes)))
+        }
+        Input::Stdin => Err(Error::io(
+            "-",
+            io::Error::other(
+                "standard input cannot be ingested (it has no identity to remember); save it to a file first",
+            ),
+        )),
+    }
+}
+
+type Emit<'a> = dyn FnMut(RecordBatch, &LogFormat, &mut SourceEntry) -> Result<()> + 'a;
+
 fn read_text(
-    index: usize,
-    input: &Input,
-    object: Option<&AwsObject>,
+    name: &str,
+    payload: Payload,
     options: &IngestOptions,
     entry: &mut SourceEntry,
     observer: &dyn IngestObserver,
-    sender: &mpsc::SyncSender<Message>,
+    emit: &mut Emit<'_>,
 ) -> Result<()> {
-    let mut reader = TextReader::open(input, &options.text)?;
-    let mut chunk = Chunk::new(index, object);
-    let outcome = loop {
+    let mut reader = match payload {
+        Payload::File(path) => TextReader::open(&Input::File(path), &options.text)?,
+        Payload::Bytes(bytes) => {
+            TextReader::from_reader(name, io::Cursor::new(bytes), &options.text)?
+        }
+    };
+    loop {
         let next = reader.next_batch();
         for rejection in reader.take_rejections() {
             observer.rejected(&rejection);
             entry.rejected += 1;
         }
-        match next {
-            Ok(Some(batch)) => {
-                observer.records(batch.num_rows() as u64);
-                entry.records += batch.num_rows() as u64;
-                chunk.push(to_lake(&batch, reader.format(), object)?, sender);
+        match next? {
+            Some(batch) => {
+                let format = reader.format().clone();
+                emit(batch, &format, entry)?;
             }
-            Ok(None) => break Ok(()),
-            Err(error) => break Err(error),
+            None => return Ok(()),
         }
-    };
-    chunk.flush(sender);
-    outcome
+    }
 }
 
 fn read_parquet(
-    index: usize,
-    path: &PathBuf,
-    object: Option<&AwsObject>,
+    name: &str,
+    payload: Payload,
     entry: &mut SourceEntry,
-    observer: &dyn IngestObserver,
-    sender: &mpsc::SyncSender<Message>,
+    emit: &mut Emit<'_>,
 ) -> Result<()> {
-    let name = path.display().to_string();
     let parquet = |source| Error::Parquet {
-        path: name.clone(),
+        path: name.to_string(),
         source,
     };
-    let file = File::open(path).map_err(|e| Error::io(&name, e))?;
-    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
-        .map_err(parquet)?
-        .build()
-        .map_err(parquet)?;
+    let reader = match payload {
+        Payload::File(path) => {
+            let file = File::open(&path).map_err(|e| Error::io(name, e))?;
+            ParquetRecordBatchReaderBuilder::try_new(file)
+                .map_err(parquet)?
+                .build()
+                .map_err(parquet)?
+        }
+        Payload::Bytes(bytes) => ParquetRecordBatchReaderBuilder::try_new(bytes)
+            .map_err(parquet)?
+            .build()
+            .map_err(parquet)?,
+    };
     let columns: Vec<String> = reader
         .schema()
         .fields()
@@ -373,29 +414,17 @@ fn read_parquet(
             .filter(|c| flowscope_record::lookup(c).is_some()),
     )
     .map_err(|source| Error::Record {
-        path: name.clone(),
+        path: name.to_string(),
         source,
     })?;
-    let mut chunk = Chunk::new(index, object);
-    let mut outcome = Ok(());
     for batch in reader {
-        match batch {
-            Ok(batch) => {
-                observer.records(batch.num_rows() as u64);
-                entry.records += batch.num_rows() as u64;
-                chunk.push(to_lake(&batch, &format, object)?, sender);
-            }
-            Err(source) => {
-                outcome = Err(Error::Arrow {
-                    path: name.clone(),
-                    source,
-                });
-                break;
-            }
-        }
+        let batch = batch.map_err(|source| Error::Arrow {
+            path: name.to_string(),
+            source,
+        })?;
+        emit(batch, &format, entry)?;
     }
-    chunk.flush(sender);
-    outcome
+    Ok(())
 }
 
 /// Rows of one source on their way to the writer.

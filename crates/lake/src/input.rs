@@ -13,6 +13,8 @@ pub enum Input {
     File(PathBuf),
     /// Standard input, plain or gzip.
     Stdin,
+    /// An object in S3 or an S3-compatible store.
+    Object(crate::object::ObjectInput),
 }
 
 impl Input {
@@ -27,6 +29,7 @@ impl fmt::Display for Input {
         match self {
             Input::File(path) => write!(f, "{}", path.display()),
             Input::Stdin => f.write_str("-"),
+            Input::Object(object) => f.write_str(&object.url()),
         }
     }
 }
@@ -172,7 +175,7 @@ mod tests {
             .iter()
             .map(|i| match i {
                 Input::File(p) => p.strip_prefix(dir.path()).unwrap().display().to_string(),
-                Input::Stdin => "-".into(),
+                other => other.name(),
             })
             .collect();
         assert_eq!(names, ["a.log", "b/c/z.log.gz", "b/y.txt", "-"]);

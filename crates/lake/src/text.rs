@@ -73,6 +73,7 @@ impl TextReader {
         let raw: Box<dyn Read + Send> = match input {
             Input::File(path) => Box::new(File::open(path).map_err(|e| Error::io(&name, e))?),
             Input::Stdin => Box::new(io::stdin()),
+            Input::Object(object) => Box::new(io::Cursor::new(object.fetch()?)),
         };
         Self::from_reader(name, raw, options)
     }

@@ -122,7 +122,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
             Input::Stdin => stdin
                 .take()
                 .map_or_else(|| TextReader::open(input, &options), Ok),
-            Input::File(_) => TextReader::open(input, &options),
+            Input::File(_) | Input::Object(_) => TextReader::open(input, &options),
         };
         let mut reader = match opened {
             Ok(reader) => reader,

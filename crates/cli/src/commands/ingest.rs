@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use flowscope_lake::ingest::{self, IngestObserver, IngestOptions};
+use flowscope_lake::object::{self, S3Options};
 use flowscope_lake::{Error, Lake, TextOptions, input};
 use flowscope_record::{LogFormat, Rejection};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -24,9 +25,17 @@ const SHOWN_REJECTIONS: u64 = 100;
 /// are kept).
 #[derive(clap::Args)]
 pub struct Args {
-    /// Files, directories or globs ('logs/**/*.log.gz').
+    /// Files, directories, globs ('logs/**/*.log.gz') or s3://bucket/prefix URLs.
     #[arg(required = true, value_name = "SRC")]
     sources: Vec<String>,
+
+    /// S3-compatible endpoint for s3:// sources (as the AWS CLI's --endpoint-url).
+    #[arg(long, value_name = "URL")]
+    endpoint_url: Option<String>,
+
+    /// Region for s3:// sources (default: AWS_REGION, AWS_DEFAULT_REGION, the profile, us-east-1).
+    #[arg(long, value_name = "REGION")]
+    region: Option<String>,
 
     /// The lake folder (created if missing).
     #[arg(long, value_name = "DIR")]
@@ -102,7 +111,18 @@ impl IngestObserver for Progress {
 
 pub fn run(args: Args) -> anyhow::Result<Outcome> {
     let format = args.format.as_deref().map(LogFormat::parse).transpose()?;
-    let inputs = input::expand_with(&args.sources, true)?;
+    let s3 = S3Options {
+        endpoint_url: args.endpoint_url.clone(),
+        region: args.region.clone(),
+    };
+    let mut inputs = Vec::new();
+    for source in &args.sources {
+        if source.starts_with("s3://") {
+            inputs.extend(object::list(source, &s3)?);
+        } else {
+            inputs.extend(input::expand_with(std::slice::from_ref(source), true)?);
+        }
+    }
     let lake = Lake::open(&args.lake)?;
     let draw = if args.quiet || !std::io::stderr().is_terminal() {
         ProgressDrawTarget::hidden()

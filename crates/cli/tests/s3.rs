@@ -1,0 +1,175 @@
+//! `flowscope ingest s3://…` against a real S3-compatible server (moto, started here).
+
+use std::fs;
+use std::io::Write;
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command as StdCommand, Stdio};
+use std::time::{Duration, Instant};
+
+use assert_cmd::Command;
+use flate2::Compression;
+use flate2::write::GzEncoder;
+use predicates::prelude::*;
+
+/// A moto S3 server on 127.0.0.1, stopped when dropped.
+struct Moto {
+    child: Child,
+    endpoint: String,
+}
+
+impl Moto {
+    fn start() -> Self {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = StdCommand::new("python3")
+            .args([
+                "-m",
+                "moto.server",
+                "-H",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3 with moto[server] (installed by .ci/run)");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "moto did not start on port {port}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Self {
+            child,
+            endpoint: format!("http://127.0.0.1:{port}"),
+        }
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Uploads every file below `dir` to `bucket` under `prefix`, with boto3.
+fn upload(endpoint: &str, bucket: &str, prefix: &str, dir: &Path) {
+    let script = r#"
+import os, sys, boto3
+endpoint, bucket, prefix, root = sys.argv[1:5]
+s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
+                  aws_access_key_id="testing", aws_secret_access_key="testing")
+s3.create_bucket(Bucket=bucket)
+for folder, _, files in os.walk(root):
+    for name in files:
+        path = os.path.join(folder, name)
+        s3.upload_file(path, bucket, prefix + os.path.relpath(path, root))
+"#;
+    let status = StdCommand::new("python3")
+        .args([
+            "-c",
+            script,
+            endpoint,
+            bucket,
+            prefix,
+            dir.to_str().unwrap(),
+        ])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+fn gz(text: &str) -> Vec<u8> {
+    let mut encoder = GzEncoder::new(Vec::new(), Compression::default());
+    encoder.write_all(text.as_bytes()).unwrap();
+    encoder.finish().unwrap()
+}
+
+#[test]
+fn ingest_from_s3_with_aws_layout_and_reingest_is_a_no_op() {
+    let moto = Moto::start();
+    let tree = tempfile::tempdir().unwrap();
+    let header = "version account-id interface-id srcaddr dstaddr srcport dstport protocol packets bytes start end action log-status\n";
+    let mut expected = 0;
+    for (day, hour) in [(20, 16), (20, 17), (21, 9)] {
+        let dir = tree.path().join(format!(
+            "AWSLogs/123456789012/vpcflowlogs/us-east-1/2018/06/{day}"
+        ));
+        fs::create_dir_all(&dir).unwrap();
+        let start = 1_529_452_800 + (day - 20) * 86_400 + hour * 3_600;
+        let mut text = header.to_string();
+        for i in 0..250 {
+            text.push_str(&format!(
+                "2 123456789012 eni-1235b8ca123456789 10.0.{}.{} 172.31.16.21 {} 443 6 10 840 {} {} ACCEPT OK\n",
+                i / 200,
+                i % 200 + 1,
+                40_000 + i,
+                start + i,
+                start + i + 30
+            ));
+            expected += 1;
+        }
+        let name = format!(
+            "123456789012_vpcflowlogs_us-east-1_fl-1234abcd_201806{day}T{hour}20Z_fe1234{day}.log.gz"
+        );
+        fs::write(dir.join(name), gz(&text)).unwrap();
+    }
+    fs::write(tree.path().join("AWSLogs/notes.md"), "not a flow log").unwrap();
+    upload(&moto.endpoint, "flowlogs", "prefix/", tree.path());
+
+    let home = tempfile::tempdir().unwrap();
+    let lake = tempfile::tempdir().unwrap();
+    let ingest = || {
+        let mut cmd = Command::cargo_bin("flowscope").unwrap();
+        cmd.args([
+            "ingest",
+            "s3://flowlogs/prefix/AWSLogs/",
+            "--endpoint-url",
+            &moto.endpoint,
+            "--lake",
+        ])
+        .arg(lake.path())
+        .env("HOME", home.path())
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env_remove("AWS_PROFILE")
+        .env("AWS_REGION", "us-east-1");
+        cmd
+    };
+    ingest()
+        .assert()
+        .success()
+        .stderr(predicate::str::contains(format!(
+            "ingested {expected} records from 3 files (0 already in the lake, 0 failed)"
+        )))
+        .stderr(predicate::str::contains("not a flow log object; skipped"));
+    ingest().assert().success().stderr(predicate::str::contains(
+        "ingested 0 records from 3 files (3 already in the lake, 0 failed)",
+    ));
+
+    let info = Command::cargo_bin("flowscope")
+        .unwrap()
+        .args(["lake", "info", "--json", "--lake"])
+        .arg(lake.path())
+        .output()
+        .unwrap();
+    let info: serde_json::Value = serde_json::from_slice(&info.stdout).unwrap();
+    assert_eq!(info["rows"], expected);
+    assert_eq!(info["partitions"], 3);
+    assert_eq!(info["sources"], 3);
+    assert_eq!(info["flow_logs"], serde_json::json!(["fl-1234abcd"]));
+    let commits = fs::read_to_string(lake.path().join("_flowscope/commits/00000001.json")).unwrap();
+    assert!(
+        commits.contains("\"key\": \"AWSLogs/123456789012/vpcflowlogs/us-east-1/2018/06/20/"),
+        "{commits}"
+    );
+    assert!(commits.contains("\"checksum\": \"etag:"), "{commits}");
+}
