@@ -14,6 +14,7 @@ pub mod info;
 pub mod ingest;
 pub mod input;
 pub mod layout;
+pub mod maintenance;
 pub mod object;
 pub mod partition;
 pub mod sink;

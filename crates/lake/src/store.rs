@@ -62,7 +62,7 @@ impl SourceIdentity {
 }
 
 /// A commit record: what one commit added, removed, and which sources it took in.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Commit {
     /// The commit's ID, its sequence number as eight digits.

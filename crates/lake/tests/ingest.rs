@@ -281,6 +281,78 @@ fn a_crash_while_publishing_is_rolled_forward() {
     crash_then_recover("during-publish");
 }
 
+#[test]
+fn compact_merges_partitions_and_keeps_every_row() {
+    let src = tempfile::tempdir().unwrap();
+    let expected = aws_tree(src.path(), 24, 1_000);
+    let lake_dir = tempfile::tempdir().unwrap();
+    run(lake_dir.path(), src.path(), 3_000);
+    let lake = Lake::open(lake_dir.path()).unwrap();
+    let before = lake.data_files().unwrap();
+    let done = flowscope_lake::maintenance::compact(&lake).unwrap();
+    let after = lake.data_files().unwrap();
+    assert!(
+        before.len() > after.len(),
+        "{} -> {}",
+        before.len(),
+        after.len()
+    );
+    assert_eq!(
+        done.files_before - done.files_after,
+        before.len() - after.len()
+    );
+    let mut partitions: Vec<&str> = after
+        .iter()
+        .map(|f| f.rsplit_once('/').unwrap().0)
+        .collect();
+    let count = partitions.len();
+    partitions.dedup();
+    assert_eq!(partitions.len(), count, "one file per partition: {after:?}");
+    drop(lake);
+    assert_eq!(lake_lines(lake_dir.path()), expected);
+    // Compacted sources are still known: nothing comes back in.
+    assert_eq!(run(lake_dir.path(), src.path(), 3_000).skipped, 24);
+}
+
+#[test]
+fn prune_drops_old_partitions_only() {
+    let src = tempfile::tempdir().unwrap();
+    let expected = aws_tree(src.path(), 6, 2_000);
+    let lake_dir = tempfile::tempdir().unwrap();
+    run(lake_dir.path(), src.path(), 100_000);
+    let lake = Lake::open(lake_dir.path()).unwrap();
+    let files = lake.data_files().unwrap();
+    let hours: Vec<i64> = files
+        .iter()
+        .filter_map(|f| flowscope_lake::maintenance::partition_start(f))
+        .collect();
+    assert!(hours.len() >= 2, "{files:?}");
+    let newest = *hours.iter().max().unwrap();
+    let done = flowscope_lake::maintenance::prune(&lake, newest).unwrap();
+    assert_eq!(done.files, files.len() - 1);
+    let left = lake.data_files().unwrap();
+    assert_eq!(left.len(), 1);
+    assert_eq!(
+        flowscope_lake::maintenance::partition_start(&left[0]),
+        Some(newest)
+    );
+    drop(lake);
+    let kept = lake_lines(lake_dir.path());
+    assert_eq!(kept.len() as u64 + done.rows, expected.len() as u64);
+    assert!(
+        !lake_dir
+            .path()
+            .join("date=2023-11-14")
+            .read_dir()
+            .unwrap()
+            .any(|e| {
+                let hour = e.unwrap().file_name().to_string_lossy().into_owned();
+                !left[0].contains(&hour)
+            }),
+        "emptied hour folders are removed"
+    );
+}
+
 fn copy_tree(from: &Path, to: &Path) {
     for entry in fs::read_dir(from).unwrap() {
         let entry = entry.unwrap();
