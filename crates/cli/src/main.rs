@@ -22,6 +22,7 @@ enum Command {
     Convert(commands::convert::Args),
     Ingest(commands::ingest::Args),
     Lake(commands::lake::Args),
+    Generate(commands::generate::Args),
     Fields(commands::fields::Args),
 }
 
@@ -50,6 +51,7 @@ fn main() -> ExitCode {
         Command::Convert(args) => commands::convert::run(args),
         Command::Ingest(args) => commands::ingest::run(args),
         Command::Lake(args) => commands::lake::run(args),
+        Command::Generate(args) => commands::generate::run(args),
         Command::Fields(args) => commands::fields::run(args),
     };
     match result {

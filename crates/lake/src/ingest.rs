@@ -14,6 +14,7 @@ use std::path::PathBuf;
 use bytes::Bytes;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
+use std::thread::{Scope, ScopedJoinHandle};
 
 use arrow_array::{Array, ArrayRef, RecordBatch, RecordBatchReader, StringArray, new_null_array};
 use flowscope_record::{LogFormat, Rejection, canonical_schema, conform};
@@ -22,7 +23,7 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use crate::error::{Error, Result};
 use crate::input::Input;
 use crate::layout::{self, AwsObject};
-use crate::partition::{Partition, PartitionBuffer, lake_schema};
+use crate::partition::{Partition, PartitionBuffer, lake_schema, plan_files, write_files};
 use crate::store::{Commit, Lake, SourceEntry, SourceIdentity, crash_point};
 use crate::text::{TextOptions, TextReader};
 
@@ -110,11 +111,11 @@ pub fn ingest(
     observer: &dyn IngestObserver,
 ) -> Result<IngestSummary> {
     let known = Mutex::new(lake.ingested()?);
-    let threads = match options.threads {
+    let cores = match options.threads {
         0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
         n => n,
-    }
-    .min(inputs.len().max(1));
+    };
+    let threads = cores.min(inputs.len().max(1));
     let next = AtomicUsize::new(0);
     let (sender, receiver) = mpsc::sync_channel::<Message>(threads * 2);
     let mut summary = IngestSummary {
@@ -148,7 +149,7 @@ pub fn ingest(
         }
         drop(sender);
         // If the writer fails, the receiver is dropped and the workers' sends fail: they stop.
-        write(lake, receiver, options, &mut summary)
+        write(scope, cores, lake, receiver, options, &mut summary)
     })?;
     let (skipped, failed, bytes) = *counters.lock().expect("no panics while held");
     summary.skipped = skipped;
@@ -158,13 +159,15 @@ pub fn ingest(
 }
 
 /// The writer loop: buffer, spill at source boundaries, commit.
-fn write(
+fn write<'scope>(
+    scope: &'scope Scope<'scope, '_>,
+    encoders: usize,
     lake: &Lake,
     receiver: mpsc::Receiver<Message>,
     options: &IngestOptions,
     summary: &mut IngestSummary,
 ) -> Result<()> {
-    let mut pending = Pending::new(lake)?;
+    let mut pending = Pending::new(lake, encoders)?;
     let mut open: HashSet<usize> = HashSet::new();
     for message in receiver {
         match message {
@@ -178,7 +181,7 @@ fn write(
                     pending.buffer.push(batch, fallback)?;
                 }
                 if pending.buffer.rows() >= options.buffer_rows {
-                    pending.spill(lake)?;
+                    pending.spill(scope)?;
                 }
             }
             Message::Done { source, entry } => {
@@ -190,52 +193,79 @@ fn write(
                     pending.sources.push(entry);
                 }
                 if open.is_empty() && pending.rows >= options.buffer_rows as u64 {
-                    pending.commit(lake)?;
+                    pending.commit(lake, scope)?;
                     summary.commits += 1;
-                    pending = Pending::new(lake)?;
+                    pending = Pending::new(lake, encoders)?;
                 }
             }
         }
     }
     if !pending.sources.is_empty() {
-        pending.commit(lake)?;
+        pending.commit(lake, scope)?;
         summary.commits += 1;
     }
     Ok(())
 }
 
-/// A commit being gathered.
-struct Pending {
+/// A commit being gathered. Buffered rows are encoded on a background thread (one at a time)
+/// while the writer goes on receiving, so parsing never waits for Parquet encoding.
+struct Pending<'scope> {
     id: String,
+    staging: PathBuf,
     buffer: PartitionBuffer,
     files: Vec<String>,
     sources: Vec<SourceEntry>,
     rows: u64,
     counter: usize,
+    encoders: usize,
+    encoding: Vec<ScopedJoinHandle<'scope, Result<Vec<String>>>>,
 }
 
-impl Pending {
-    fn new(lake: &Lake) -> Result<Self> {
+impl<'scope> Pending<'scope> {
+    fn new(lake: &Lake, encoders: usize) -> Result<Self> {
+        let id = lake.next_commit_id()?;
         Ok(Self {
-            id: lake.next_commit_id()?,
+            staging: lake.staging_dir(&id),
+            id,
             buffer: PartitionBuffer::default(),
             files: Vec::new(),
             sources: Vec::new(),
             rows: 0,
             counter: 0,
+            encoders,
+            encoding: Vec::new(),
         })
     }
 
-    fn spill(&mut self, lake: &Lake) -> Result<()> {
-        let dir = lake.staging_dir(&self.id);
-        let written = self.buffer.write_to(&dir, &self.id, &mut self.counter)?;
-        self.files.extend(written);
-        crash_point("after-spill");
+    /// Hands the buffered rows to encoder threads (after the previous spill's finished).
+    fn spill(&mut self, scope: &'scope Scope<'scope, '_>) -> Result<()> {
+        let parts = self.buffer.take();
+        if parts.is_empty() {
+            return Ok(());
+        }
+        self.wait()?;
+        for jobs in plan_files(parts, self.encoders, self.counter) {
+            self.counter += jobs.len();
+            let (dir, tag) = (self.staging.clone(), self.id.clone());
+            self.encoding
+                .push(scope.spawn(move || write_files(jobs, &dir, &tag)));
+        }
         Ok(())
     }
 
-    fn commit(mut self, lake: &Lake) -> Result<()> {
-        self.spill(lake)?;
+    /// Waits for the encodings in progress.
+    fn wait(&mut self) -> Result<()> {
+        for encoding in std::mem::take(&mut self.encoding) {
+            let written = encoding.join().expect("encoding does not panic")?;
+            self.files.extend(written);
+            crash_point("after-spill");
+        }
+        Ok(())
+    }
+
+    fn commit(mut self, lake: &Lake, scope: &'scope Scope<'scope, '_>) -> Result<()> {
+        self.spill(scope)?;
+        self.wait()?;
         let commit = Commit {
             id: self.id,
             kind: "ingest".into(),

@@ -19,6 +19,7 @@ pub mod object;
 pub mod partition;
 pub mod sink;
 mod store;
+pub mod synthetic;
 mod text;
 
 pub use atomic::AtomicFile;

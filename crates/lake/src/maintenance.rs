@@ -12,7 +12,7 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use crate::error::{Error, Result};
 use crate::layout::days_from_civil;
-use crate::partition::{lake_schema, write_parquet, writer_properties};
+use crate::partition::{lake_schema, sorted_by_start, write_parquet, writer_properties};
 use crate::store::{Commit, Lake};
 
 /// Partitions up to this many rows are merged into one file sorted by `start`; larger ones are
@@ -104,24 +104,7 @@ fn merge(lake: &Lake, files: &[String], target: &std::path::Path) -> Result<u64>
         for file in files {
             batches.extend(read_all(lake, file)?);
         }
-        let merged =
-            arrow_select::concat::concat_batches(&lake_schema(), &batches).map_err(|source| {
-                Error::Arrow {
-                    path: target.display().to_string(),
-                    source,
-                }
-            })?;
-        let sorted = arrow_ord::sort::sort_to_indices(
-            merged.column_by_name("start").expect("lake schema"),
-            None,
-            None,
-        )
-        .and_then(|i| arrow_select::take::take_record_batch(&merged, &i))
-        .map_err(|source| Error::Arrow {
-            path: target.display().to_string(),
-            source,
-        })?;
-        write_parquet(target, &sorted)?;
+        write_parquet(target, &sorted_by_start(&batches)?)?;
         return Ok(rows);
     }
     let name = target.display().to_string();

@@ -7,7 +7,7 @@ use std::sync::{Arc, LazyLock};
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::Int64Type;
-use arrow_array::{Array, RecordBatch, UInt32Array};
+use arrow_array::{Array, ArrayRef, RecordBatch, UInt32Array, new_null_array};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
@@ -122,38 +122,127 @@ impl PartitionBuffer {
         self.rows
     }
 
-    /// Writes one file per partition, rows sorted by `start`, under `dir` (a staging folder),
-    /// named `part-{tag}-{n}.parquet`; returns the paths relative to `dir`.
-    ///
-    /// # Errors
-    /// When sorting or writing fails.
-    pub fn write_to(&mut self, dir: &Path, tag: &str, counter: &mut usize) -> Result<Vec<String>> {
-        let mut written = Vec::new();
-        for (partition, batches) in std::mem::take(&mut self.parts) {
-            let rel = format!(
-                "{}/part-{tag}-{:04}.parquet",
-                partition_dir(partition),
-                *counter
-            );
-            *counter += 1;
-            let batch =
-                arrow_select::concat::concat_batches(&lake_schema(), &batches).map_err(arrow)?;
-            drop(batches);
-            let batch = sort_by_start(&batch)?;
-            write_parquet(&dir.join(&rel), &batch)?;
-            written.push(rel);
-        }
+    /// Takes the buffered partitions out, leaving the buffer empty.
+    pub fn take(&mut self) -> Vec<(Partition, Vec<RecordBatch>)> {
         self.rows = 0;
-        Ok(written)
+        std::mem::take(&mut self.parts).into_iter().collect()
     }
 }
 
-fn sort_by_start(batch: &RecordBatch) -> Result<RecordBatch> {
-    let start = batch
-        .column_by_name("start")
-        .expect("lake batches have start");
-    let indices = arrow_ord::sort::sort_to_indices(start, None, None).map_err(arrow)?;
-    arrow_select::take::take_record_batch(batch, &indices).map_err(arrow)
+/// One file to write: its number, its partition, its rows.
+pub type FileJob = (usize, Partition, Vec<RecordBatch>);
+
+/// Cuts buffered partitions into file jobs for `workers` encoders: a partition larger than its
+/// share is cut (at batch boundaries, never below one row group) so the encoders are equally busy;
+/// jobs are numbered from `first` and dealt into `workers` lists of about equal rows.
+pub fn plan_files(
+    parts: Vec<(Partition, Vec<RecordBatch>)>,
+    workers: usize,
+    first: usize,
+) -> Vec<Vec<FileJob>> {
+    let workers = workers.max(1);
+    let total: usize = parts
+        .iter()
+        .flat_map(|(_, b)| b)
+        .map(RecordBatch::num_rows)
+        .sum();
+    let piece = (total / workers).max(ROW_GROUP);
+    let mut jobs: Vec<FileJob> = Vec::new();
+    for (partition, batches) in parts {
+        let mut current = Vec::new();
+        let mut rows = 0;
+        for batch in batches {
+            rows += batch.num_rows();
+            current.push(batch);
+            if rows >= piece {
+                jobs.push((first + jobs.len(), partition, std::mem::take(&mut current)));
+                rows = 0;
+            }
+        }
+        if !current.is_empty() {
+            jobs.push((first + jobs.len(), partition, current));
+        }
+    }
+    let rows_of = |job: &FileJob| job.2.iter().map(RecordBatch::num_rows).sum::<usize>();
+    jobs.sort_by_key(|job| std::cmp::Reverse(rows_of(job)));
+    let mut bins: Vec<(usize, Vec<FileJob>)> = (0..workers).map(|_| (0, Vec::new())).collect();
+    for job in jobs {
+        let bin = bins
+            .iter_mut()
+            .min_by_key(|(rows, _)| *rows)
+            .expect("at least one worker");
+        bin.0 += rows_of(&job);
+        bin.1.push(job);
+    }
+    bins.into_iter()
+        .map(|(_, jobs)| jobs)
+        .filter(|jobs| !jobs.is_empty())
+        .collect()
+}
+
+/// Writes each job as one file, rows sorted by `start`, under `dir` (a staging folder), named
+/// `part-{tag}-{n}.parquet`; returns the paths relative to `dir`.
+///
+/// # Errors
+/// When sorting or writing fails.
+pub fn write_files(jobs: Vec<FileJob>, dir: &Path, tag: &str) -> Result<Vec<String>> {
+    let mut written = Vec::with_capacity(jobs.len());
+    for (n, partition, batches) in jobs {
+        let rel = format!("{}/part-{tag}-{n:04}.parquet", partition_dir(partition));
+        let batch = sorted_by_start(&batches)?;
+        drop(batches);
+        write_parquet(&dir.join(&rel), &batch)?;
+        written.push(rel);
+    }
+    Ok(written)
+}
+
+/// The rows of `batches` (lake schema) as one batch sorted by `start`, built with a single copy;
+/// columns null in every batch share one null array instead of being copied.
+///
+/// # Errors
+/// When the columns cannot be gathered.
+pub fn sorted_by_start(batches: &[RecordBatch]) -> Result<RecordBatch> {
+    let schema = lake_schema();
+    let start_index = schema.index_of("start").expect("lake schema has start");
+    let total = batches.iter().map(RecordBatch::num_rows).sum();
+    let mut order: Vec<(i64, u32, u32)> = Vec::with_capacity(total);
+    for (b, batch) in batches.iter().enumerate() {
+        let start = batch.column(start_index).as_primitive::<Int64Type>();
+        for row in 0..batch.num_rows() {
+            let key = if start.is_null(row) {
+                i64::MIN
+            } else {
+                start.value(row)
+            };
+            order.push((key, b as u32, row as u32));
+        }
+    }
+    order.sort_unstable_by_key(|&(key, ..)| key);
+    let indices: Vec<(usize, usize)> = order
+        .iter()
+        .map(|&(_, b, r)| (b as usize, r as usize))
+        .collect();
+    drop(order);
+    let mut nulls: Vec<ArrayRef> = Vec::new();
+    let mut columns: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());
+    for (j, field) in schema.fields().iter().enumerate() {
+        let arrays: Vec<&dyn Array> = batches.iter().map(|b| b.column(j).as_ref()).collect();
+        if arrays.iter().all(|a| a.null_count() == a.len()) {
+            let shared = match nulls.iter().find(|a| a.data_type() == field.data_type()) {
+                Some(shared) => Arc::clone(shared),
+                None => {
+                    let array = new_null_array(field.data_type(), indices.len());
+                    nulls.push(Arc::clone(&array));
+                    array
+                }
+            };
+            columns.push(shared);
+            continue;
+        }
+        columns.push(arrow_select::interleave::interleave(&arrays, &indices).map_err(arrow)?);
+    }
+    RecordBatch::try_new(schema, columns).map_err(arrow)
 }
 
 /// The writer settings of every lake file.
@@ -192,6 +281,41 @@ pub fn write_parquet(path: &Path, batch: &RecordBatch) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plans_balance_rows_and_number_files_uniquely() {
+        let batch = |rows: usize| {
+            let columns = lake_schema()
+                .fields()
+                .iter()
+                .map(|f| new_null_array(f.data_type(), rows))
+                .collect();
+            RecordBatch::try_new(lake_schema(), columns).unwrap()
+        };
+        let big: Vec<RecordBatch> = (0..40).map(|_| batch(16_384)).collect(); // 655,360 rows
+        let parts = vec![
+            (Some(1), big),
+            (Some(2), vec![batch(10)]),
+            (None, vec![batch(5)]),
+        ];
+        let plan = plan_files(parts, 2, 7);
+        assert_eq!(plan.len(), 2);
+        let rows: Vec<usize> = plan
+            .iter()
+            .map(|jobs| {
+                jobs.iter()
+                    .flat_map(|j| &j.2)
+                    .map(RecordBatch::num_rows)
+                    .sum()
+            })
+            .collect();
+        assert_eq!(rows.iter().sum::<usize>(), 655_375);
+        // Cut at batch boundaries, the two lists differ by at most two batches.
+        assert!(rows[0].abs_diff(rows[1]) <= 2 * 16_384 + 15, "{rows:?}");
+        let mut numbers: Vec<usize> = plan.iter().flatten().map(|j| j.0).collect();
+        numbers.sort_unstable();
+        assert_eq!(numbers, (7..7 + numbers.len()).collect::<Vec<_>>());
+    }
 
     #[test]
     fn partition_folders_are_hive_style() {

@@ -11,8 +11,14 @@ use crate::format::LogFormat;
 /// A seeded generator of flow log lines.
 pub struct Synth {
     state: u64,
-    /// Unix seconds around which `start`/`end` fall.
+    /// Unix seconds from which `start` values are drawn.
     pub base_time: u64,
+    /// `start` falls in `base_time .. base_time + window` seconds.
+    pub window: u64,
+    /// Sum of `packets` over the records written so far.
+    pub packets: u64,
+    /// Sum of `bytes` over the records written so far.
+    pub bytes: u64,
     digits: itoa::Buffer,
 }
 
@@ -43,6 +49,9 @@ impl Synth {
         Self {
             state: seed ^ 0x9e37_79b9_7f4a_7c15,
             base_time: 1_700_000_000,
+            window: 3_600,
+            packets: 0,
+            bytes: 0,
             digits: itoa::Buffer::new(),
         }
     }
@@ -98,7 +107,7 @@ impl Synth {
             (_, false) => (server, client),
         };
         let packets = 1 + self.below(2_000);
-        let start = self.base_time + self.below(3_600);
+        let start = self.base_time + self.below(self.window.max(1));
         Flow {
             account: 123_456_789_000 + self.below(4),
             eni: self.below(256),
@@ -121,6 +130,14 @@ impl Synth {
     /// Appends one line in `format` (with its newline) to `out`.
     pub fn write_line(&mut self, format: &LogFormat, out: &mut Vec<u8>) {
         let flow = self.flow();
+        if !flow.nodata {
+            if format.position("packets").is_some() {
+                self.packets += flow.packets;
+            }
+            if format.position("bytes").is_some() {
+                self.bytes += flow.bytes;
+            }
+        }
         for (i, field) in format.fields().iter().enumerate() {
             if i > 0 {
                 out.push(b' ');

@@ -2,5 +2,6 @@
 
 pub mod convert;
 pub mod fields;
+pub mod generate;
 pub mod ingest;
 pub mod lake;

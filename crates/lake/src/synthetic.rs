@@ -1,0 +1,143 @@
+//! Synthetic flow logs written in AWS's S3 layout, for trials and benchmarks.
+
+use std::fs;
+use std::io::Write;
+use std::path::Path;
+
+use flate2::Compression;
+use flate2::write::GzEncoder;
+use flowscope_record::LogFormat;
+use flowscope_record::synth::Synth;
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::layout::civil_from_days;
+
+/// What to generate.
+#[derive(Debug, Clone)]
+pub struct GenerateOptions {
+    /// Records in all.
+    pub records: u64,
+    /// Files (each a 5-minute window, as AWS publishes them).
+    pub files: u64,
+    /// The log format.
+    pub format: LogFormat,
+    /// Seed: the same seed gives the same files.
+    pub seed: u64,
+    /// Unix seconds of the first window.
+    pub start: i64,
+    /// Account and region in the keys and names.
+    pub account_id: String,
+    /// Region in the keys and names.
+    pub region: String,
+    /// Flow log ID in the names.
+    pub flow_log_id: String,
+}
+
+/// Totals of what was generated: the ground truth to check readers against.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Generated {
+    /// Files written.
+    pub files: u64,
+    /// Records written.
+    pub records: u64,
+    /// Sum of `packets`.
+    pub packets: u64,
+    /// Sum of `bytes`.
+    pub bytes: u64,
+    /// Bytes of gzip written.
+    pub gzip_bytes: u64,
+}
+
+/// Writes `options.files` gzip text files under `out/AWSLogs/{account}/vpcflowlogs/{region}/
+/// yyyy/mm/dd/`, named as AWS names them, each with a header line, spread over 5-minute windows.
+/// Files are independent, so `threads` write them in parallel.
+///
+/// # Errors
+/// [`Error::Io`] when a folder or file cannot be written.
+pub fn generate(out: &Path, options: &GenerateOptions, threads: usize) -> Result<Generated> {
+    let files = options.files.max(1);
+    let threads = threads.clamp(1, files as usize);
+    let next = std::sync::atomic::AtomicU64::new(0);
+    let results: Vec<Result<Generated>> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut total = Generated::default();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        if i >= files {
+                            return Ok(total);
+                        }
+                        let part = write_file(out, options, i, files)?;
+                        total.files += part.files;
+                        total.records += part.records;
+                        total.packets += part.packets;
+                        total.bytes += part.bytes;
+                        total.gzip_bytes += part.gzip_bytes;
+                    }
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| w.join().expect("generator threads do not panic"))
+            .collect()
+    });
+    let mut total = Generated::default();
+    for result in results {
+        let part = result?;
+        total.files += part.files;
+        total.records += part.records;
+        total.packets += part.packets;
+        total.bytes += part.bytes;
+        total.gzip_bytes += part.gzip_bytes;
+    }
+    Ok(total)
+}
+
+fn write_file(out: &Path, options: &GenerateOptions, i: u64, files: u64) -> Result<Generated> {
+    let records = options.records / files + u64::from(i < options.records % files);
+    let window = options.start + i as i64 * 300;
+    let (y, m, d) = civil_from_days(window.div_euclid(86_400));
+    let (hh, mm) = (
+        window.rem_euclid(86_400) / 3_600,
+        window.rem_euclid(3_600) / 60,
+    );
+    let dir = out.join(format!(
+        "AWSLogs/{}/vpcflowlogs/{}/{y:04}/{m:02}/{d:02}",
+        options.account_id, options.region
+    ));
+    let name = format!(
+        "{}_vpcflowlogs_{}_{}_{y:04}{m:02}{d:02}T{hh:02}{mm:02}Z_{:08x}.log.gz",
+        options.account_id,
+        options.region,
+        options.flow_log_id,
+        (options.seed ^ i).wrapping_mul(0x9e37_79b9) as u32
+    );
+    let path = dir.join(name);
+    let io = |e| Error::io(path.display().to_string(), e);
+    fs::create_dir_all(&dir).map_err(io)?;
+    let mut synth = Synth::new(options.seed.wrapping_mul(1_000_003) ^ i);
+    synth.base_time = window as u64;
+    synth.window = 300;
+    let mut gz = GzEncoder::new(Vec::new(), Compression::new(6));
+    let mut text = format!("{}\n", options.format.header()).into_bytes();
+    let mut left = records;
+    while left > 0 {
+        let n = left.min(10_000);
+        synth.write_lines(&options.format, n as usize, &mut text);
+        gz.write_all(&text).map_err(io)?;
+        text.clear();
+        left -= n;
+    }
+    let bytes = gz.finish().map_err(io)?;
+    fs::write(&path, &bytes).map_err(io)?;
+    Ok(Generated {
+        files: 1,
+        records,
+        packets: synth.packets,
+        bytes: synth.bytes,
+        gzip_bytes: bytes.len() as u64,
+    })
+}
