@@ -249,14 +249,35 @@ fn parse_uint(token: &[u8]) -> Option<u64> {
 
 /// Whether `token` is an IPv4 or IPv6 address in any form `std` accepts.
 pub(crate) fn is_ip_address(token: &[u8]) -> bool {
-    let Ok(text) = std::str::from_utf8(token) else {
-        return false;
-    };
-    if token.contains(&b':') {
-        Ipv6Addr::from_str(text).is_ok()
-    } else {
-        Ipv4Addr::from_str(text).is_ok()
+    if !token.contains(&b':') {
+        return is_ipv4(token);
     }
+    std::str::from_utf8(token).is_ok_and(|text| Ipv6Addr::from_str(text).is_ok())
+}
+
+/// Dotted-quad IPv4 exactly as `Ipv4Addr::from_str` accepts it (four octets of one to three
+/// digits, at most 255, no leading zeros), without its general parser: addresses are a quarter of
+/// the fields of a default record.
+fn is_ipv4(token: &[u8]) -> bool {
+    let mut octets = 0;
+    for part in token.split(|&b| b == b'.') {
+        octets += 1;
+        let valid = match *part {
+            [a] => a.is_ascii_digit(),
+            [a, b] => (b'1'..=b'9').contains(&a) && b.is_ascii_digit(),
+            [a, b, c] => {
+                (b'1'..=b'2').contains(&a)
+                    && b.is_ascii_digit()
+                    && c.is_ascii_digit()
+                    && (a == b'1' || (b, c) <= (b'5', b'5'))
+            }
+            _ => false,
+        };
+        if !valid || octets > 4 {
+            return false;
+        }
+    }
+    octets == 4
 }
 
 #[cfg(test)]
@@ -396,6 +417,30 @@ mod tests {
             .unwrap();
         d.decode_line(format!("{GOOD}\r\n").as_bytes()).unwrap();
         assert_eq!(d.buffered_rows(), 2);
+    }
+
+    #[test]
+    fn ipv4_check_agrees_with_std() {
+        let octets: Vec<String> = (0..=300)
+            .map(|n: u32| n.to_string())
+            .chain(["00", "01", "001", "010", "", "-1", "+1", "1a", "0x1", " 1"].map(String::from))
+            .collect();
+        for a in &octets {
+            for b in ["0", "255", "01", "256", "9"] {
+                for text in [
+                    format!("{a}.{b}.1.2"),
+                    format!("1.2.{b}.{a}"),
+                    format!("{a}.1.2"),
+                    format!("{a}.1.2.3.4"),
+                ] {
+                    let std = Ipv4Addr::from_str(&text).is_ok();
+                    assert_eq!(is_ipv4(text.as_bytes()), std, "{text}");
+                }
+            }
+        }
+        assert!(!is_ipv4(b"1.2.3.4."));
+        assert!(!is_ipv4(b".1.2.3.4"));
+        assert!(!is_ipv4(b""));
     }
 
     #[test]

@@ -71,20 +71,31 @@ impl Synth {
     }
 
     fn flow(&mut self) -> Flow {
+        // Addresses come from bounded pools, as in a real VPC: 4,096 internal hosts and 65,536
+        // external peers, half of all draws going to a popular 256 of each (heavy hitters).
+        let pick = |s: &mut Self, pool: u64| {
+            if s.below(2) == 0 {
+                s.below(256)
+            } else {
+                s.below(pool)
+            }
+        };
         let private = |s: &mut Self| {
+            let i = pick(s, 4_096);
             [
                 10,
-                s.below(4) as u8,
-                s.below(256) as u8,
-                1 + s.below(254) as u8,
+                (i / 1_024) as u8,
+                ((i / 4) % 256) as u8,
+                (4 + (i % 4) * 60) as u8,
             ]
         };
         let public = |s: &mut Self| {
+            let h = pick(s, 65_536).wrapping_mul(2_654_435_761);
             [
-                [52, 203, 198, 185, 45, 91][s.below(6) as usize],
-                s.below(256) as u8,
-                s.below(256) as u8,
-                1 + s.below(254) as u8,
+                [52, 203, 198, 185, 45, 91][(h % 6) as usize],
+                (h >> 8) as u8,
+                (h >> 16) as u8,
+                1 + ((h >> 24) % 254) as u8,
             ]
         };
         let egress = self.below(2) == 0;
