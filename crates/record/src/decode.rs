@@ -1,6 +1,6 @@
 //! Text lines -> Arrow: the parser every flow log passes through.
 
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::Ipv6Addr;
 use std::str::FromStr;
 
 use arrow_array::ArrayRef;
@@ -282,6 +282,8 @@ fn is_ipv4(token: &[u8]) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use std::net::Ipv4Addr;
+
     use arrow_array::{Array, Int32Array, Int64Array, StringArray};
 
     use super::*;
