@@ -1,0 +1,134 @@
+//! `flowscope ingest` killed at random moments, then rerun: the lake ends up exact.
+
+use std::fs;
+use std::path::Path;
+use std::process::{Command as StdCommand, Stdio};
+use std::time::Instant;
+
+use assert_cmd::Command;
+use flowscope_record::{LogFormat, write_lines};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use predicates::prelude::*;
+use pretty_assertions::assert_eq;
+
+fn flowscope() -> Command {
+    Command::cargo_bin("flowscope").unwrap()
+}
+
+/// Every record of the lake as a sorted default-format line.
+fn lake_lines(lake: &Path) -> Vec<String> {
+    let mut files = Vec::new();
+    let mut stack = vec![lake.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            if name.starts_with('_') {
+                continue;
+            }
+            if path.is_dir() {
+                stack.push(path);
+            } else if name.ends_with(".parquet") {
+                files.push(path);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for file in files {
+        let reader =
+            ParquetRecordBatchReaderBuilder::try_new(fs::File::open(file).unwrap()).unwrap();
+        for batch in reader.build().unwrap() {
+            write_lines(&batch.unwrap(), &LogFormat::default_format(), &mut out).unwrap();
+        }
+    }
+    let mut lines: Vec<String> = String::from_utf8(out)
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect();
+    lines.sort();
+    lines
+}
+
+#[test]
+fn killed_at_random_moments_then_rerun_gives_exactly_the_records() {
+    let work = tempfile::tempdir().unwrap();
+    let (src, lake) = (work.path().join("src"), work.path().join("lake"));
+    flowscope()
+        .args(["generate", "--records", "150000", "--files", "60", "--out"])
+        .arg(&src)
+        .assert()
+        .success();
+    let text = flowscope()
+        .args(["convert", "--no-header"])
+        .arg(&src)
+        .output()
+        .unwrap();
+    let mut expected: Vec<String> = String::from_utf8(text.stdout)
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect();
+    expected.sort();
+    assert_eq!(expected.len(), 150_000);
+
+    // How long an uninterrupted ingest takes here, to spread the kills over it.
+    let began = Instant::now();
+    flowscope()
+        .args(["ingest", "--quiet", "--buffer-rows", "10000", "--lake"])
+        .arg(work.path().join("timing"))
+        .arg(&src)
+        .assert()
+        .success();
+    let full = began.elapsed();
+
+    let mut seed: u64 = 0x5eed_f10e;
+    let mut killed = 0;
+    for _ in 0..6 {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let delay = full.mul_f64((seed % 1000) as f64 / 1000.0);
+        let mut child = StdCommand::new(env!("CARGO_BIN_EXE_flowscope"))
+            .args(["ingest", "--quiet", "--buffer-rows", "10000", "--lake"])
+            .arg(&lake)
+            .arg(&src)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(delay);
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap(); // SIGKILL: no chance to clean up
+            killed += 1;
+        }
+        child.wait().unwrap();
+    }
+    assert!(
+        killed >= 3,
+        "only {killed} of 6 runs were still going when killed"
+    );
+
+    flowscope()
+        .args(["ingest", "--buffer-rows", "10000", "--lake"])
+        .arg(&lake)
+        .arg(&src)
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("0 failed"));
+    assert_eq!(lake_lines(&lake), expected);
+    let staging = lake.join("_flowscope/staging");
+    assert_eq!(fs::read_dir(staging).unwrap().count(), 0);
+
+    // And once more: nothing to add.
+    flowscope()
+        .args(["ingest", "--lake"])
+        .arg(&lake)
+        .arg(&src)
+        .assert()
+        .success()
+        .stderr(predicate::str::contains(
+            "ingested 0 records from 60 files (60 already in the lake",
+        ));
+    assert_eq!(lake_lines(&lake).len(), 150_000);
+}
