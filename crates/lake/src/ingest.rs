@@ -158,16 +158,28 @@ pub fn ingest(
     Ok(summary)
 }
 
-/// The writer loop: buffer, spill at source boundaries, commit.
+/// The writer loop: buffer, spill at source boundaries, commit. A commit's I/O (waiting for its
+/// files, the record, publishing) runs on its own thread while the next commit is gathered; one
+/// commit is in flight at a time, and recovery copes with any crash in between.
 fn write<'scope>(
     scope: &'scope Scope<'scope, '_>,
     encoders: usize,
-    lake: &Lake,
+    lake: &'scope Lake,
     receiver: mpsc::Receiver<Message>,
     options: &IngestOptions,
     summary: &mut IngestSummary,
 ) -> Result<()> {
-    let mut pending = Pending::new(lake, encoders)?;
+    let mut next_id: u64 = lake
+        .next_commit_id()?
+        .parse()
+        .expect("commit IDs are numbers");
+    let mut new_pending = || {
+        let pending = Pending::new(lake, format!("{next_id:08}"), encoders);
+        next_id += 1;
+        pending
+    };
+    let mut pending = new_pending();
+    let mut committing: Option<ScopedJoinHandle<'scope, Result<()>>> = None;
     let mut open: HashSet<usize> = HashSet::new();
     for message in receiver {
         match message {
@@ -193,12 +205,18 @@ fn write<'scope>(
                     pending.sources.push(entry);
                 }
                 if open.is_empty() && pending.rows >= options.buffer_rows as u64 {
-                    pending.commit(lake, scope)?;
+                    if let Some(previous) = committing.take() {
+                        previous.join().expect("commits do not panic")?;
+                    }
+                    let ready = std::mem::replace(&mut pending, new_pending());
+                    committing = Some(scope.spawn(move || ready.commit(lake, scope)));
                     summary.commits += 1;
-                    pending = Pending::new(lake, encoders)?;
                 }
             }
         }
+    }
+    if let Some(previous) = committing.take() {
+        previous.join().expect("commits do not panic")?;
     }
     if !pending.sources.is_empty() {
         pending.commit(lake, scope)?;
@@ -222,9 +240,8 @@ struct Pending<'scope> {
 }
 
 impl<'scope> Pending<'scope> {
-    fn new(lake: &Lake, encoders: usize) -> Result<Self> {
-        let id = lake.next_commit_id()?;
-        Ok(Self {
+    fn new(lake: &Lake, id: String, encoders: usize) -> Self {
+        Self {
             staging: lake.staging_dir(&id),
             id,
             buffer: PartitionBuffer::default(),
@@ -234,7 +251,7 @@ impl<'scope> Pending<'scope> {
             counter: 0,
             encoders,
             encoding: Vec::new(),
-        })
+        }
     }
 
     /// Hands the buffered rows to encoder threads (after the previous spill's finished).

@@ -253,6 +253,10 @@ pub fn writer_properties() -> WriterProperties {
         ))
         .set_max_row_group_row_count(Some(ROW_GROUP))
         .set_created_by(format!("flowscope {}", env!("CARGO_PKG_VERSION")))
+        // Near-unique columns: a dictionary costs time and makes files larger (measured: 6%).
+        .set_column_dictionary_enabled("packets".into(), false)
+        .set_column_dictionary_enabled("bytes".into(), false)
+        .set_column_dictionary_enabled("srcport".into(), false)
         .build()
 }
 

@@ -16,6 +16,33 @@ pub const MAX_LINE: usize = 64 * 1024;
 const BUFFER: usize = 256 * 1024;
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 
+/// Gzip files up to this size are read whole, to be decoded in one piece when that is safe.
+const WHOLE_GZIP_MAX: u64 = 16 << 20;
+/// Largest text decoded in one piece; anything larger is streamed.
+const WHOLE_TEXT_MAX: usize = 64 << 20;
+
+/// Decodes a gzip file in one piece with libdeflate (about twice as fast as streaming), when
+/// that is provably right: it holds a single member (a second one would start with `1f 8b 08`,
+/// and those bytes appear nowhere after the start), the trailer's size is small enough, and
+/// exactly that much text comes out. `None` means: stream it instead.
+fn inflate_whole(data: &[u8]) -> Option<Vec<u8>> {
+    if data.len() < 18 || !data.starts_with(&GZIP_MAGIC) {
+        return None;
+    }
+    if memchr::memmem::find(&data[1..], &[0x1f, 0x8b, 0x08]).is_some() {
+        return None;
+    }
+    let size = u32::from_le_bytes(data[data.len() - 4..].try_into().ok()?) as usize;
+    if size > WHOLE_TEXT_MAX {
+        return None;
+    }
+    let mut text = vec![0u8; size];
+    let written = libdeflater::Decompressor::new()
+        .gzip_decompress(data, &mut text)
+        .ok()?;
+    (written == size).then_some(text)
+}
+
 /// How to read text inputs.
 #[derive(Debug, Clone)]
 pub struct TextOptions {
@@ -71,11 +98,37 @@ impl TextReader {
     pub fn open(input: &Input, options: &TextOptions) -> Result<Self> {
         let name = input.name();
         let raw: Box<dyn Read + Send> = match input {
-            Input::File(path) => Box::new(File::open(path).map_err(|e| Error::io(&name, e))?),
+            Input::File(path) => {
+                let mut file = File::open(path).map_err(|e| Error::io(&name, e))?;
+                let size = file.metadata().map_err(|e| Error::io(&name, e))?.len();
+                if size > WHOLE_GZIP_MAX {
+                    Box::new(file)
+                } else {
+                    let mut data = Vec::with_capacity(size as usize);
+                    file.read_to_end(&mut data)
+                        .map_err(|e| Error::io(&name, e))?;
+                    return Self::from_bytes(name, data, options);
+                }
+            }
             Input::Stdin => Box::new(io::stdin()),
-            Input::Object(object) => Box::new(io::Cursor::new(object.fetch()?)),
+            Input::Object(object) => return Self::from_bytes(name, object.fetch()?, options),
         };
         Self::from_reader(name, raw, options)
+    }
+
+    /// Reads a whole file or object already in memory (plain or gzip).
+    ///
+    /// # Errors
+    /// As [`from_reader`](Self::from_reader).
+    pub fn from_bytes(
+        name: impl Into<String>,
+        data: impl AsRef<[u8]> + Send + 'static,
+        options: &TextOptions,
+    ) -> Result<Self> {
+        match inflate_whole(data.as_ref()) {
+            Some(text) => Self::from_reader(name, io::Cursor::new(text), options),
+            None => Self::from_reader(name, io::Cursor::new(data), options),
+        }
     }
 
     /// Reads from any byte stream; `name` is used in messages.
@@ -343,5 +396,33 @@ impl Iterator for TextReader {
 
     fn next(&mut self) -> Option<Self::Item> {
         self.next_batch().transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    fn gzip(data: &[u8]) -> Vec<u8> {
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        encoder.write_all(data).unwrap();
+        encoder.finish().unwrap()
+    }
+
+    #[test]
+    fn whole_decoding_only_when_provably_one_member() {
+        let text = b"srcaddr dstaddr action\n10.0.0.1 10.0.0.2 ACCEPT\n".repeat(1_000);
+        let one = gzip(&text);
+        assert_eq!(inflate_whole(&one).as_deref(), Some(text.as_slice()));
+        let two = [one.clone(), one.clone()].concat();
+        assert_eq!(inflate_whole(&two), None, "a second member means streaming");
+        assert_eq!(
+            inflate_whole(&one[..one.len() - 5]),
+            None,
+            "truncated means streaming"
+        );
+        assert_eq!(inflate_whole(&text), None, "not gzip");
     }
 }

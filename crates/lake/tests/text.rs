@@ -177,3 +177,36 @@ fn empty_and_missing_files() {
     .to_string();
     assert!(err.starts_with("/nonexistent/x.log: "), "{err}");
 }
+
+/// Files are read through `open`, which decodes small single-member gzip files in one piece.
+fn open_file(bytes: &[u8]) -> (Vec<RecordBatch>, Option<Error>, u64) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("flows.log.gz");
+    std::fs::write(&path, bytes).unwrap();
+    let mut r = TextReader::open(&Input::File(path), &TextOptions::default()).unwrap();
+    let (batches, error) = read_all(&mut r);
+    (batches, error, r.rejected())
+}
+
+#[test]
+fn whole_file_decoding_matches_streaming_and_never_drops_members() {
+    let format = LogFormat::default_format();
+    let mut text = HEADER.as_bytes().to_vec();
+    Synth::new(9).write_lines(&format, 30_000, &mut text);
+    let one = gzip(&text);
+    let (batches, error, rejected) = open_file(&one);
+    assert!(error.is_none());
+    assert_eq!((rows(&batches), rejected), (30_000, 0));
+
+    // `cat a.gz a.gz`: two identical members; both must be read.
+    let twice = [one.clone(), one.clone()].concat();
+    let (batches, error, rejected) = open_file(&twice);
+    assert!(error.is_none());
+    assert_eq!((rows(&batches), rejected), (60_000, 0));
+
+    // Truncated: the records before the break, then the error.
+    let (batches, error, _) = open_file(&one[..one.len() * 3 / 4]);
+    assert!(matches!(error, Some(Error::Truncated { .. })), "{error:?}");
+    let kept = rows(&batches);
+    assert!(kept > 10_000 && kept < 30_000, "kept {kept}");
+}
