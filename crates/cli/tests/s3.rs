@@ -148,11 +148,11 @@ fn ingest_from_s3_with_aws_layout_and_reingest_is_a_no_op() {
         .assert()
         .success()
         .stderr(predicate::str::contains(format!(
-            "ingested {expected} records from 3 files (0 already in the lake, 0 failed)"
+            "ingested {expected} records from 3 files (0 already in the lake, 0 not flow logs, 0 failed)"
         )))
         .stderr(predicate::str::contains("not a flow log object; skipped"));
     ingest().assert().success().stderr(predicate::str::contains(
-        "ingested 0 records from 3 files (3 already in the lake, 0 failed)",
+        "ingested 0 records from 3 files (3 already in the lake, 0 not flow logs, 0 failed)",
     ));
 
     let info = Command::cargo_bin("flowscope")

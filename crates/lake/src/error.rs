@@ -38,6 +38,15 @@ pub enum Error {
         #[source]
         source: flowscope_record::Error,
     },
+    /// A file that is not a flow log: no header line, and its first line is no record of the
+    /// format.
+    #[error(
+        "{path}: not a flow log (no header line, and the first line is not a record of the format); skipped"
+    )]
+    NotFlowLog {
+        /// The file.
+        path: String,
+    },
     /// Writing or reading Parquet failed.
     #[error("{path}: {source}")]
     Parquet {

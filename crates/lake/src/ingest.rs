@@ -57,6 +57,8 @@ pub struct IngestSummary {
     pub skipped: u64,
     /// Sources that could not be read in full (their good records were kept).
     pub failed: u64,
+    /// Files skipped because they are not flow logs (neither a header line nor a record first).
+    pub not_flow_logs: u64,
     /// Records added.
     pub records: u64,
     /// Lines rejected.
@@ -78,6 +80,8 @@ pub trait IngestObserver: Sync {
     fn rejected(&self, _rejection: &Rejection) {}
     /// A source could not be read in full.
     fn failed(&self, _error: &Error) {}
+    /// A file is not a flow log and was skipped.
+    fn not_flow_log(&self, _key: &str) {}
 }
 
 /// An observer that ignores everything.
@@ -122,7 +126,7 @@ pub fn ingest(
         files: inputs.len() as u64,
         ..IngestSummary::default()
     };
-    let counters = Mutex::new((0u64, 0u64, 0u64)); // skipped, failed, bytes
+    let counters = Mutex::new((0u64, 0u64, 0u64, 0u64)); // skipped, failed, bytes, not flow logs
 
     std::thread::scope(|scope| -> Result<()> {
         for _ in 0..threads {
@@ -151,7 +155,8 @@ pub fn ingest(
         // If the writer fails, the receiver is dropped and the workers' sends fail: they stop.
         write(scope, cores, lake, receiver, options, &mut summary)
     })?;
-    let (skipped, failed, bytes) = *counters.lock().expect("no panics while held");
+    let (skipped, failed, bytes, not_flow_logs) = *counters.lock().expect("no panics while held");
+    summary.not_flow_logs = not_flow_logs;
     summary.skipped = skipped;
     summary.failed = failed;
     summary.bytes = bytes;
@@ -306,7 +311,7 @@ fn work(
     input: &Input,
     options: &IngestOptions,
     known: &Mutex<HashSet<SourceIdentity>>,
-    counters: &Mutex<(u64, u64, u64)>,
+    counters: &Mutex<(u64, u64, u64, u64)>,
     observer: &dyn IngestObserver,
     sender: &mpsc::SyncSender<Message>,
 ) -> Option<SourceEntry> {
@@ -352,6 +357,17 @@ fn work(
         read_text(&name, payload, options, &mut entry, observer, &mut emit)
     };
     chunk.flush(sender);
+    if matches!(result, Err(Error::NotFlowLog { .. })) {
+        // Not remembered: a file that becomes a flow log later is taken then.
+        known
+            .lock()
+            .expect("not poisoned")
+            .remove(&SourceIdentity::new(&key, size, &entry.checksum));
+        counters.lock().expect("not poisoned").3 += 1;
+        observer.not_flow_log(&key);
+        observer.source_done(&key, size, true);
+        return None;
+    }
     if let Err(error) = result {
         fail(error);
     }
@@ -405,10 +421,13 @@ fn read_text(
 ) -> Result<()> {
     let mut reader = match payload {
         Payload::File(path) => TextReader::open(&Input::File(path), &options.text)?,
-        Payload::Bytes(bytes) => {
-            TextReader::from_reader(name, io::Cursor::new(bytes), &options.text)?
-        }
+        Payload::Bytes(bytes) => TextReader::from_bytes(name, bytes, &options.text)?,
     };
+    if !reader.is_recognised() {
+        return Err(Error::NotFlowLog {
+            path: name.to_string(),
+        });
+    }
     loop {
         let next = reader.next_batch();
         for rejection in reader.take_rejections() {

@@ -138,7 +138,7 @@ fn walk(dir: &Path, parquet: bool, inputs: &mut Vec<Input>) -> Result<()> {
         } else if is_flow_log_name(&path) || (parquet && is_parquet_name(&path)) {
             inputs.push(Input::File(path));
         } else {
-            tracing::debug!(path = %path.display(), "not a flow log file name; skipped");
+            tracing::warn!(path = %path.display(), "not a flow log file name; skipped");
         }
     }
     Ok(())

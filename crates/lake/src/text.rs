@@ -79,6 +79,8 @@ pub struct TextReader {
     line_no: u64,
     /// The line in `line` was read while looking for a header and is still to be decoded.
     pending: bool,
+    /// The first line is a header or a record of the format: the input looks like flow logs.
+    recognised: bool,
     rejections: Vec<Rejection>,
     rejected: u64,
     records: u64,
@@ -164,6 +166,7 @@ impl TextReader {
             line: Vec::with_capacity(1024),
             line_no: 0,
             pending: false,
+            recognised: true,
             rejections: Vec::new(),
             rejected: 0,
             records: 0,
@@ -216,9 +219,19 @@ impl TextReader {
                 }
                 self.header = Some(format);
             }
-            None => self.pending = true,
+            None => {
+                self.pending = true;
+                let mut probe = TextDecoder::new(self.decoder.format().clone(), 1);
+                self.recognised = probe.decode_line(&self.line).is_ok();
+            }
         }
         Ok(())
+    }
+
+    /// Whether the input looks like flow logs: it has a header line, or its first line is a
+    /// record of the format (an empty input counts). A log of some other program does not.
+    pub fn is_recognised(&self) -> bool {
+        self.recognised
     }
 
     /// The format records are decoded with.

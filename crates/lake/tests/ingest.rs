@@ -353,6 +353,30 @@ fn prune_drops_old_partitions_only() {
     );
 }
 
+#[test]
+fn files_that_are_not_flow_logs_are_skipped_not_remembered() {
+    let src = tempfile::tempdir().unwrap();
+    let expected = aws_tree(src.path(), 2, 100);
+    fs::write(
+        src.path().join("access.log"),
+        "127.0.0.1 - - [10/Oct/2023:13:55:36 +0000] \"GET / HTTP/1.1\" 200 2326\n".repeat(50),
+    )
+    .unwrap();
+    let lake = tempfile::tempdir().unwrap();
+    let summary = run(lake.path(), src.path(), 10_000);
+    assert_eq!(
+        (summary.files, summary.not_flow_logs, summary.failed),
+        (3, 1, 0)
+    );
+    assert_eq!((summary.records, summary.rejected), (200, 0));
+    assert_eq!(lake_lines(lake.path()), expected);
+    let again = run(lake.path(), src.path(), 10_000);
+    assert_eq!(
+        (again.skipped, again.not_flow_logs, again.records),
+        (2, 1, 0)
+    );
+}
+
 fn copy_tree(from: &Path, to: &Path) {
     for entry in fs::read_dir(from).unwrap() {
         let entry = entry.unwrap();

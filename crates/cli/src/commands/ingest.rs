@@ -107,6 +107,10 @@ impl IngestObserver for Progress {
     fn failed(&self, error: &Error) {
         self.say(format!("flowscope: {error}"));
     }
+
+    fn not_flow_log(&self, key: &str) {
+        self.say(format!("flowscope: warning: {key}: not a flow log (no header line, and the first line is not a record of the format); skipped"));
+    }
 }
 
 pub fn run(args: Args) -> anyhow::Result<Outcome> {
@@ -163,11 +167,12 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         eprintln!("flowscope: {hidden} more rejected lines not shown");
     }
     eprintln!(
-        "flowscope: ingested {} records from {} files ({} already in the lake, {} failed); \
-         {} lines rejected; {:.1} MB in {seconds:.2} s ({:.0} records/s)",
+        "flowscope: ingested {} records from {} files ({} already in the lake, {} not flow logs, \
+         {} failed); {} lines rejected; {:.1} MB in {seconds:.2} s ({:.0} records/s)",
         summary.records,
         summary.files,
         summary.skipped,
+        summary.not_flow_logs,
         summary.failed,
         summary.rejected,
         summary.bytes as f64 / 1e6,
