@@ -88,6 +88,9 @@ pub trait IngestObserver: Sync {
 pub struct Quiet;
 impl IngestObserver for Quiet {}
 
+/// Files up to this size are read into memory once, to be fingerprinted and parsed from there.
+const WHOLE_FILE_MAX: u64 = 16 << 20;
+
 /// Rows a worker gathers from one source before handing them to the writer.
 const CHUNK_ROWS: usize = 256 * 1024;
 
@@ -379,12 +382,27 @@ fn work(
 fn identify(input: &Input) -> Result<(String, u64, String, Payload)> {
     match input {
         Input::File(path) => {
-            let (size, checksum) = fingerprint(path)?;
+            let name = path.display().to_string();
+            let size = std::fs::metadata(path)
+                .map_err(|e| Error::io(&name, e))?
+                .len();
+            if size > WHOLE_FILE_MAX {
+                let (size, checksum) = fingerprint(path)?;
+                return Ok((
+                    source_key(path),
+                    size,
+                    checksum,
+                    Payload::File(path.clone()),
+                ));
+            }
+            // Small enough to read once: fingerprint and parse the same bytes.
+            let bytes = std::fs::read(path).map_err(|e| Error::io(&name, e))?;
+            let checksum = format!("xxh3:{:016x}", xxhash_rust::xxh3::xxh3_64(&bytes));
             Ok((
                 source_key(path),
-                size,
+                bytes.len() as u64,
                 checksum,
-                Payload::File(path.clone()),
+                Payload::Bytes(Bytes::from(bytes)),
             ))
         }
         Input::Object(object) => {

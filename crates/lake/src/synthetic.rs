@@ -69,12 +69,7 @@ pub fn generate(out: &Path, options: &GenerateOptions, threads: usize) -> Result
                         if i >= files {
                             return Ok(total);
                         }
-                        let part = write_file(out, options, i, files)?;
-                        total.files += part.files;
-                        total.records += part.records;
-                        total.packets += part.packets;
-                        total.bytes += part.bytes;
-                        total.gzip_bytes += part.gzip_bytes;
+                        total.add(&write_file(out, options, i, files)?);
                     }
                 })
             })
@@ -86,14 +81,19 @@ pub fn generate(out: &Path, options: &GenerateOptions, threads: usize) -> Result
     });
     let mut total = Generated::default();
     for result in results {
-        let part = result?;
-        total.files += part.files;
-        total.records += part.records;
-        total.packets += part.packets;
-        total.bytes += part.bytes;
-        total.gzip_bytes += part.gzip_bytes;
+        total.add(&result?);
     }
     Ok(total)
+}
+
+impl Generated {
+    fn add(&mut self, other: &Generated) {
+        self.files += other.files;
+        self.records += other.records;
+        self.packets += other.packets;
+        self.bytes += other.bytes;
+        self.gzip_bytes += other.gzip_bytes;
+    }
 }
 
 fn write_file(out: &Path, options: &GenerateOptions, i: u64, files: u64) -> Result<Generated> {
