@@ -111,7 +111,14 @@ impl Lake {
             .write(true)
             .open(&lock_path)
             .map_err(io(&lock_path))?;
-        lock.lock().map_err(io(&lock_path))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                tracing::warn!(lake = %root.display(), "another flowscope command is changing this lake; waiting for it");
+                lock.lock().map_err(io(&lock_path))?;
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(io(&lock_path)(e)),
+        }
         let lake = Self { root, _lock: lock };
         lake.recover()?;
         Ok(lake)
