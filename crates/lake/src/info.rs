@@ -1,14 +1,13 @@
 //! What a lake holds, from Parquet footers and commit records (no data is scanned).
 
 use std::collections::BTreeSet;
-use std::fs::File;
 
-use parquet::file::metadata::ParquetMetaDataReader;
 use parquet::file::statistics::Statistics;
 use serde::Serialize;
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::layout;
+use crate::partition::read_footer;
 use crate::store::Lake;
 
 /// A summary of a lake, as `flowscope lake info` prints it.
@@ -45,16 +44,8 @@ pub fn info(lake: &Lake) -> Result<LakeInfo> {
     let files = lake.data_files()?;
     let mut partitions = BTreeSet::new();
     for rel in &files {
-        let path = lake.root().join(rel);
-        let name = path.display().to_string();
-        let file = File::open(&path).map_err(|e| Error::io(&name, e))?;
-        info.bytes += file.metadata().map_err(|e| Error::io(&name, e))?.len();
-        let metadata = ParquetMetaDataReader::new()
-            .parse_and_finish(&file)
-            .map_err(|source| Error::Parquet {
-                path: name.clone(),
-                source,
-            })?;
+        let (size, metadata) = read_footer(&lake.root().join(rel))?;
+        info.bytes += size;
         info.rows += metadata.file_metadata().num_rows() as u64;
         let schema = metadata.file_metadata().schema_descr();
         let column = |n: &str| (0..schema.num_columns()).find(|&i| schema.column(i).name() == n);

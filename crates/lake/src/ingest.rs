@@ -12,7 +12,7 @@ use std::io::{self, Read};
 use std::path::PathBuf;
 
 use bytes::Bytes;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::thread::{Scope, ScopedJoinHandle};
 
@@ -88,6 +88,15 @@ pub trait IngestObserver: Sync {
 pub struct Quiet;
 impl IngestObserver for Quiet {}
 
+/// What the workers count, summed into the [`IngestSummary`] at the end.
+#[derive(Default)]
+struct Counters {
+    skipped: AtomicU64,
+    failed: AtomicU64,
+    bytes: AtomicU64,
+    not_flow_logs: AtomicU64,
+}
+
 /// Files up to this size are read into memory once, to be fingerprinted and parsed from there.
 const WHOLE_FILE_MAX: u64 = 16 << 20;
 
@@ -129,7 +138,7 @@ pub fn ingest(
         files: inputs.len() as u64,
         ..IngestSummary::default()
     };
-    let counters = Mutex::new((0u64, 0u64, 0u64, 0u64)); // skipped, failed, bytes, not flow logs
+    let counters = Counters::default();
 
     std::thread::scope(|scope| -> Result<()> {
         for _ in 0..threads {
@@ -158,7 +167,9 @@ pub fn ingest(
         // If the writer fails, the receiver is dropped and the workers' sends fail: they stop.
         write(scope, cores, lake, receiver, options, &mut summary)
     })?;
-    let (skipped, failed, bytes, not_flow_logs) = *counters.lock().expect("no panics while held");
+    let count = |c: &AtomicU64| c.load(Ordering::SeqCst);
+    let (skipped, failed) = (count(&counters.skipped), count(&counters.failed));
+    let (bytes, not_flow_logs) = (count(&counters.bytes), count(&counters.not_flow_logs));
     summary.not_flow_logs = not_flow_logs;
     summary.skipped = skipped;
     summary.failed = failed;
@@ -177,15 +188,7 @@ fn write<'scope>(
     options: &IngestOptions,
     summary: &mut IngestSummary,
 ) -> Result<()> {
-    let mut next_id: u64 = lake
-        .next_commit_id()?
-        .parse()
-        .expect("commit IDs are numbers");
-    let mut new_pending = || {
-        let pending = Pending::new(lake, format!("{next_id:08}"), encoders);
-        next_id += 1;
-        pending
-    };
+    let new_pending = || Pending::new(lake, lake.allocate_commit_id(), encoders);
     let mut pending = new_pending();
     let mut committing: Option<ScopedJoinHandle<'scope, Result<()>>> = None;
     let mut open: HashSet<usize> = HashSet::new();
@@ -314,13 +317,13 @@ fn work(
     input: &Input,
     options: &IngestOptions,
     known: &Mutex<HashSet<SourceIdentity>>,
-    counters: &Mutex<(u64, u64, u64, u64)>,
+    counters: &Counters,
     observer: &dyn IngestObserver,
     sender: &mpsc::SyncSender<Message>,
 ) -> Option<SourceEntry> {
     let fail = |error: Error| {
         observer.failed(&error);
-        counters.lock().expect("not poisoned").1 += 1;
+        counters.failed.fetch_add(1, Ordering::SeqCst);
     };
     let (key, size, checksum, payload) = match identify(input) {
         Ok(identified) => identified,
@@ -329,10 +332,10 @@ fn work(
             return None;
         }
     };
-    counters.lock().expect("not poisoned").2 += size;
+    counters.bytes.fetch_add(size, Ordering::SeqCst);
     let identity = SourceIdentity::new(&key, size, &checksum);
     if !known.lock().expect("not poisoned").insert(identity) {
-        counters.lock().expect("not poisoned").0 += 1;
+        counters.skipped.fetch_add(1, Ordering::SeqCst);
         observer.source_done(&key, size, true);
         return None;
     }
@@ -366,7 +369,7 @@ fn work(
             .lock()
             .expect("not poisoned")
             .remove(&SourceIdentity::new(&key, size, &entry.checksum));
-        counters.lock().expect("not poisoned").3 += 1;
+        counters.not_flow_logs.fetch_add(1, Ordering::SeqCst);
         observer.not_flow_log(&key);
         observer.source_done(&key, size, true);
         return None;
@@ -397,7 +400,7 @@ fn identify(input: &Input) -> Result<(String, u64, String, Payload)> {
             }
             // Small enough to read once: fingerprint and parse the same bytes.
             let bytes = std::fs::read(path).map_err(|e| Error::io(&name, e))?;
-            let checksum = format!("xxh3:{:016x}", xxhash_rust::xxh3::xxh3_64(&bytes));
+            let checksum = xxh3_checksum(xxhash_rust::xxh3::xxh3_64(&bytes));
             Ok((
                 source_key(path),
                 bytes.len() as u64,
@@ -406,15 +409,11 @@ fn identify(input: &Input) -> Result<(String, u64, String, Payload)> {
             ))
         }
         Input::Object(object) => {
-            let url = object.url();
-            let key = match url.find("/AWSLogs/") {
-                Some(i) => url[i + 1..].to_string(),
-                None => url.clone(),
-            };
+            let key = aws_relative(object.url());
             let bytes = object.fetch()?;
             let checksum = match &object.etag {
                 Some(etag) => format!("etag:{}", etag.trim_matches('"')),
-                None => format!("xxh3:{:016x}", xxhash_rust::xxh3::xxh3_64(&bytes)),
+                None => xxh3_checksum(xxhash_rust::xxh3::xxh3_64(&bytes)),
             };
             Ok((key, bytes.len() as u64, checksum, Payload::Bytes(bytes)))
         }
@@ -592,13 +591,22 @@ fn to_lake(
 
 /// The key a local file is remembered by: its path from `AWSLogs/` on when inside such a tree
 /// (so a synced copy anywhere is the same source), else its absolute path.
-pub fn source_key(path: &std::path::Path) -> String {
+fn source_key(path: &std::path::Path) -> String {
     let absolute = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
-    let text = absolute.to_string_lossy().replace('\\', "/");
-    match text.find("/AWSLogs/") {
-        Some(i) => text[i + 1..].to_string(),
-        None => text,
+    aws_relative(absolute.to_string_lossy().replace('\\', "/"))
+}
+
+/// A path or URL from its `AWSLogs/` folder on, when it has one; otherwise unchanged.
+fn aws_relative(location: String) -> String {
+    match location.find("/AWSLogs/") {
+        Some(i) => location[i + 1..].to_string(),
+        None => location,
     }
+}
+
+/// The checksum text of an xxh3 digest.
+fn xxh3_checksum(digest: u64) -> String {
+    format!("xxh3:{digest:016x}")
 }
 
 /// Size and xxh3 of a file's bytes.
@@ -616,5 +624,5 @@ fn fingerprint(path: &std::path::Path) -> Result<(u64, String)> {
         hasher.update(&buffer[..n]);
         size += n as u64;
     }
-    Ok((size, format!("xxh3:{:016x}", hasher.digest())))
+    Ok((size, xxh3_checksum(hasher.digest())))
 }

@@ -12,7 +12,9 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use crate::error::{Error, Result};
 use crate::layout::days_from_civil;
-use crate::partition::{lake_schema, sorted_by_start, write_parquet, writer_properties};
+use crate::partition::{
+    lake_schema, read_footer, sorted_by_start, write_parquet, writer_properties,
+};
 use crate::store::{Commit, Lake};
 
 /// Partitions up to this many rows are merged into one file sorted by `start`; larger ones are
@@ -45,7 +47,7 @@ pub fn compact(lake: &Lake) -> Result<CompactSummary> {
             .or_default()
             .push(rel);
     }
-    let id = lake.next_commit_id()?;
+    let id = lake.allocate_commit_id();
     let staging = lake.staging_dir(&id);
     let mut summary = CompactSummary::default();
     let mut commit = Commit {
@@ -131,12 +133,7 @@ fn merge(lake: &Lake, files: &[String], target: &std::path::Path) -> Result<u64>
 }
 
 fn row_count(lake: &Lake, rel: &str) -> Result<u64> {
-    let path = lake.root().join(rel);
-    let name = path.display().to_string();
-    let file = File::open(&path).map_err(|e| Error::io(&name, e))?;
-    let metadata = parquet::file::metadata::ParquetMetaDataReader::new()
-        .parse_and_finish(&file)
-        .map_err(|source| Error::Parquet { path: name, source })?;
+    let (_, metadata) = read_footer(&lake.root().join(rel))?;
     Ok(metadata.file_metadata().num_rows() as u64)
 }
 
@@ -159,7 +156,7 @@ pub struct PruneSummary {
 pub fn prune(lake: &Lake, cutoff: i64) -> Result<PruneSummary> {
     let mut summary = PruneSummary::default();
     let mut commit = Commit {
-        id: lake.next_commit_id()?,
+        id: lake.allocate_commit_id(),
         kind: "prune".into(),
         ..Commit::default()
     };

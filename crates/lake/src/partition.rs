@@ -7,10 +7,12 @@ use std::sync::{Arc, LazyLock};
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::Int64Type;
-use arrow_array::{Array, ArrayRef, RecordBatch, UInt32Array, new_null_array};
+use arrow_array::{Array, ArrayRef, RecordBatch, UInt32Array};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
+use flowscope_record::shared_null;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
 use parquet::file::properties::WriterProperties;
 
 use crate::error::{Error, Result};
@@ -229,15 +231,7 @@ pub fn sorted_by_start(batches: &[RecordBatch]) -> Result<RecordBatch> {
     for (j, field) in schema.fields().iter().enumerate() {
         let arrays: Vec<&dyn Array> = batches.iter().map(|b| b.column(j).as_ref()).collect();
         if arrays.iter().all(|a| a.null_count() == a.len()) {
-            let shared = match nulls.iter().find(|a| a.data_type() == field.data_type()) {
-                Some(shared) => Arc::clone(shared),
-                None => {
-                    let array = new_null_array(field.data_type(), indices.len());
-                    nulls.push(Arc::clone(&array));
-                    array
-                }
-            };
-            columns.push(shared);
+            columns.push(shared_null(&mut nulls, field.data_type(), indices.len()));
             continue;
         }
         columns.push(arrow_select::interleave::interleave(&arrays, &indices).map_err(arrow)?);
@@ -258,6 +252,20 @@ pub fn writer_properties() -> WriterProperties {
         .set_column_dictionary_enabled("bytes".into(), false)
         .set_column_dictionary_enabled("srcport".into(), false)
         .build()
+}
+
+/// The size and the footer (schema, row groups, statistics) of a Parquet file, without its data.
+///
+/// # Errors
+/// When the file cannot be opened or its footer parsed.
+pub fn read_footer(path: &Path) -> Result<(u64, ParquetMetaData)> {
+    let name = path.display().to_string();
+    let file = File::open(path).map_err(|e| Error::io(&name, e))?;
+    let size = file.metadata().map_err(|e| Error::io(&name, e))?.len();
+    let metadata = ParquetMetaDataReader::new()
+        .parse_and_finish(&file)
+        .map_err(|source| Error::Parquet { path: name, source })?;
+    Ok((size, metadata))
 }
 
 /// Writes `batch` to a new Parquet file at `path` and fsyncs it.
@@ -284,6 +292,8 @@ pub fn write_parquet(path: &Path, batch: &RecordBatch) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
+    use arrow_array::new_null_array;
+
     use super::*;
 
     #[test]

@@ -2,7 +2,6 @@
 
 use std::io::{self, BufWriter, Stdout, Write};
 use std::path::PathBuf;
-use std::str::FromStr;
 
 use arrow_array::RecordBatch;
 use flate2::Compression as GzLevel;
@@ -26,22 +25,6 @@ pub enum OutputKind {
     Csv,
     /// Parquet (zstd) with AWS's column names and types.
     Parquet,
-}
-
-impl FromStr for OutputKind {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "text" => Ok(Self::Text),
-            "jsonl" => Ok(Self::JsonLines),
-            "csv" => Ok(Self::Csv),
-            "parquet" => Ok(Self::Parquet),
-            other => Err(format!(
-                "unknown output `{other}` (text, jsonl, csv or parquet)"
-            )),
-        }
-    }
 }
 
 /// Where the output goes.

@@ -18,6 +18,7 @@ use std::collections::HashSet;
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::{Deserialize, Serialize};
 
@@ -84,6 +85,8 @@ pub struct Commit {
 pub struct Lake {
     root: PathBuf,
     _lock: File,
+    /// The sequence number the next commit gets; the lock makes this process its only writer.
+    next_id: AtomicU64,
 }
 
 impl Lake {
@@ -119,8 +122,13 @@ impl Lake {
             }
             Err(std::fs::TryLockError::Error(e)) => return Err(io(&lock_path)(e)),
         }
-        let lake = Self { root, _lock: lock };
-        lake.recover()?;
+        let lake = Self {
+            root,
+            _lock: lock,
+            next_id: AtomicU64::new(1),
+        };
+        let last = lake.recover()?;
+        lake.next_id.store(last + 1, Ordering::SeqCst);
         Ok(lake)
     }
 
@@ -184,21 +192,9 @@ impl Lake {
             .collect())
     }
 
-    /// The ID the next commit gets.
-    ///
-    /// # Errors
-    /// As [`commits`](Self::commits).
-    pub fn next_commit_id(&self) -> Result<String> {
-        let last = self
-            .commits()?
-            .iter()
-            .filter_map(|c| c.id.parse::<u64>().ok())
-            .max();
-        let staged = fs::read_dir(self.staging_root())
-            .map_err(|e| Error::io(self.staging_root().display().to_string(), e))?
-            .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u64>().ok())
-            .max();
-        Ok(format!("{:08}", last.max(staged).unwrap_or(0) + 1))
+    /// Takes the ID of a new commit: its sequence number as eight digits.
+    pub fn allocate_commit_id(&self) -> String {
+        format!("{:08}", self.next_id.fetch_add(1, Ordering::SeqCst))
     }
 
     /// Makes `commit` durable (the commit point), then publishes its files.
@@ -264,8 +260,9 @@ impl Lake {
         Ok(())
     }
 
-    /// Rolls interrupted commits forward and abandoned staging folders back.
-    fn recover(&self) -> Result<()> {
+    /// Rolls interrupted commits forward and abandoned staging folders back; returns the highest
+    /// committed sequence number (0 for a new lake).
+    fn recover(&self) -> Result<u64> {
         let committed: Vec<Commit> = self.commits()?;
         let ids: HashSet<&str> = committed.iter().map(|c| c.id.as_str()).collect();
         for commit in &committed {
@@ -295,7 +292,11 @@ impl Lake {
                 let _ = fs::remove_file(entry.path());
             }
         }
-        Ok(())
+        let last = committed
+            .iter()
+            .filter_map(|c| c.id.parse::<u64>().ok())
+            .max();
+        Ok(last.unwrap_or(0))
     }
 
     /// Every published data file, relative to the root, sorted.
@@ -350,9 +351,9 @@ pub(crate) fn sync_dir(dir: &Path) {
 /// Test hook for the crash-safety tests: with `FLOWSCOPE_CRASH_AT=<point>[:<n>]` in the
 /// environment, the process aborts the n-th time (default first) it reaches that point.
 pub(crate) fn crash_point(point: &str) {
-    use std::sync::atomic::{AtomicU64, Ordering};
     static HITS: AtomicU64 = AtomicU64::new(0);
-    let Ok(spec) = std::env::var("FLOWSCOPE_CRASH_AT") else {
+    static SPEC: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    let Some(spec) = SPEC.get_or_init(|| std::env::var("FLOWSCOPE_CRASH_AT").ok()) else {
         return;
     };
     let (name, nth) = spec

@@ -84,7 +84,6 @@ pub struct TextReader {
     rejections: Vec<Rejection>,
     rejected: u64,
     records: u64,
-    bytes: u64,
     failed: Option<Error>,
     /// A batch of the previous format, finished when the format changed mid-stream.
     ready: Option<RecordBatch>,
@@ -98,22 +97,34 @@ impl TextReader {
     /// # Errors
     /// [`Error::Io`] when the file cannot be opened or its first line cannot be read.
     pub fn open(input: &Input, options: &TextOptions) -> Result<Self> {
+        match input {
+            Input::File(path) => {
+                let name = input.name();
+                let size = std::fs::metadata(path)
+                    .map_err(|e| Error::io(&name, e))?
+                    .len();
+                if size > WHOLE_GZIP_MAX {
+                    return Self::open_streaming(input, options);
+                }
+                let data = std::fs::read(path).map_err(|e| Error::io(&name, e))?;
+                Self::from_bytes(name, data, options)
+            }
+            Input::Object(object) => Self::from_bytes(input.name(), object.fetch()?, options),
+            Input::Stdin => Self::open_streaming(input, options),
+        }
+    }
+
+    /// Opens an input as a stream, never reading it whole: a look at its format reads and
+    /// decompresses only the first buffer.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the input cannot be opened or its first line cannot be read.
+    pub fn open_streaming(input: &Input, options: &TextOptions) -> Result<Self> {
         let name = input.name();
         let raw: Box<dyn Read + Send> = match input {
-            Input::File(path) => {
-                let mut file = File::open(path).map_err(|e| Error::io(&name, e))?;
-                let size = file.metadata().map_err(|e| Error::io(&name, e))?.len();
-                if size > WHOLE_GZIP_MAX {
-                    Box::new(file)
-                } else {
-                    let mut data = Vec::with_capacity(size as usize);
-                    file.read_to_end(&mut data)
-                        .map_err(|e| Error::io(&name, e))?;
-                    return Self::from_bytes(name, data, options);
-                }
-            }
+            Input::File(path) => Box::new(File::open(path).map_err(|e| Error::io(&name, e))?),
             Input::Stdin => Box::new(io::stdin()),
-            Input::Object(object) => return Self::from_bytes(name, object.fetch()?, options),
+            Input::Object(object) => Box::new(io::Cursor::new(object.fetch()?)),
         };
         Self::from_reader(name, raw, options)
     }
@@ -170,7 +181,6 @@ impl TextReader {
             rejections: Vec::new(),
             rejected: 0,
             records: 0,
-            bytes: 0,
             failed: None,
             ready: None,
             batch_size: options.batch_size,
@@ -257,11 +267,6 @@ impl TextReader {
     /// Lines rejected so far.
     pub fn rejected(&self) -> u64 {
         self.rejected
-    }
-
-    /// Uncompressed bytes read so far.
-    pub fn bytes(&self) -> u64 {
-        self.bytes
     }
 
     /// Takes the rejections gathered since the last call.
@@ -379,7 +384,6 @@ impl TextReader {
                 }
             }
             let consumed = found.unwrap_or(available.len());
-            self.bytes += consumed as u64;
             self.reader.consume(consumed);
             if found.is_some() {
                 break;

@@ -24,4 +24,4 @@ pub use encode::write_lines;
 pub use error::{Error, LineError, Reason, Rejection, Result};
 pub use field::{FIELDS, FieldKind, FieldSpec, lookup, suggest};
 pub use format::{DEFAULT_FORMAT, LogFormat};
-pub use schema::{canonical_schema, conform};
+pub use schema::{canonical_schema, conform, shared_null};

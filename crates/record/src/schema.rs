@@ -3,7 +3,7 @@
 use std::sync::{Arc, LazyLock};
 
 use arrow_array::{ArrayRef, RecordBatch, RecordBatchOptions, new_null_array};
-use arrow_schema::SchemaRef;
+use arrow_schema::{DataType, SchemaRef};
 
 use crate::error::{Error, Result};
 use crate::format::LogFormat;
@@ -28,13 +28,14 @@ pub fn conform(batch: &RecordBatch, format: &LogFormat) -> Result<RecordBatch> {
     let target = format.schema();
     let source = batch.schema();
     let mut columns: Vec<ArrayRef> = Vec::with_capacity(format.len());
+    let mut nulls = Vec::new();
     for (spec, field) in format.fields().iter().zip(target.fields()) {
         let found = source
             .index_of(spec.column)
             .or_else(|_| source.index_of(spec.name))
             .ok();
         let column = match found.map(|i| batch.column(i)) {
-            None => new_null_array(field.data_type(), batch.num_rows()),
+            None => shared_null(&mut nulls, field.data_type(), batch.num_rows()),
             Some(array) if array.data_type() == field.data_type() => Arc::clone(array),
             Some(array) => {
                 arrow_cast::cast(array, field.data_type()).map_err(|e| Error::Column {
@@ -54,6 +55,19 @@ pub fn conform(batch: &RecordBatch, format: &LogFormat) -> Result<RecordBatch> {
         column: String::new(),
         reason: e.to_string(),
     })
+}
+
+/// An all-null array of `data_type` and `len`, shared with the earlier ones of the same type in
+/// `cache`, so that many missing columns cost one allocation. Every call with one cache must pass
+/// the same `len`.
+pub fn shared_null(cache: &mut Vec<ArrayRef>, data_type: &DataType, len: usize) -> ArrayRef {
+    if let Some(shared) = cache.iter().find(|a| a.data_type() == data_type) {
+        debug_assert_eq!(shared.len(), len);
+        return Arc::clone(shared);
+    }
+    let array = new_null_array(data_type, len);
+    cache.push(Arc::clone(&array));
+    array
 }
 
 #[cfg(test)]

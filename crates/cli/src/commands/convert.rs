@@ -199,7 +199,7 @@ fn output_format(
     let mut format: Option<LogFormat> = options.format.clone();
     let mut any_header = false;
     for input in inputs {
-        let reader = match TextReader::open(input, options) {
+        let reader = match TextReader::open_streaming(input, options) {
             Ok(reader) => reader,
             // Reported (and counted) when the input is converted.
             Err(_) => continue,
