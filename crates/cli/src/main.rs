@@ -22,6 +22,9 @@ enum Command {
     Convert(commands::convert::Args),
     Ingest(commands::ingest::Args),
     Lake(commands::lake::Args),
+    Sql(commands::sql::Args),
+    Insights(commands::insights::Args),
+    Top(commands::top::Args),
     Generate(commands::generate::Args),
     Fields(commands::fields::Args),
 }
@@ -52,6 +55,9 @@ fn main() -> ExitCode {
         Command::Convert(args) => commands::convert::run(args),
         Command::Ingest(args) => commands::ingest::run(args),
         Command::Lake(args) => commands::lake::run(args),
+        Command::Sql(args) => commands::sql::run(args),
+        Command::Insights(args) => commands::insights::run(args),
+        Command::Top(args) => commands::top::run(args),
         Command::Generate(args) => commands::generate::run(args),
         Command::Fields(args) => commands::fields::run(args),
     };
@@ -72,6 +78,9 @@ fn is_broken_pipe(error: &anyhow::Error) -> bool {
         cause
             .downcast_ref::<flowscope_lake::Error>()
             .is_some_and(flowscope_lake::Error::is_broken_pipe)
+            || cause
+                .downcast_ref::<flowscope_query::Error>()
+                .is_some_and(flowscope_query::Error::is_broken_pipe)
             || cause
                 .downcast_ref::<std::io::Error>()
                 .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)

@@ -132,6 +132,42 @@ impl Lake {
         Ok(lake)
     }
 
+    /// Opens the lake at `root` only if no other command holds its lock: readers call this to
+    /// roll an interrupted commit forward or back before they list files, and read the lake as
+    /// it is (`Ok(None)`) while a writer runs, never waiting for it.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the lock file cannot be opened or recovery fails.
+    pub fn open_if_idle(root: impl AsRef<Path>) -> Result<Option<Self>> {
+        let root = root.as_ref().to_path_buf();
+        let lock_path = root.join(META).join("lock");
+        let io = |e| Error::io(lock_path.display().to_string(), e);
+        let lock = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(io)?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => return Ok(None),
+            Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
+        }
+        let lake = Self {
+            root,
+            _lock: lock,
+            next_id: AtomicU64::new(1),
+        };
+        let last = lake.recover()?;
+        lake.next_id.store(last + 1, Ordering::SeqCst);
+        Ok(Some(lake))
+    }
+
+    /// Whether `root` holds a lake (its `_flowscope` folder exists).
+    pub fn exists(root: impl AsRef<Path>) -> bool {
+        root.as_ref().join(META).join("commits").is_dir()
+    }
+
     /// The lake's root folder.
     pub fn root(&self) -> &Path {
         &self.root

@@ -161,8 +161,8 @@ pub fn suggest(name: &str) -> Option<&'static str> {
     (distance <= limit).then_some(best)
 }
 
-/// Levenshtein distance over bytes; field names are ASCII.
-fn edit_distance(a: &str, b: &str) -> usize {
+/// Levenshtein distance over bytes (field names are ASCII), for "did you mean" suggestions.
+pub fn edit_distance(a: &str, b: &str) -> usize {
     let (a, b) = (a.as_bytes(), b.as_bytes());
     let mut previous: Vec<usize> = (0..=b.len()).collect();
     let mut current = vec![0; b.len() + 1];

@@ -4,4 +4,8 @@ pub mod convert;
 pub mod fields;
 pub mod generate;
 pub mod ingest;
+pub mod insights;
 pub mod lake;
+pub mod output;
+pub mod sql;
+pub mod top;

@@ -1,0 +1,95 @@
+//! What the query commands share: the tokio runtime, where results go and in what format,
+//! and how query errors are shown.
+
+use std::io::{BufWriter, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use flowscope_lake::AtomicFile;
+use flowscope_query::render::{Rendered, SendableRecordBatchStream, write_stream};
+use flowscope_query::{Error, OutputFormat};
+
+/// `--format` and `--output`, shared by `sql`, `insights` and `top`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct OutputArgs {
+    /// Result format: table, csv, json, jsonl or parquet. Default: from the --output file's
+    /// extension, else table.
+    #[arg(long, value_name = "FORMAT")]
+    pub format: Option<OutputFormat>,
+    /// Write the result to this file (atomically) instead of standard output.
+    #[arg(long, short = 'o', value_name = "PATH")]
+    pub output: Option<PathBuf>,
+}
+
+impl OutputArgs {
+    /// The format to write.
+    pub fn format(&self) -> anyhow::Result<OutputFormat> {
+        if let Some(f) = self.format {
+            return Ok(f);
+        }
+        let ext = self
+            .output
+            .as_deref()
+            .and_then(Path::extension)
+            .and_then(|e| e.to_str());
+        Ok(match ext {
+            Some(e) => e.parse().unwrap_or(OutputFormat::Table),
+            None => OutputFormat::Table,
+        })
+    }
+
+    /// Writes one result stream where the user asked.
+    pub async fn write(&self, stream: SendableRecordBatchStream) -> anyhow::Result<Rendered> {
+        let format = self.format()?;
+        match &self.output {
+            Some(path) => {
+                let mut file = AtomicFile::create(path)
+                    .with_context(|| format!("cannot create {}", path.display()))?;
+                let rendered = write_stream(stream, format, None, &mut file).await?;
+                file.commit()
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+                Ok(rendered)
+            }
+            None => {
+                let stdout = std::io::stdout();
+                anyhow::ensure!(
+                    format != OutputFormat::Parquet || !stdout.is_terminal(),
+                    "Parquet is binary: give --output FILE or redirect standard output"
+                );
+                let width = terminal_width();
+                let out = BufWriter::new(stdout);
+                Ok(write_stream(stream, format, width, out).await?)
+            }
+        }
+    }
+}
+
+/// The terminal's width when standard output is one (tables fit it), else `None`.
+pub fn terminal_width() -> Option<u16> {
+    if !std::io::stdout().is_terminal() {
+        return None;
+    }
+    terminal_size::terminal_size().map(|(w, _)| w.0)
+}
+
+/// A multi-threaded runtime for DataFusion.
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the query runtime")
+}
+
+/// Turns a query error into a message that shows where in `text` it is.
+pub fn query_error(error: Error, text: &str) -> anyhow::Error {
+    if error.is_broken_pipe() {
+        return anyhow::Error::new(error);
+    }
+    anyhow::anyhow!("{}", error.render(text))
+}
+
+/// Writes to standard error that the default row limit cut the result.
+pub fn note(message: &str) {
+    let mut err = std::io::stderr();
+    let _ = writeln!(err, "flowscope: {message}");
+}

@@ -1,0 +1,85 @@
+//! `flowscope sql`: SQL over a lake, with DataFusion.
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::Context;
+use flowscope_query::Engine;
+
+use super::output::{OutputArgs, note, query_error, runtime};
+use crate::Outcome;
+
+/// Run SQL over a lake: the table is `flows` (AWS's Parquet column names plus the `date` and
+/// `hour` partition columns). Filters on `start` skip whole hour partitions.
+///
+/// Functions beyond DataFusion's own: is_ip_in_subnet(ip, cidr), is_private_ip(ip),
+/// is_valid_ip(s), protocol_name(n), tcp_flags_names(n); from_unixtime(start) gives a timestamp.
+#[derive(clap::Args)]
+pub struct Args {
+    /// The SQL; several statements separated by `;` run in order. `-` reads standard input.
+    #[arg(value_name = "SQL")]
+    sql: String,
+    /// The lake folder.
+    #[arg(long, value_name = "DIR")]
+    lake: PathBuf,
+    #[command(flatten)]
+    output: OutputArgs,
+    /// Print the optimised logical plan and the physical plan instead of running the query.
+    #[arg(long)]
+    explain: bool,
+    /// Print each statement's row count and time to standard error.
+    #[arg(long)]
+    timing: bool,
+}
+
+pub fn run(args: Args) -> anyhow::Result<Outcome> {
+    let text = if args.sql == "-" {
+        let mut s = String::new();
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .context("cannot read the SQL from standard input")?;
+        s
+    } else {
+        args.sql.clone()
+    };
+    runtime()?.block_on(async move {
+        let engine = Engine::open(&args.lake).await?;
+        let statements = engine.parse_sql(&text).map_err(|e| query_error(e, &text))?;
+        for statement in statements {
+            let started = Instant::now();
+            let frame = engine
+                .plan_statement(statement, &text)
+                .await
+                .map_err(|e| query_error(e, &text))?;
+            if args.explain {
+                let logical = frame.clone().into_optimized_plan()?;
+                let physical = frame.create_physical_plan().await?;
+                println!("logical plan:\n{}", logical.display_indent());
+                println!(
+                    "physical plan:\n{}",
+                    flowscope_query::render::physical_plan_text(&physical)
+                );
+                continue;
+            }
+            let stream = frame
+                .execute_stream()
+                .await
+                .map_err(|e| query_error(e.into(), &text))?;
+            let rendered = args.output.write(stream).await.map_err(|e| match e
+                .downcast::<flowscope_query::Error>(
+            ) {
+                Ok(q) => query_error(q, &text),
+                Err(e) => e,
+            })?;
+            if args.timing {
+                note(&format!(
+                    "{} rows in {:.3} s",
+                    rendered.rows,
+                    started.elapsed().as_secs_f64()
+                ));
+            }
+        }
+        Ok(Outcome::Success)
+    })
+}

@@ -1,0 +1,188 @@
+//! [`Engine`]: one DataFusion session over one lake, with the `flows` table and flowscope's
+//! functions registered. A session is cheap to query repeatedly (the shell and the server keep
+//! one); opening it lists nothing until a query runs.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow_schema::{DataType, Field, Schema, SchemaRef};
+use datafusion::dataframe::DataFrame;
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::listing::{
+    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
+};
+use datafusion::execution::context::{SQLOptions, SessionConfig, SessionContext};
+use datafusion::sql::parser::{DFParserBuilder, Statement};
+use datafusion::sql::sqlparser::dialect::GenericDialect;
+use flowscope_lake::Lake;
+use flowscope_lake::partition::lake_schema;
+
+use crate::error::{Error, Result};
+use crate::insights::InsightsPlan;
+use crate::table::{DATE, FlowsTable, HOUR};
+use crate::time::TimeRange;
+
+/// The table name queries use.
+pub const TABLE: &str = "flows";
+
+/// A query session over one lake.
+pub struct Engine {
+    ctx: SessionContext,
+    root: PathBuf,
+}
+
+impl Engine {
+    /// Opens the lake at `root`: recovers an interrupted commit if no writer is running (and
+    /// reads the lake as it is if one is), then registers `flows` over its partitions.
+    ///
+    /// # Errors
+    /// [`Error::Lake`] when `root` is not a lake; [`Error::Store`] when recovery fails.
+    pub async fn open(root: impl AsRef<Path>) -> Result<Self> {
+        let root = root.as_ref();
+        if !Lake::exists(root) {
+            return Err(Error::Lake {
+                path: root.display().to_string(),
+                reason: "not a flowscope lake (no _flowscope/ folder); make one with \
+                         `flowscope ingest SRC --lake DIR`"
+                    .into(),
+            });
+        }
+        drop(Lake::open_if_idle(root)?);
+        let root = root.canonicalize().map_err(|e| Error::Lake {
+            path: root.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        let ctx = SessionContext::new_with_config(session_config());
+        crate::udf::register(&ctx);
+        let table = flows_table(&ctx, &root)?;
+        ctx.register_table(TABLE, Arc::new(table))?;
+        Ok(Self { ctx, root })
+    }
+
+    /// The lake's root folder.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The DataFusion session (for callers that build plans themselves).
+    pub fn context(&self) -> &SessionContext {
+        &self.ctx
+    }
+
+    /// The `flows` table's schema: the lake's columns, then `date` and `hour`.
+    ///
+    /// # Errors
+    /// [`Error::Engine`] if the table is missing (it never is after [`Engine::open`]).
+    pub async fn schema(&self) -> Result<SchemaRef> {
+        let table = self.ctx.table_provider(TABLE).await?;
+        Ok(table.schema())
+    }
+
+    /// Splits `text` into SQL statements (`;`-separated), keeping positions relative to `text`.
+    ///
+    /// # Errors
+    /// [`Error::Query`] with the position of the first syntax error.
+    pub fn parse_sql(&self, text: &str) -> Result<Vec<Statement>> {
+        let dialect = GenericDialect {};
+        let statements = DFParserBuilder::new(text)
+            .with_dialect(&dialect)
+            .build()
+            .and_then(|mut p| p.parse_statements())
+            .map_err(|e| Error::from_sql(e, text))?;
+        if statements.is_empty() {
+            return Err(Error::query("no SQL statement given", None));
+        }
+        Ok(statements.into())
+    }
+
+    /// Plans one parsed statement; `text` is the SQL it came from (for error positions).
+    /// Statements that would write (INSERT, COPY) are refused: the lake changes only through
+    /// `flowscope ingest`.
+    ///
+    /// # Errors
+    /// [`Error::Query`] for unknown columns, functions, type errors, with their position.
+    pub async fn plan_statement(&self, statement: Statement, text: &str) -> Result<DataFrame> {
+        let state = self.ctx.state();
+        let plan = state
+            .statement_to_plan(statement)
+            .await
+            .map_err(|e| Error::from_sql(e, text))?;
+        SQLOptions::new()
+            .with_allow_dml(false)
+            .verify_plan(&plan)
+            .map_err(|e| Error::from_sql(e, text))?;
+        self.ctx
+            .execute_logical_plan(plan)
+            .await
+            .map_err(|e| Error::from_sql(e, text))
+    }
+
+    /// Plans a text holding exactly one SQL statement.
+    ///
+    /// # Errors
+    /// As [`Engine::parse_sql`] and [`Engine::plan_statement`]; more than one statement is an
+    /// error.
+    pub async fn sql(&self, text: &str) -> Result<DataFrame> {
+        let mut statements = self.parse_sql(text)?;
+        if statements.len() != 1 {
+            return Err(Error::query(
+                format!("expected one SQL statement, got {}", statements.len()),
+                None,
+            ));
+        }
+        self.plan_statement(statements.remove(0), text).await
+    }
+
+    /// Plans a Logs Insights query over the records whose `start` is in `range`.
+    ///
+    /// # Errors
+    /// [`Error::Query`] pointing into `text` when the query does not parse or plan.
+    pub async fn insights(&self, text: &str, range: TimeRange) -> Result<InsightsPlan> {
+        let query = crate::insights::parse(text)?;
+        crate::insights::plan(&self.ctx, &query, range).await
+    }
+}
+
+/// Session settings: spans for error positions, `information_schema` for `SHOW TABLES` and
+/// `DESCRIBE flows`, Parquet reads that use the page index and row-group statistics.
+fn session_config() -> SessionConfig {
+    let mut config = SessionConfig::new()
+        .with_information_schema(true)
+        .with_default_catalog_and_schema("flowscope", "lake");
+    let options = config.options_mut();
+    options.sql_parser.collect_spans = true;
+    options.execution.parquet.pushdown_filters = true;
+    options.execution.parquet.reorder_filters = true;
+    config
+}
+
+/// The lake's columns with strings as `Utf8View` (read without copying) — the file schema the
+/// listing table reads every file as.
+fn file_schema() -> SchemaRef {
+    let fields: Vec<Field> = lake_schema()
+        .fields()
+        .iter()
+        .map(|f| match f.data_type() {
+            DataType::Utf8 => f.as_ref().clone().with_data_type(DataType::Utf8View),
+            _ => f.as_ref().clone(),
+        })
+        .collect();
+    Arc::new(Schema::new(fields))
+}
+
+fn flows_table(ctx: &SessionContext, root: &Path) -> Result<FlowsTable> {
+    let url = format!("{}/", root.display());
+    let url = ListingTableUrl::parse(&url)?;
+    let parquet = ctx.state().table_options().parquet.clone();
+    let format = ParquetFormat::default().with_options(parquet);
+    let options = ListingOptions::new(Arc::new(format))
+        .with_file_extension(".parquet")
+        .with_table_partition_cols(vec![
+            (DATE.to_string(), DataType::Date32),
+            (HOUR.to_string(), DataType::Int32),
+        ]);
+    let config = ListingTableConfig::new(url)
+        .with_listing_options(options)
+        .with_schema(file_schema());
+    Ok(FlowsTable::new(ListingTable::try_new(config)?))
+}

@@ -1,0 +1,241 @@
+//! The query crate's error: user faults (a query that does not parse or plan, a lake that is not
+//! there) kept apart from engine failures, each with the position in the query when one is known.
+
+use datafusion::error::DataFusionError;
+
+/// A `Result` whose error is [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Where in a query text an error was found: a byte offset and the length of the offending text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Position {
+    /// Byte offset of the first offending character.
+    pub offset: usize,
+    /// Length in bytes of the offending text (at least 1 when shown).
+    pub len: usize,
+}
+
+impl Position {
+    /// A position `len` bytes long starting at `offset`.
+    pub fn new(offset: usize, len: usize) -> Self {
+        Self { offset, len }
+    }
+
+    /// The 1-based line and column (in characters) of this position in `text`.
+    pub fn line_col(&self, text: &str) -> (usize, usize) {
+        let before = &text[..self.offset.min(text.len())];
+        let line = before.matches('\n').count() + 1;
+        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+        let col = before[line_start..].chars().count() + 1;
+        (line, col)
+    }
+
+    /// Converts a 1-based line and column (characters) into a byte offset in `text`.
+    pub fn from_line_col(text: &str, line: usize, col: usize, len: usize) -> Self {
+        let mut offset = 0;
+        for (i, l) in text.split_inclusive('\n').enumerate() {
+            if i + 1 == line {
+                let within: usize = l
+                    .chars()
+                    .take(col.saturating_sub(1))
+                    .map(char::len_utf8)
+                    .sum();
+                return Self::new(offset + within, len);
+            }
+            offset += l.len();
+        }
+        Self::new(text.len(), len)
+    }
+}
+
+/// Everything that can go wrong while opening a lake or running a query.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The folder is not a flowscope lake (or cannot be read).
+    #[error("{path}: {reason}")]
+    Lake {
+        /// The lake folder as given.
+        path: String,
+        /// Why it cannot be used.
+        reason: String,
+    },
+    /// The lake itself failed (recovery, listing).
+    #[error(transparent)]
+    Store(#[from] flowscope_lake::Error),
+    /// The query text is wrong: a syntax error, an unknown field or function, a bad argument.
+    #[error("{message}")]
+    Query {
+        /// What is wrong, in words.
+        message: String,
+        /// Where in the query text, when known.
+        position: Option<Position>,
+    },
+    /// A rule or option outside the query text is wrong (a Contributor Insights rule, a time).
+    #[error("{0}")]
+    Invalid(String),
+    /// Writing the result failed (a closed pipe, a full disk).
+    #[error("cannot write the result: {0}")]
+    Output(#[source] std::io::Error),
+    /// The engine failed while planning or running a valid query.
+    #[error(transparent)]
+    Engine(DataFusionError),
+}
+
+impl Error {
+    /// A query error at `position`.
+    pub fn query(message: impl Into<String>, position: Option<Position>) -> Self {
+        Self::Query {
+            message: message.into(),
+            position,
+        }
+    }
+
+    /// Whether this is a write to a closed pipe (`flowscope sql ... | head`), which is not a
+    /// failure.
+    pub fn is_broken_pipe(&self) -> bool {
+        matches!(self, Self::Output(e) if e.kind() == std::io::ErrorKind::BrokenPipe)
+    }
+
+    /// The position in the query text this error points at, if any.
+    pub fn position(&self) -> Option<Position> {
+        match self {
+            Self::Query { position, .. } => *position,
+            _ => None,
+        }
+    }
+
+    /// Converts a DataFusion error raised for the SQL text `sql`, keeping the position the parser
+    /// or planner reported (as a line and column) and the plain message.
+    pub fn from_sql(error: DataFusionError, sql: &str) -> Self {
+        let position = sql_position(&error, sql);
+        let user_fault = matches!(
+            error.find_root(),
+            DataFusionError::SQL(..)
+                | DataFusionError::Plan(_)
+                | DataFusionError::SchemaError(..)
+                | DataFusionError::NotImplemented(_)
+        ) || position.is_some();
+        if !user_fault {
+            return Self::Engine(error);
+        }
+        let message = error
+            .diagnostic()
+            .map(|d| clean_message(&d.message))
+            .unwrap_or_else(|| clean_message(&error.find_root().to_string()));
+        Self::Query { message, position }
+    }
+
+    /// Renders the error with the query text: the message, then the offending line with a caret
+    /// under the position.
+    pub fn render(&self, text: &str) -> String {
+        let Some(position) = self.position() else {
+            return self.to_string();
+        };
+        let (line_no, col) = position.line_col(text);
+        let line = text.lines().nth(line_no - 1).unwrap_or("");
+        let width = text[position.offset.min(text.len())..]
+            .chars()
+            .take(position.len.max(1))
+            .take_while(|c| *c != '\n')
+            .count()
+            .max(1);
+        format!(
+            "{self} (line {line_no}, column {col})\n  {line}\n  {}{}",
+            " ".repeat(col - 1),
+            "^".repeat(width)
+        )
+    }
+}
+
+impl From<DataFusionError> for Error {
+    fn from(error: DataFusionError) -> Self {
+        Self::Engine(error)
+    }
+}
+
+/// Finds the position DataFusion reported: a diagnostic span, or sqlparser's
+/// `at Line: L, Column: C` suffix.
+fn sql_position(error: &DataFusionError, sql: &str) -> Option<Position> {
+    if let Some(span) = error.diagnostic().and_then(|d| d.span)
+        && span.start.line > 0
+    {
+        let len = if span.end.line == span.start.line {
+            (span.end.column.saturating_sub(span.start.column)) as usize
+        } else {
+            1
+        };
+        return Some(Position::from_line_col(
+            sql,
+            span.start.line as usize,
+            span.start.column as usize,
+            len.max(1),
+        ));
+    }
+    let text = error.to_string();
+    let at = text.rfind("at Line: ")?;
+    let rest = &text[at + "at Line: ".len()..];
+    let (line, rest) = rest.split_once(", Column: ")?;
+    let col: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    let (line, col) = (line.trim().parse().ok()?, col.parse().ok()?);
+    let len = token_len(sql, Position::from_line_col(sql, line, col, 1).offset);
+    Some(Position::from_line_col(sql, line, col, len))
+}
+
+/// The length of the word or symbol starting at `offset`.
+fn token_len(text: &str, offset: usize) -> usize {
+    let rest = &text[offset.min(text.len())..];
+    let word = rest
+        .chars()
+        .take_while(|c| c.is_alphanumeric() || *c == '_')
+        .map(char::len_utf8)
+        .sum::<usize>();
+    word.max(1)
+}
+
+/// Strips DataFusion's layer prefixes ("Error during planning: ", "SQL error: ...") and the
+/// position suffix, which the rendering shows under the query instead.
+fn clean_message(text: &str) -> String {
+    let mut s = text.trim();
+    for prefix in [
+        "Error during planning: ",
+        "SQL error: ",
+        "Schema error: ",
+        "This feature is not implemented: ",
+    ] {
+        if let Some(rest) = s.strip_prefix(prefix) {
+            s = rest;
+        }
+    }
+    let s = match s.find(" at Line: ") {
+        Some(i) => &s[..i],
+        None => s,
+    };
+    let s = s
+        .strip_prefix("ParserError(\"")
+        .and_then(|r| r.strip_suffix("\")"))
+        .unwrap_or(s);
+    s.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_and_column_round_trip() {
+        let text = "filter a = 1\n| stats count(*) by bärbel";
+        let p = Position::from_line_col(text, 2, 21, 6);
+        assert_eq!(&text[p.offset..p.offset + 6], "bärbe");
+        assert_eq!(p.line_col(text), (2, 21));
+    }
+
+    #[test]
+    fn render_points_at_the_token() {
+        let e = Error::query("unknown field `srcadr`", Some(Position::new(7, 6)));
+        let shown = e.render("filter srcadr = '1'");
+        assert_eq!(
+            shown,
+            "unknown field `srcadr` (line 1, column 8)\n  filter srcadr = '1'\n         ^^^^^^"
+        );
+    }
+}

@@ -1,0 +1,127 @@
+//! Time ranges as users type them: relative to now (`-1h`, `7d`, `now`), absolute
+//! (`2019-08-26`, `2019-08-26T19:25:00Z`, `2019-08-26 19:25`), or Unix seconds.
+
+use flowscope_lake::layout::days_from_civil;
+use flowscope_lake::maintenance::parse_duration;
+
+use crate::error::{Error, Result};
+
+/// A half-open range of record start times `[start, end)`, in Unix seconds; either end open.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TimeRange {
+    /// First second included.
+    pub start: Option<i64>,
+    /// First second excluded.
+    pub end: Option<i64>,
+}
+
+impl TimeRange {
+    /// The range from the `--start`/`--end` texts, read relative to `now` (Unix seconds).
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] when a text is not a time, or the range ends before it starts.
+    pub fn parse(start: Option<&str>, end: Option<&str>, now: i64) -> Result<Self> {
+        let start = start.map(|t| parse_time(t, now)).transpose()?;
+        let end = end.map(|t| parse_time(t, now)).transpose()?;
+        if let (Some(s), Some(e)) = (start, end)
+            && e <= s
+        {
+            return Err(Error::Invalid(format!(
+                "the time range is empty: --end ({e}) is not after --start ({s})"
+            )));
+        }
+        Ok(Self { start, end })
+    }
+
+    /// Whether neither end is set.
+    pub fn is_unbounded(&self) -> bool {
+        self.start.is_none() && self.end.is_none()
+    }
+}
+
+/// Parses one time: `now`; a duration ago (`-1h`, `1h`, `-7d`, `30m`, units s m h d w);
+/// `YYYY-MM-DD`; `YYYY-MM-DDTHH:MM[:SS][Z]` (also with a space, UTC); or Unix seconds.
+///
+/// # Errors
+/// [`Error::Invalid`] naming the text and the accepted forms.
+pub fn parse_time(text: &str, now: i64) -> Result<i64> {
+    let t = text.trim();
+    let bad = || {
+        Error::Invalid(format!(
+            "`{text}` is not a time: use now, -1h / -7d / -30m, 2019-08-26, \
+             2019-08-26T19:25:00Z or Unix seconds"
+        ))
+    };
+    if t.eq_ignore_ascii_case("now") {
+        return Ok(now);
+    }
+    if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()) {
+        return t.parse().map_err(|_| bad());
+    }
+    let ago = t.strip_prefix('-').unwrap_or(t);
+    if let Some(secs) = parse_duration(ago) {
+        return Ok(now - secs);
+    }
+    parse_datetime(t).ok_or_else(bad)
+}
+
+/// `YYYY-MM-DD[(T| )HH:MM[:SS][Z]]` in UTC to Unix seconds.
+fn parse_datetime(t: &str) -> Option<i64> {
+    let t = t.strip_suffix('Z').unwrap_or(t);
+    let (date, clock) = match t.split_once(['T', ' ']) {
+        Some((d, c)) => (d, Some(c)),
+        None => (t, None),
+    };
+    let mut ymd = date.split('-');
+    let y: i64 = ymd.next()?.parse().ok()?;
+    let m: u32 = ymd.next()?.parse().ok()?;
+    let d: u32 = ymd.next()?.parse().ok()?;
+    if ymd.next().is_some() || !(1..=12).contains(&m) || !(1..=31).contains(&d) {
+        return None;
+    }
+    let mut secs = days_from_civil(y, m, d) * 86_400;
+    if let Some(clock) = clock {
+        let mut hms = clock.split(':');
+        let h: i64 = hms.next()?.parse().ok()?;
+        let min: i64 = hms.next()?.parse().ok()?;
+        let s: i64 = match hms.next() {
+            Some(s) => s.split('.').next()?.parse().ok()?,
+            None => 0,
+        };
+        if hms.next().is_some() || h > 23 || min > 59 || s > 60 {
+            return None;
+        }
+        secs += h * 3_600 + min * 60 + s;
+    }
+    Some(secs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: i64 = 1_566_848_000; // 2019-08-26T19:33:20Z
+
+    #[test]
+    fn forms() {
+        assert_eq!(parse_time("now", NOW).unwrap(), NOW);
+        assert_eq!(parse_time("-1h", NOW).unwrap(), NOW - 3_600);
+        assert_eq!(parse_time("7d", NOW).unwrap(), NOW - 7 * 86_400);
+        assert_eq!(parse_time("2019-08-26", NOW).unwrap(), 1_566_777_600);
+        assert_eq!(
+            parse_time("2019-08-26T19:25:00Z", NOW).unwrap(),
+            1_566_847_500
+        );
+        assert_eq!(parse_time("2019-08-26 19:25", NOW).unwrap(), 1_566_847_500);
+        assert_eq!(parse_time("1566847500", NOW).unwrap(), 1_566_847_500);
+        assert!(parse_time("yesterday", NOW).is_err());
+        assert!(parse_time("2019-13-01", NOW).is_err());
+    }
+
+    #[test]
+    fn empty_range_rejected() {
+        assert!(TimeRange::parse(Some("-1h"), Some("-2h"), NOW).is_err());
+        let r = TimeRange::parse(Some("-2h"), None, NOW).unwrap();
+        assert_eq!(r.start, Some(NOW - 7_200));
+    }
+}
