@@ -138,6 +138,10 @@ pub async fn plan(engine: &Engine, spec: &TopSpec) -> Result<DataFrame> {
     if let Some(end) = spec.range.end {
         df = df.filter(ident("start").lt(lit(end)))?;
     }
+    // A record without a key value (NODATA, SKIPDATA) contributes to no contributor.
+    for (column, _) in &spec.keys {
+        df = df.filter(ident(column.as_str()).is_not_null())?;
+    }
     for (column, condition) in &spec.conditions {
         df = df.filter(condition_expr(ident(column.as_str()), condition))?;
     }

@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use arrow_array::builder::{BooleanBuilder, StringBuilder};
 use arrow_array::cast::AsArray;
-use arrow_array::types::Int32Type;
+use arrow_array::types::Int64Type;
 use arrow_array::{Array, ArrayRef, StringArrayType};
 use arrow_schema::DataType;
 use datafusion::common::{Result, ScalarValue, exec_err, plan_err};
@@ -317,7 +317,13 @@ impl IntName {
     fn new(kind: IntNameKind) -> Self {
         Self {
             kind,
-            signature: Signature::exact(vec![DataType::Int32], Volatility::Immutable),
+            signature: Signature::one_of(
+                vec![
+                    TypeSignature::Exact(vec![DataType::Int32]),
+                    TypeSignature::Exact(vec![DataType::Int64]),
+                ],
+                Volatility::Immutable,
+            ),
         }
     }
 }
@@ -340,16 +346,21 @@ impl ScalarUDFImpl for IntName {
             return plan_err!("{} takes one argument", self.name());
         };
         let values = value.to_array(args.number_rows)?;
-        let values = values.as_primitive::<Int32Type>();
+        let values = datafusion::arrow::compute::cast(&values, &DataType::Int64)?;
+        let values = values.as_primitive::<Int64Type>();
         let mut out = StringBuilder::with_capacity(values.len(), values.len() * 4);
         for v in values.iter() {
             match (v, self.kind) {
                 (None, _) => out.append_null(),
-                (Some(n), IntNameKind::Protocol) => match protocol_name(n) {
-                    Some(name) => out.append_value(name),
-                    None => out.append_value(n.to_string()),
-                },
-                (Some(n), IntNameKind::TcpFlags) => out.append_value(tcp_flags_names(n)),
+                (Some(n), IntNameKind::Protocol) => {
+                    match i32::try_from(n).ok().and_then(protocol_name) {
+                        Some(name) => out.append_value(name),
+                        None => out.append_value(n.to_string()),
+                    }
+                }
+                (Some(n), IntNameKind::TcpFlags) => {
+                    out.append_value(tcp_flags_names(i32::try_from(n).unwrap_or(0)))
+                }
             }
         }
         Ok(ColumnarValue::Array(Arc::new(out.finish())))

@@ -111,18 +111,22 @@ pub fn tokenize(text: &str) -> Result<Vec<Token>> {
             }
             continue;
         }
-        let value_before = tokens.last().is_some_and(|t| match &t.tok {
-            Tok::Ident(w) => !keyword_before_value(w),
-            Tok::Quoted(_)
-            | Tok::Str(_)
-            | Tok::Int(_)
-            | Tok::Float(_)
-            | Tok::Period(_)
-            | Tok::Regex(_)
-            | Tok::RParen
-            | Tok::RBracket => true,
-            _ => false,
-        });
+        // `parse @message /regex/`: the pattern follows a field name.
+        let after_parse_field = tokens.len() >= 2
+            && matches!(&tokens[tokens.len() - 2].tok, Tok::Ident(w) if w.eq_ignore_ascii_case("parse"));
+        let value_before = !after_parse_field
+            && tokens.last().is_some_and(|t| match &t.tok {
+                Tok::Ident(w) => !keyword_before_value(w),
+                Tok::Quoted(_)
+                | Tok::Str(_)
+                | Tok::Int(_)
+                | Tok::Float(_)
+                | Tok::Period(_)
+                | Tok::Regex(_)
+                | Tok::RParen
+                | Tok::RBracket => true,
+                _ => false,
+            });
         chars.next();
         let simple = |tok| Some(tok);
         let tok = match c {

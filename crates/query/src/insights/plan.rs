@@ -202,7 +202,8 @@ impl Planner<'_> {
             Command::Sort(keys) => {
                 let mut sort = Vec::new();
                 for (e, desc) in keys {
-                    sort.push(self.expr(e, Mode::Row)?.sort(!desc, *desc));
+                    // Nulls last either way: a missing value is never a top answer.
+                    sort.push(self.expr(e, Mode::Row)?.sort(!desc, false));
                 }
                 self.df = df.sort(sort.clone())?;
                 self.sort = Some(sort);
