@@ -25,6 +25,7 @@ enum Command {
     Sql(commands::sql::Args),
     Insights(commands::insights::Args),
     Top(commands::top::Args),
+    Shell(commands::shell::Args),
     Generate(commands::generate::Args),
     Fields(commands::fields::Args),
 }
@@ -58,6 +59,7 @@ fn main() -> ExitCode {
         Command::Sql(args) => commands::sql::run(args),
         Command::Insights(args) => commands::insights::run(args),
         Command::Top(args) => commands::top::run(args),
+        Command::Shell(args) => commands::shell::run(args),
         Command::Generate(args) => commands::generate::run(args),
         Command::Fields(args) => commands::fields::run(args),
     };

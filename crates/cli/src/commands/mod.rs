@@ -7,5 +7,6 @@ pub mod ingest;
 pub mod insights;
 pub mod lake;
 pub mod output;
+pub mod shell;
 pub mod sql;
 pub mod top;

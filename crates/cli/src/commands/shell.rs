@@ -1,0 +1,265 @@
+//! `flowscope shell`: SQL and Logs Insights at a prompt, over one lake session.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use flowscope_query::insights::DEFAULT_LIMIT;
+use flowscope_query::render::write_stream;
+use flowscope_query::{Engine, OutputFormat, TimeRange};
+use rustyline::completion::Completer;
+use rustyline::error::ReadlineError;
+use rustyline::highlight::Highlighter;
+use rustyline::hint::Hinter;
+use rustyline::history::DefaultHistory;
+use rustyline::validate::{ValidationContext, ValidationResult, Validator};
+use rustyline::{Editor, Helper};
+
+use super::insights::now;
+use super::output::{runtime, terminal_width};
+use crate::Outcome;
+
+/// An interactive shell over a lake: type SQL (SELECT, WITH, EXPLAIN, SHOW, DESCRIBE ...) or a
+/// Logs Insights query; end it with `;` or an empty line. `\h` lists the shell's commands.
+#[derive(clap::Args)]
+pub struct Args {
+    /// The lake folder.
+    #[arg(long, value_name = "DIR")]
+    lake: PathBuf,
+    /// Do not read or write the history file (~/.flowscope_history).
+    #[arg(long)]
+    no_history: bool,
+}
+
+const HELP: &str = "\
+Type SQL over the table `flows`, or a Logs Insights query; end it with `;` or an empty line.
+  \\d                    the columns of `flows`
+  \\format FORMAT        table (default), csv, json or jsonl
+  \\range START [END]    time range for Insights queries (-1h, 2019-08-26, ...); \\range off clears it
+  \\timing               show each query's time (toggle)
+  \\h                    this help
+  \\q                    quit (also Ctrl-D)";
+
+/// SQL keywords that start a statement; anything else is a Logs Insights query.
+const SQL_STARTS: &[&str] = &[
+    "select", "with", "explain", "show", "describe", "desc", "values", "create", "drop", "set",
+    "(",
+];
+
+/// Whether `text` is SQL (else Logs Insights).
+pub fn is_sql(text: &str) -> bool {
+    let first: String = text
+        .trim_start()
+        .chars()
+        .take_while(|c| c.is_alphanumeric() || *c == '(')
+        .collect::<String>()
+        .to_ascii_lowercase();
+    SQL_STARTS.iter().any(|k| first == *k || (first.starts_with('(') && *k == "("))
+}
+
+/// Whether a buffer is a whole statement: it ends with `;`, is a `\` command, or its last line
+/// is empty.
+fn complete(buffer: &str) -> bool {
+    let trimmed = buffer.trim();
+    trimmed.is_empty()
+        || trimmed.starts_with('\\')
+        || trimmed.ends_with(';')
+        || buffer.ends_with("\n\n")
+        || buffer.ends_with('\n') && buffer.trim_end_matches(' ').ends_with("\n\n")
+}
+
+struct ShellHelper;
+
+impl Completer for ShellHelper {
+    type Candidate = String;
+}
+impl Hinter for ShellHelper {
+    type Hint = String;
+}
+impl Highlighter for ShellHelper {}
+impl Validator for ShellHelper {
+    fn validate(&self, ctx: &mut ValidationContext<'_>) -> rustyline::Result<ValidationResult> {
+        let input = ctx.input();
+        let last_line_empty = input.ends_with('\n') || input.rsplit('\n').next() == Some("");
+        if complete(input) || (input.contains('\n') && last_line_empty) {
+            Ok(ValidationResult::Valid(None))
+        } else {
+            Ok(ValidationResult::Incomplete)
+        }
+    }
+}
+impl Helper for ShellHelper {}
+
+struct State {
+    format: OutputFormat,
+    timing: bool,
+    range: TimeRange,
+}
+
+pub fn run(args: Args) -> anyhow::Result<Outcome> {
+    let rt = runtime()?;
+    let engine = rt.block_on(Engine::open(&args.lake))?;
+    let mut editor: Editor<ShellHelper, DefaultHistory> = Editor::new()?;
+    editor.set_helper(Some(ShellHelper));
+    let history = (!args.no_history)
+        .then(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".flowscope_history")))
+        .flatten();
+    if let Some(h) = &history {
+        let _ = editor.load_history(h);
+    }
+    let interactive = std::io::IsTerminal::is_terminal(&std::io::stdin());
+    if interactive {
+        println!(
+            "flowscope shell on {} — SQL or Logs Insights, end with `;` or an empty line; \\h for help",
+            engine.root().display()
+        );
+    }
+    let mut state = State {
+        format: OutputFormat::Table,
+        timing: false,
+        range: TimeRange::default(),
+    };
+    let mut buffer = String::new();
+    loop {
+        let prompt = if buffer.is_empty() { "flowscope> " } else { "       ...> " };
+        let line = match editor.readline(prompt) {
+            Ok(line) => line,
+            Err(ReadlineError::Interrupted) => {
+                buffer.clear();
+                continue;
+            }
+            Err(ReadlineError::Eof) => break,
+            Err(e) => return Err(e.into()),
+        };
+        buffer.push_str(&line);
+        buffer.push('\n');
+        let blank = line.trim().is_empty();
+        if !(complete(&buffer) || blank) {
+            continue;
+        }
+        let text = std::mem::take(&mut buffer);
+        let text = text.trim();
+        if text.is_empty() {
+            continue;
+        }
+        let _ = editor.add_history_entry(text);
+        if let Some(command) = text.strip_prefix('\\') {
+            match meta(command.trim_end_matches(';'), &mut state, &engine, &rt) {
+                Ok(true) => break,
+                Ok(false) => {}
+                Err(e) => eprintln!("error: {e:#}"),
+            }
+            continue;
+        }
+        let query = text.trim_end_matches(';').trim();
+        if matches!(query, "quit" | "exit") {
+            break;
+        }
+        if let Err(e) = rt.block_on(run_one(&engine, query, &state)) {
+            eprintln!("error: {e:#}");
+        }
+    }
+    if let Some(h) = &history {
+        let _ = editor.save_history(h);
+    }
+    Ok(Outcome::Success)
+}
+
+/// Runs a `\` command; `Ok(true)` means quit.
+fn meta(
+    command: &str,
+    state: &mut State,
+    engine: &Engine,
+    rt: &tokio::runtime::Runtime,
+) -> anyhow::Result<bool> {
+    let mut words = command.split_whitespace();
+    match words.next().unwrap_or("") {
+        "q" | "quit" => return Ok(true),
+        "h" | "help" | "?" => println!("{HELP}"),
+        "timing" => {
+            state.timing = !state.timing;
+            println!("timing {}", if state.timing { "on" } else { "off" });
+        }
+        "format" => {
+            let f = words.next().unwrap_or("table");
+            state.format = f.parse().map_err(anyhow::Error::msg)?;
+            anyhow::ensure!(
+                state.format != OutputFormat::Parquet,
+                "Parquet needs a file: use `flowscope sql --output FILE`"
+            );
+        }
+        "range" => match (words.next(), words.next()) {
+            (None | Some("off"), _) => {
+                state.range = TimeRange::default();
+                println!("no time range");
+            }
+            (Some(start), end) => {
+                state.range = TimeRange::parse(Some(start), end, now())?;
+                let end = state.range.end.map_or("now".to_string(), |e| e.to_string());
+                println!(
+                    "Insights queries see records starting from {} to {end} (Unix seconds)",
+                    state.range.start.unwrap_or_default()
+                );
+            }
+        },
+        "d" => rt.block_on(run_one(engine, "DESCRIBE flows", state))?,
+        other => anyhow::bail!("unknown command \\{other}; \\h lists them"),
+    }
+    Ok(false)
+}
+
+async fn run_one(engine: &Engine, query: &str, state: &State) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let mut default_limit = false;
+    let frame = if is_sql(query) {
+        engine
+            .sql(query)
+            .await
+            .map_err(|e| anyhow::anyhow!("{}", e.render(query)))?
+    } else {
+        let plan = engine
+            .insights(query, state.range)
+            .await
+            .map_err(|e| anyhow::anyhow!("{}", e.render(query)))?;
+        default_limit = plan.default_limit;
+        plan.frame
+    };
+    let stream = frame.execute_stream().await?;
+    let out = std::io::BufWriter::new(std::io::stdout());
+    let rendered = write_stream(stream, state.format, terminal_width(), out).await?;
+    if default_limit && rendered.rows == DEFAULT_LIMIT as u64 {
+        eprintln!("(the first {DEFAULT_LIMIT} rows; add `| limit N` for more)");
+    }
+    if state.timing {
+        eprintln!(
+            "{} rows in {:.3} s",
+            rendered.rows,
+            started.elapsed().as_secs_f64()
+        );
+    }
+    std::io::stdout().flush()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sql_or_insights() {
+        assert!(is_sql("SELECT 1"));
+        assert!(is_sql("  with x as (select 1) select * from x"));
+        assert!(is_sql("describe flows"));
+        assert!(!is_sql("stats count(*) by srcAddr"));
+        assert!(!is_sql("filter action = 'REJECT'"));
+        assert!(!is_sql("fields @timestamp"));
+    }
+
+    #[test]
+    fn statement_ends() {
+        assert!(complete("select 1;"));
+        assert!(complete("\\d"));
+        assert!(!complete("select *\nfrom flows"));
+        assert!(complete("stats count(*)\n\n"));
+    }
+}

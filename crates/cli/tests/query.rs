@@ -1,0 +1,263 @@
+//! The query commands end to end: `generate` -> `ingest` -> `sql` / `insights` / `top` / `shell`,
+//! checked against the generator's own totals and against each other.
+
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+use predicates::prelude::*;
+use pretty_assertions::assert_eq;
+
+fn flowscope() -> Command {
+    Command::cargo_bin("flowscope").unwrap()
+}
+
+/// Generates 30,000 records in 6 files, ingests them, and returns (tempdir, lake, totals JSON).
+fn lake() -> (tempfile::TempDir, PathBuf, serde_json::Value) {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    let lake = dir.path().join("lake");
+    let out = flowscope()
+        .args(["generate", "--records", "30000", "--files", "6", "--seed", "7", "--out"])
+        .arg(&src)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let totals: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    flowscope()
+        .arg("ingest")
+        .arg(&src)
+        .arg("--lake")
+        .arg(&lake)
+        .arg("--quiet")
+        .assert()
+        .success();
+    (dir, lake, totals)
+}
+
+fn run(lake: &Path, args: &[&str]) -> String {
+    let out = flowscope().args(args).arg("--lake").arg(lake).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn sql_totals_match_the_generator_in_every_format() {
+    let (_dir, lake, totals) = lake();
+    let q = "SELECT count(*) AS records, sum(packets) AS packets, sum(bytes) AS bytes FROM flows";
+    let csv = run(&lake, &["sql", q, "--format", "csv"]);
+    assert_eq!(
+        csv,
+        format!(
+            "records,packets,bytes\n{},{},{}\n",
+            totals["records"], totals["packets"], totals["bytes"]
+        )
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&run(&lake, &["sql", q, "--format", "json"])).unwrap();
+    assert_eq!(json[0]["records"], totals["records"]);
+    assert_eq!(json[0]["bytes"], totals["bytes"]);
+    let jsonl = run(&lake, &["sql", q, "--format", "jsonl"]);
+    let row: serde_json::Value = serde_json::from_str(jsonl.trim()).unwrap();
+    assert_eq!(row["packets"], totals["packets"]);
+    let table = run(&lake, &["sql", q]);
+    assert!(table.contains(&totals["bytes"].to_string()), "{table}");
+
+    // Parquet to a file, format taken from the extension.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("by_action.parquet");
+    run(
+        &lake,
+        &[
+            "sql",
+            "SELECT action, count(*) AS n FROM flows GROUP BY action",
+            "-o",
+            file.to_str().unwrap(),
+        ],
+    );
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+        std::fs::File::open(&file).unwrap(),
+    )
+    .unwrap()
+    .build()
+    .unwrap();
+    let rows: usize = reader.map(|b| b.unwrap().num_rows()).sum();
+    assert!(rows >= 2, "ACCEPT, REJECT and maybe NODATA rows: {rows}");
+}
+
+#[test]
+fn several_statements_and_explain() {
+    let (_dir, lake, _) = lake();
+    let out = run(
+        &lake,
+        &["sql", "SELECT 1 AS a; SELECT 2 AS b", "--format", "csv"],
+    );
+    assert_eq!(out, "a\n1\nb\n2\n");
+    let explain = run(
+        &lake,
+        &[
+            "sql",
+            "SELECT count(*) FROM flows WHERE start >= 4102444800",
+            "--explain",
+        ],
+    );
+    assert!(explain.contains("logical plan:") && explain.contains("physical plan:"), "{explain}");
+}
+
+#[test]
+fn errors_show_the_query_and_a_caret() {
+    let (_dir, lake, _) = lake();
+    flowscope()
+        .args(["sql", "SELECT srcadr FROM flows", "--lake"])
+        .arg(&lake)
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("SELECT srcadr FROM flows\n         ^^^^^^"));
+    flowscope()
+        .args(["insights", "stats count(*) by srcAdr", "--lake"])
+        .arg(&lake)
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("did you mean `srcAddr`?"))
+        .stderr(predicate::str::contains("^^^^^^"));
+    flowscope()
+        .args(["sql", "SELECT 1", "--lake", "/nonexistent/lake"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("not a flowscope lake"));
+}
+
+#[test]
+fn insights_and_sql_agree() {
+    let (_dir, lake, _) = lake();
+    let insights = run(
+        &lake,
+        &[
+            "insights",
+            "filter action = 'REJECT' | stats count(*) as n, sum(bytes) as b by dstPort | sort n desc, dstPort asc | limit 5",
+            "--format",
+            "csv",
+        ],
+    );
+    let sql = run(
+        &lake,
+        &[
+            "sql",
+            "SELECT dstport AS \"dstPort\", count(*) AS n, sum(bytes) AS b FROM flows \
+             WHERE action = 'REJECT' GROUP BY dstport ORDER BY n DESC, dstport ASC LIMIT 5",
+            "--format",
+            "csv",
+        ],
+    );
+    assert_eq!(insights, sql);
+    assert_eq!(insights.lines().count(), 6);
+}
+
+#[test]
+fn insights_time_range_and_default_limit() {
+    let (_dir, lake, _) = lake();
+    // The generator starts at 1700000100 by default, 5-minute files.
+    let all = run(&lake, &["insights", "stats count(*) as n", "--format", "csv"]);
+    let part = run(
+        &lake,
+        &[
+            "insights",
+            "stats count(*) as n",
+            "--start",
+            "1700000400",
+            "--end",
+            "2023-11-14T22:25:00Z",
+            "--format",
+            "csv",
+        ],
+    );
+    let n = |s: &str| s.lines().nth(1).unwrap().parse::<u64>().unwrap();
+    assert_eq!(n(&all), 30_000);
+    assert!(n(&part) > 0 && n(&part) < 30_000, "{part}");
+    let out = flowscope()
+        .args(["insights", "fields srcAddr", "--format", "csv", "--lake"])
+        .arg(&lake)
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8(out.stdout).unwrap().lines().count(), 10_001);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("first 10000 rows"));
+}
+
+#[test]
+fn top_by_keys_and_by_rule() {
+    let (dir, lake, _) = lake();
+    let out = run(
+        &lake,
+        &["top", "--by", "pair", "--rank-by", "packets", "-n", "3", "--format", "csv"],
+    );
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "rank,srcaddr,dstaddr,packets,percent");
+    assert_eq!(lines.len(), 4);
+    let check = run(
+        &lake,
+        &[
+            "sql",
+            "SELECT srcaddr, dstaddr, sum(packets) AS p FROM flows WHERE srcaddr IS NOT NULL \
+             GROUP BY 1, 2 ORDER BY p DESC, srcaddr, dstaddr LIMIT 1",
+            "--format",
+            "csv",
+        ],
+    );
+    let best = check.lines().nth(1).unwrap();
+    assert!(lines[1].starts_with(&format!("1,{best}")), "{} vs {best}", lines[1]);
+
+    let rule = dir.path().join("rule.json");
+    std::fs::write(
+        &rule,
+        r#"{"Schema":{"Name":"CloudWatchLogRule","Version":1},"LogGroupNames":["/aws/containerinsights/sample-cluster-name/flowlogs"],"LogFormat":"CLF","Fields":{"5":"destination address","7":"destination port","9":"packet count"},"Contribution":{"Keys":["destination address"],"ValueOf":"packet count","Filters":[{"Match":"destination port","EqualTo":443}]},"AggregateOn":"Sum"}"#,
+    )
+    .unwrap();
+    let by_rule = run(
+        &lake,
+        &["top", "--rule", rule.to_str().unwrap(), "-n", "1", "--format", "csv"],
+    );
+    let sql = run(
+        &lake,
+        &[
+            "sql",
+            "SELECT dstaddr, sum(packets) AS p FROM flows WHERE dstport = 443 \
+             GROUP BY 1 ORDER BY p DESC, dstaddr LIMIT 1",
+            "--format",
+            "csv",
+        ],
+    );
+    assert_eq!(
+        by_rule.lines().next().unwrap(),
+        "rank,destination address,packets,percent"
+    );
+    assert!(
+        by_rule
+            .lines()
+            .nth(1)
+            .unwrap()
+            .starts_with(&format!("1,{}", sql.lines().nth(1).unwrap())),
+        "{by_rule} vs {sql}"
+    );
+}
+
+#[test]
+fn shell_reads_statements_from_standard_input() {
+    let (_dir, lake, totals) = lake();
+    let script = "\\format csv\nSELECT count(*) AS n\nFROM flows;\nstats sum(bytes) as b\n\nSELECT nosuch FROM flows;\nSELECT 42 AS answer;\n\\q\n";
+    let out = flowscope()
+        .args(["shell", "--no-history", "--lake"])
+        .arg(&lake)
+        .write_stdin(script)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(
+        stdout,
+        format!("n\n{}\nb\n{}\nanswer\n42\n", totals["records"], totals["bytes"])
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nosuch"));
+}
