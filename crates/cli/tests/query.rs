@@ -17,7 +17,16 @@ fn lake() -> (tempfile::TempDir, PathBuf, serde_json::Value) {
     let src = dir.path().join("src");
     let lake = dir.path().join("lake");
     let out = flowscope()
-        .args(["generate", "--records", "30000", "--files", "6", "--seed", "7", "--out"])
+        .args([
+            "generate",
+            "--records",
+            "30000",
+            "--files",
+            "6",
+            "--seed",
+            "7",
+            "--out",
+        ])
         .arg(&src)
         .output()
         .unwrap();
@@ -35,7 +44,12 @@ fn lake() -> (tempfile::TempDir, PathBuf, serde_json::Value) {
 }
 
 fn run(lake: &Path, args: &[&str]) -> String {
-    let out = flowscope().args(args).arg("--lake").arg(lake).output().unwrap();
+    let out = flowscope()
+        .args(args)
+        .arg("--lake")
+        .arg(lake)
+        .output()
+        .unwrap();
     assert!(
         out.status.success(),
         "{args:?}: {}",
@@ -104,7 +118,10 @@ fn several_statements_and_explain() {
             "--explain",
         ],
     );
-    assert!(explain.contains("logical plan:") && explain.contains("physical plan:"), "{explain}");
+    assert!(
+        explain.contains("logical plan:") && explain.contains("physical plan:"),
+        "{explain}"
+    );
 }
 
 #[test]
@@ -115,7 +132,9 @@ fn errors_show_the_query_and_a_caret() {
         .arg(&lake)
         .assert()
         .code(1)
-        .stderr(predicate::str::contains("SELECT srcadr FROM flows\n         ^^^^^^"));
+        .stderr(predicate::str::contains(
+            "SELECT srcadr FROM flows\n         ^^^^^^",
+        ));
     flowscope()
         .args(["insights", "stats count(*) by srcAdr", "--lake"])
         .arg(&lake)
@@ -160,7 +179,10 @@ fn insights_and_sql_agree() {
 fn insights_time_range_and_default_limit() {
     let (_dir, lake, _) = lake();
     // The generator starts at 1700000100 by default, 5-minute files.
-    let all = run(&lake, &["insights", "stats count(*) as n", "--format", "csv"]);
+    let all = run(
+        &lake,
+        &["insights", "stats count(*) as n", "--format", "csv"],
+    );
     let part = run(
         &lake,
         &[
@@ -182,7 +204,10 @@ fn insights_time_range_and_default_limit() {
         .arg(&lake)
         .output()
         .unwrap();
-    assert_eq!(String::from_utf8(out.stdout).unwrap().lines().count(), 10_001);
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap().lines().count(),
+        10_001
+    );
     assert!(String::from_utf8_lossy(&out.stderr).contains("first 10000 rows"));
 }
 
@@ -191,7 +216,17 @@ fn top_by_keys_and_by_rule() {
     let (dir, lake, _) = lake();
     let out = run(
         &lake,
-        &["top", "--by", "pair", "--rank-by", "packets", "-n", "3", "--format", "csv"],
+        &[
+            "top",
+            "--by",
+            "pair",
+            "--rank-by",
+            "packets",
+            "-n",
+            "3",
+            "--format",
+            "csv",
+        ],
     );
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines[0], "rank,srcaddr,dstaddr,packets,percent");
@@ -207,7 +242,11 @@ fn top_by_keys_and_by_rule() {
         ],
     );
     let best = check.lines().nth(1).unwrap();
-    assert!(lines[1].starts_with(&format!("1,{best}")), "{} vs {best}", lines[1]);
+    assert!(
+        lines[1].starts_with(&format!("1,{best}")),
+        "{} vs {best}",
+        lines[1]
+    );
 
     let rule = dir.path().join("rule.json");
     std::fs::write(
@@ -217,7 +256,15 @@ fn top_by_keys_and_by_rule() {
     .unwrap();
     let by_rule = run(
         &lake,
-        &["top", "--rule", rule.to_str().unwrap(), "-n", "1", "--format", "csv"],
+        &[
+            "top",
+            "--rule",
+            rule.to_str().unwrap(),
+            "-n",
+            "1",
+            "--format",
+            "csv",
+        ],
     );
     let sql = run(
         &lake,
@@ -257,7 +304,10 @@ fn shell_reads_statements_from_standard_input() {
     let stdout = String::from_utf8(out.stdout).unwrap();
     assert_eq!(
         stdout,
-        format!("n\n{}\nb\n{}\nanswer\n42\n", totals["records"], totals["bytes"])
+        format!(
+            "n\n{}\nb\n{}\nanswer\n42\n",
+            totals["records"], totals["bytes"]
+        )
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("nosuch"));
 }

@@ -108,12 +108,7 @@ impl Lake {
             fs::create_dir_all(&dir).map_err(io(&dir))?;
         }
         let lock_path = root.join(META).join("lock");
-        let lock = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(io(&lock_path))?;
+        let lock = open_lock(&lock_path)?;
         match lock.try_lock() {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => {
@@ -122,6 +117,11 @@ impl Lake {
             }
             Err(std::fs::TryLockError::Error(e)) => return Err(io(&lock_path)(e)),
         }
+        Self::recovered(root, lock)
+    }
+
+    /// The lake at `root` under `lock`, with any interrupted commit rolled forward or back.
+    fn recovered(root: PathBuf, lock: File) -> Result<Self> {
         let lake = Self {
             root,
             _lock: lock,
@@ -141,26 +141,14 @@ impl Lake {
     pub fn open_if_idle(root: impl AsRef<Path>) -> Result<Option<Self>> {
         let root = root.as_ref().to_path_buf();
         let lock_path = root.join(META).join("lock");
-        let io = |e| Error::io(lock_path.display().to_string(), e);
-        let lock = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(io)?;
+        let lock = open_lock(&lock_path)?;
         match lock.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => return Ok(None),
-            Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
+            Ok(()) => Self::recovered(root, lock).map(Some),
+            Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+            Err(std::fs::TryLockError::Error(e)) => {
+                Err(Error::io(lock_path.display().to_string(), e))
+            }
         }
-        let lake = Self {
-            root,
-            _lock: lock,
-            next_id: AtomicU64::new(1),
-        };
-        let last = lake.recover()?;
-        lake.next_id.store(last + 1, Ordering::SeqCst);
-        Ok(Some(lake))
     }
 
     /// Whether `root` holds a lake (its `_flowscope` folder exists).
@@ -345,6 +333,16 @@ impl Lake {
         files.sort();
         Ok(files)
     }
+}
+
+/// Opens (creating) a lake's lock file.
+fn open_lock(path: &Path) -> Result<File> {
+    File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(|e| Error::io(path.display().to_string(), e))
 }
 
 fn list_parquet(root: &Path, dir: &Path, out: &mut Vec<String>) -> Result<()> {

@@ -47,7 +47,14 @@ impl Engine {
                     .into(),
             });
         }
-        drop(Lake::open_if_idle(root)?);
+        // Roll an interrupted commit forward or back if no writer is running. A lake this user
+        // may not write (a shared, read-only copy) is read as it is.
+        match Lake::open_if_idle(root) {
+            Ok(lake) => drop(lake),
+            Err(e) => {
+                tracing::warn!(lake = %root.display(), error = %e, "reading the lake without recovery")
+            }
+        }
         let root = root.canonicalize().map_err(|e| Error::Lake {
             path: root.display().to_string(),
             reason: e.to_string(),

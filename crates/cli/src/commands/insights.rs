@@ -3,10 +3,10 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
+use flowscope_query::Engine;
 use flowscope_query::insights::DEFAULT_LIMIT;
-use flowscope_query::{Engine, TimeRange};
 
-use super::output::{OutputArgs, note, query_error, runtime};
+use super::output::{OutputArgs, TimeArgs, note, query_error, runtime};
 use crate::Outcome;
 
 /// Run a CloudWatch Logs Insights query over a lake, e.g.
@@ -23,13 +23,8 @@ pub struct Args {
     /// The lake folder.
     #[arg(long, value_name = "DIR")]
     lake: PathBuf,
-    /// Only records starting at or after this time: -1h, -7d, 2019-08-26, 2019-08-26T19:25:00Z,
-    /// Unix seconds, or now.
-    #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
-    start: Option<String>,
-    /// Only records starting before this time (same forms as --start).
-    #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
-    end: Option<String>,
+    #[command(flatten)]
+    time: TimeArgs,
     #[command(flatten)]
     output: OutputArgs,
     /// Print the row count and time to standard error.
@@ -38,7 +33,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<Outcome> {
-    let range = TimeRange::parse(args.start.as_deref(), args.end.as_deref(), now())?;
+    let range = args.time.range()?;
     let text = args.query.clone();
     runtime()?.block_on(async move {
         let started = Instant::now();
@@ -68,12 +63,4 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         }
         Ok(Outcome::Success)
     })
-}
-
-/// The current Unix second (the only place the query commands read the clock).
-#[allow(clippy::disallowed_methods)]
-pub fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
 }

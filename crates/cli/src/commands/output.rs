@@ -72,6 +72,37 @@ pub fn terminal_width() -> Option<u16> {
     terminal_size::terminal_size().map(|(w, _)| w.0)
 }
 
+/// `--start` and `--end`, shared by `insights` and `top`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct TimeArgs {
+    /// Only records starting at or after this time: -1h, -7d, 2019-08-26,
+    /// 2019-08-26T19:25:00Z, Unix seconds, or now.
+    #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
+    pub start: Option<String>,
+    /// Only records starting before this time (same forms as --start).
+    #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
+    pub end: Option<String>,
+}
+
+impl TimeArgs {
+    /// The range, read relative to the clock.
+    pub fn range(&self) -> anyhow::Result<flowscope_query::TimeRange> {
+        Ok(flowscope_query::TimeRange::parse(
+            self.start.as_deref(),
+            self.end.as_deref(),
+            now(),
+        )?)
+    }
+}
+
+/// The current Unix second (the only place the query commands read the clock).
+#[allow(clippy::disallowed_methods)]
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
 /// A multi-threaded runtime for DataFusion.
 pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()

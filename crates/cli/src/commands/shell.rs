@@ -15,8 +15,7 @@ use rustyline::history::DefaultHistory;
 use rustyline::validate::{ValidationContext, ValidationResult, Validator};
 use rustyline::{Editor, Helper};
 
-use super::insights::now;
-use super::output::{runtime, terminal_width};
+use super::output::{now, runtime, terminal_width};
 use crate::Outcome;
 
 /// An interactive shell over a lake: type SQL (SELECT, WITH, EXPLAIN, SHOW, DESCRIBE ...) or a
@@ -42,8 +41,7 @@ Type SQL over the table `flows`, or a Logs Insights query; end it with `;` or an
 
 /// SQL keywords that start a statement; anything else is a Logs Insights query.
 const SQL_STARTS: &[&str] = &[
-    "select", "with", "explain", "show", "describe", "desc", "values", "create", "drop", "set",
-    "(",
+    "select", "with", "explain", "show", "describe", "desc", "values", "create", "drop", "set", "(",
 ];
 
 /// Whether `text` is SQL (else Logs Insights).
@@ -54,7 +52,9 @@ pub fn is_sql(text: &str) -> bool {
         .take_while(|c| c.is_alphanumeric() || *c == '(')
         .collect::<String>()
         .to_ascii_lowercase();
-    SQL_STARTS.iter().any(|k| first == *k || (first.starts_with('(') && *k == "("))
+    SQL_STARTS
+        .iter()
+        .any(|k| first == *k || (first.starts_with('(') && *k == "("))
 }
 
 /// Whether a buffer is a whole statement: it ends with `;`, is a `\` command, or its last line
@@ -121,7 +121,11 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     };
     let mut buffer = String::new();
     loop {
-        let prompt = if buffer.is_empty() { "flowscope> " } else { "       ...> " };
+        let prompt = if buffer.is_empty() {
+            "flowscope> "
+        } else {
+            "       ...> "
+        };
         let line = match editor.readline(prompt) {
             Ok(line) => line,
             Err(ReadlineError::Interrupted) => {

@@ -4,11 +4,10 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use flowscope_lake::maintenance::parse_duration;
+use flowscope_query::Engine;
 use flowscope_query::top::{Metric, Rule, TopSpec, plan, resolve_keys};
-use flowscope_query::{Engine, TimeRange};
 
-use super::insights::now;
-use super::output::{OutputArgs, note, query_error, runtime};
+use super::output::{OutputArgs, TimeArgs, note, query_error, runtime};
 use crate::Outcome;
 
 /// Top-N contributors: the key combinations with the most bytes, packets or records, over a
@@ -43,19 +42,15 @@ pub struct Args {
     /// A Contributor Insights rule (AWS's JSON); replaces --by and --rank-by.
     #[arg(long, value_name = "FILE", conflicts_with_all = ["by", "rank_by"])]
     rule: Option<PathBuf>,
-    /// Only records starting at or after this time (-1h, -7d, 2019-08-26T19:25:00Z, ...).
-    #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
-    start: Option<String>,
-    /// Only records starting before this time.
-    #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
-    end: Option<String>,
+    #[command(flatten)]
+    time: TimeArgs,
     #[command(flatten)]
     output: OutputArgs,
 }
 
 pub fn run(args: Args) -> anyhow::Result<Outcome> {
     anyhow::ensure!(args.top > 0, "--top must be at least 1");
-    let range = TimeRange::parse(args.start.as_deref(), args.end.as_deref(), now())?;
+    let range = args.time.range()?;
     let bucket = match &args.bucket {
         Some(b) => Some(
             parse_duration(b)

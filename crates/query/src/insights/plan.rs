@@ -14,7 +14,7 @@ use datafusion::logical_expr::{
     Expr as DfExpr, ExprFunctionExt, ExprSchemable, SortExpr, case, cast, ident, lit,
 };
 use datafusion::prelude::SessionContext;
-use flowscope_record::{FIELDS, edit_distance};
+use flowscope_record::{DEFAULT_FORMAT, FIELDS, LogFormat, edit_distance};
 
 use super::parser::{BinOp, Command, Expr, ExprKind, ParsePattern, Projection, Query, Span};
 use crate::engine::TABLE;
@@ -31,24 +31,6 @@ pub struct InsightsPlan {
     /// Whether [`DEFAULT_LIMIT`] was applied because the query had no `limit`.
     pub default_limit: bool,
 }
-
-/// The default-format fields, in order: what `@message` shows.
-const MESSAGE_COLUMNS: [&str; 14] = [
-    "version",
-    "account_id",
-    "interface_id",
-    "srcaddr",
-    "dstaddr",
-    "srcport",
-    "dstport",
-    "protocol",
-    "packets",
-    "bytes",
-    "start",
-    "end",
-    "action",
-    "log_status",
-];
 
 /// Every name a field can be called by, to its lake column.
 fn names() -> &'static HashMap<String, &'static str> {
@@ -107,17 +89,7 @@ pub async fn plan(ctx: &SessionContext, query: &Query, range: TimeRange) -> Resu
     if let Some(end) = range.end {
         df = df.filter(ident("start").lt(lit(end)))?;
     }
-    let mut p = Planner {
-        ctx,
-        df,
-        aggregated: false,
-        group_names: Vec::new(),
-        fields: Vec::new(),
-        display: None,
-        sort: None,
-        limited: false,
-        dedup_at: None,
-    };
+    let mut p = Planner::new(ctx, df);
     for (command, span) in query.commands.iter().zip(&query.spans) {
         if p.dedup_at.is_some() && !matches!(command, Command::Limit(..)) {
             return Err(Error::query(
@@ -137,17 +109,7 @@ pub async fn plan(ctx: &SessionContext, query: &Query, range: TimeRange) -> Resu
 /// [`Error::Query`] pointing into `text`.
 pub fn filter(ctx: &SessionContext, df: DataFrame, text: &str) -> Result<DataFrame> {
     let condition = super::parser::parse_expr(text)?;
-    let p = Planner {
-        ctx,
-        df,
-        aggregated: false,
-        group_names: Vec::new(),
-        fields: Vec::new(),
-        display: None,
-        sort: None,
-        limited: false,
-        dedup_at: None,
-    };
+    let p = Planner::new(ctx, df);
     let predicate = p.expr(&condition, Mode::Row)?;
     Ok(p.df.filter(predicate)?)
 }
@@ -178,7 +140,21 @@ enum Mode {
     Aggregate,
 }
 
-impl Planner<'_> {
+impl<'a> Planner<'a> {
+    fn new(ctx: &'a SessionContext, df: DataFrame) -> Self {
+        Self {
+            ctx,
+            df,
+            aggregated: false,
+            group_names: Vec::new(),
+            fields: Vec::new(),
+            display: None,
+            sort: None,
+            limited: false,
+            dedup_at: None,
+        }
+    }
+
     fn command(&mut self, command: &Command) -> Result<()> {
         let df = self.df.clone();
         match command {
@@ -573,8 +549,10 @@ impl Planner<'_> {
         Ok(match name {
             "@timestamp" => self.call_df("to_timestamp_seconds", vec![ident("start")])?,
             "@message" => {
+                // The default format's fields, in order, `-` for missing values.
+                let format = LogFormat::parse(DEFAULT_FORMAT).expect("the default format parses");
                 let mut parts = vec![lit(" ")];
-                for c in MESSAGE_COLUMNS {
+                for c in format.fields().iter().map(|f| f.column) {
                     parts.push(
                         self.call_df("coalesce", vec![cast(ident(c), DataType::Utf8), lit("-")])?,
                     );
