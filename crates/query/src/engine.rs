@@ -150,7 +150,8 @@ impl Engine {
     }
 }
 
-/// Session settings: spans for error positions, `information_schema` for `SHOW TABLES` and
+/// Session settings: spans for error positions, Athena's null ordering, `information_schema` for
+/// `SHOW TABLES` and
 /// `DESCRIBE flows`, Parquet reads that use the page index and row-group statistics.
 fn session_config() -> SessionConfig {
     let mut config = SessionConfig::new()
@@ -158,6 +159,8 @@ fn session_config() -> SessionConfig {
         .with_default_catalog_and_schema("flowscope", "lake");
     let options = config.options_mut();
     options.sql_parser.collect_spans = true;
+    // Nulls sort last in both directions, as in Athena (Trino) and DuckDB.
+    options.sql_parser.default_null_ordering = "nulls_last".to_string();
     options.execution.parquet.pushdown_filters = true;
     options.execution.parquet.reorder_filters = true;
     config
