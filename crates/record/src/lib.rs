@@ -16,6 +16,7 @@ mod encode;
 mod error;
 mod field;
 mod format;
+pub mod net;
 mod schema;
 pub mod synth;
 
