@@ -595,6 +595,27 @@ fn sql_functions_and_partitions() {
 }
 
 #[test]
+fn sql_sorts_nulls_last_like_athena() {
+    let dir = lake();
+    let root = lake_path(&dir);
+    for direction in ["DESC", "ASC"] {
+        let (_, rows) = sql(
+            &root,
+            &format!(
+                "SELECT srcaddr, sum(bytes) AS b FROM flows GROUP BY srcaddr ORDER BY b {direction}"
+            ),
+        );
+        assert_eq!(rows.len(), 7); // six sources and the NODATA/SKIPDATA group
+        assert_eq!(
+            rows.last().unwrap(),
+            &["null".to_string(), "null".to_string()],
+            "{direction}"
+        );
+        assert_ne!(rows[0][1], "null");
+    }
+}
+
+#[test]
 fn start_filters_prune_hour_partitions() {
     let dir = lake();
     let root = lake_path(&dir);
