@@ -16,7 +16,7 @@ use datafusion::execution::FunctionRegistry;
 use datafusion::functions_aggregate::count::count_all;
 use datafusion::logical_expr::expr::WindowFunction;
 use datafusion::logical_expr::{Expr, ExprFunctionExt, SortExpr, cast, ident, lit};
-use flowscope_record::{DEFAULT_FORMAT, LogFormat};
+use flowscope_record::LogFormat;
 use serde::Deserialize;
 
 use crate::engine::{Engine, TABLE};
@@ -367,7 +367,7 @@ impl Rule {
             let index: usize = position.parse().map_err(|_| {
                 Error::Invalid(format!("Fields key `{position}` is not a position"))
             })?;
-            let format = LogFormat::parse(DEFAULT_FORMAT).expect("the default format parses");
+            let format = LogFormat::default_format();
             return format
                 .fields()
                 .get(index.wrapping_sub(1))

@@ -237,21 +237,15 @@ fn insights_in(root: &Path, query: &str, range: TimeRange) -> Table {
             .insights(query, range)
             .await
             .unwrap_or_else(|e| panic!("{}", e.render(query)));
-        let batches = plan.frame.collect().await.unwrap();
-        let mut t = table(&batches);
-        if t.0.is_empty() {
-            // No batch: take the names from the plan.
-            let engine = Engine::open(root).await.unwrap();
-            let plan = engine.insights(query, range).await.unwrap();
-            t.0 = plan
-                .frame
-                .schema()
-                .fields()
-                .iter()
-                .map(|f| f.name().clone())
-                .collect();
-        }
-        t
+        let columns = plan
+            .frame
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
+        let (_, rows) = table(&plan.frame.collect().await.unwrap());
+        (columns, rows)
     })
 }
 

@@ -6,7 +6,7 @@ use std::time::Instant;
 use flowscope_query::Engine;
 use flowscope_query::insights::DEFAULT_LIMIT;
 
-use super::output::{OutputArgs, TimeArgs, note, query_error, runtime};
+use super::output::{OutputArgs, TimeArgs, note, note_timing, query_error, runtime};
 use crate::Outcome;
 
 /// Run a CloudWatch Logs Insights query over a lake, e.g.
@@ -55,11 +55,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
             ));
         }
         if args.timing {
-            note(&format!(
-                "{} rows in {:.3} s",
-                rendered.rows,
-                started.elapsed().as_secs_f64()
-            ));
+            note_timing(rendered.rows, started);
         }
         Ok(Outcome::Success)
     })

@@ -23,24 +23,22 @@ pub struct OutputArgs {
 
 impl OutputArgs {
     /// The format to write.
-    pub fn format(&self) -> anyhow::Result<OutputFormat> {
+    pub fn format(&self) -> OutputFormat {
         if let Some(f) = self.format {
-            return Ok(f);
+            return f;
         }
         let ext = self
             .output
             .as_deref()
             .and_then(Path::extension)
             .and_then(|e| e.to_str());
-        Ok(match ext {
-            Some(e) => e.parse().unwrap_or(OutputFormat::Table),
-            None => OutputFormat::Table,
-        })
+        ext.and_then(|e| e.parse().ok())
+            .unwrap_or(OutputFormat::Table)
     }
 
     /// Writes one result stream where the user asked.
     pub async fn write(&self, stream: SendableRecordBatchStream) -> anyhow::Result<Rendered> {
-        let format = self.format()?;
+        let format = self.format();
         match &self.output {
             Some(path) => {
                 let mut file = AtomicFile::create(path)
@@ -119,7 +117,15 @@ pub fn query_error(error: Error, text: &str) -> anyhow::Error {
     anyhow::anyhow!("{}", error.render(text))
 }
 
-/// Writes to standard error that the default row limit cut the result.
+/// Writes `rows in seconds` since `started` to standard error (`--timing`).
+pub fn note_timing(rows: u64, started: std::time::Instant) {
+    note(&format!(
+        "{rows} rows in {:.3} s",
+        started.elapsed().as_secs_f64()
+    ));
+}
+
+/// Writes a note to standard error.
 pub fn note(message: &str) {
     let mut err = std::io::stderr();
     let _ = writeln!(err, "flowscope: {message}");

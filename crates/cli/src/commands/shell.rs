@@ -15,7 +15,7 @@ use rustyline::history::DefaultHistory;
 use rustyline::validate::{ValidationContext, ValidationResult, Validator};
 use rustyline::{Editor, Helper};
 
-use super::output::{now, runtime, terminal_width};
+use super::output::{now, query_error, runtime, terminal_width};
 use crate::Outcome;
 
 /// An interactive shell over a lake: type SQL (SELECT, WITH, EXPLAIN, SHOW, DESCRIBE ...) or a
@@ -65,7 +65,6 @@ fn complete(buffer: &str) -> bool {
         || trimmed.starts_with('\\')
         || trimmed.ends_with(';')
         || buffer.ends_with("\n\n")
-        || buffer.ends_with('\n') && buffer.trim_end_matches(' ').ends_with("\n\n")
 }
 
 struct ShellHelper;
@@ -79,9 +78,9 @@ impl Hinter for ShellHelper {
 impl Highlighter for ShellHelper {}
 impl Validator for ShellHelper {
     fn validate(&self, ctx: &mut ValidationContext<'_>) -> rustyline::Result<ValidationResult> {
+        // rustyline's input ends with a newline only when the last line entered was empty.
         let input = ctx.input();
-        let last_line_empty = input.ends_with('\n') || input.rsplit('\n').next() == Some("");
-        if complete(input) || (input.contains('\n') && last_line_empty) {
+        if complete(input) || input.ends_with('\n') {
             Ok(ValidationResult::Valid(None))
         } else {
             Ok(ValidationResult::Incomplete)
@@ -216,15 +215,12 @@ async fn run_one(engine: &Engine, query: &str, state: &State) -> anyhow::Result<
     let started = Instant::now();
     let mut default_limit = false;
     let frame = if is_sql(query) {
-        engine
-            .sql(query)
-            .await
-            .map_err(|e| anyhow::anyhow!("{}", e.render(query)))?
+        engine.sql(query).await.map_err(|e| query_error(e, query))?
     } else {
         let plan = engine
             .insights(query, state.range)
             .await
-            .map_err(|e| anyhow::anyhow!("{}", e.render(query)))?;
+            .map_err(|e| query_error(e, query))?;
         default_limit = plan.default_limit;
         plan.frame
     };

@@ -7,7 +7,7 @@ use std::time::Instant;
 use anyhow::Context;
 use flowscope_query::Engine;
 
-use super::output::{OutputArgs, note, query_error, runtime};
+use super::output::{OutputArgs, note_timing, query_error, runtime};
 use crate::Outcome;
 
 /// Run SQL over a lake: the table is `flows` (AWS's Parquet column names plus the `date` and
@@ -66,18 +66,9 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
                 .execute_stream()
                 .await
                 .map_err(|e| query_error(e.into(), &text))?;
-            let rendered = args.output.write(stream).await.map_err(|e| match e
-                .downcast::<flowscope_query::Error>(
-            ) {
-                Ok(q) => query_error(q, &text),
-                Err(e) => e,
-            })?;
+            let rendered = args.output.write(stream).await?;
             if args.timing {
-                note(&format!(
-                    "{} rows in {:.3} s",
-                    rendered.rows,
-                    started.elapsed().as_secs_f64()
-                ));
+                note_timing(rendered.rows, started);
             }
         }
         Ok(Outcome::Success)

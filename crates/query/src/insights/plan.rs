@@ -14,7 +14,7 @@ use datafusion::logical_expr::{
     Expr as DfExpr, ExprFunctionExt, ExprSchemable, SortExpr, case, cast, ident, lit,
 };
 use datafusion::prelude::SessionContext;
-use flowscope_record::{DEFAULT_FORMAT, FIELDS, LogFormat, edit_distance};
+use flowscope_record::{FIELDS, LogFormat, edit_distance};
 
 use super::parser::{BinOp, Command, Expr, ExprKind, ParsePattern, Projection, Query, Span};
 use crate::engine::TABLE;
@@ -550,7 +550,7 @@ impl<'a> Planner<'a> {
             "@timestamp" => self.call_df("to_timestamp_seconds", vec![ident("start")])?,
             "@message" => {
                 // The default format's fields, in order, `-` for missing values.
-                let format = LogFormat::parse(DEFAULT_FORMAT).expect("the default format parses");
+                let format = LogFormat::default_format();
                 let mut parts = vec![lit(" ")];
                 for c in format.fields().iter().map(|f| f.column) {
                     parts.push(
