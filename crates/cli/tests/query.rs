@@ -74,6 +74,9 @@ fn sql_totals_match_the_generator_in_every_format() {
         serde_json::from_str(&run(&lake, &["sql", q, "--format", "json"])).unwrap();
     assert_eq!(json[0]["records"], totals["records"]);
     assert_eq!(json[0]["bytes"], totals["bytes"]);
+    let empty = "SELECT srcaddr FROM flows WHERE bytes < 0";
+    assert_eq!(run(&lake, &["sql", empty, "--format", "json"]), "[]\n");
+    assert_eq!(run(&lake, &["sql", empty, "--format", "csv"]), "srcaddr\n");
     let jsonl = run(&lake, &["sql", q, "--format", "jsonl"]);
     let row: serde_json::Value = serde_json::from_str(jsonl.trim()).unwrap();
     assert_eq!(row["packets"], totals["packets"]);

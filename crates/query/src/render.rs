@@ -127,11 +127,9 @@ pub async fn write_stream<W: Write + Send>(
                 rendered.rows += batch.num_rows() as u64;
                 writer.write(&batch).map_err(arrow_err)?;
             }
+            // `finish` writes `[]` for an empty result itself.
             writer.finish().map_err(arrow_err)?;
             let mut out = writer.into_inner();
-            if rendered.rows == 0 {
-                out.write_all(b"[]").map_err(io_error)?;
-            }
             out.write_all(b"\n").map_err(io_error)?;
             out.flush().map_err(io_error)?;
         }
