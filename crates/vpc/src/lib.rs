@@ -9,12 +9,16 @@
 //! the ACL, being stateless, judges the reply like any other packet. That asymmetry is what makes a
 //! missing ephemeral-port rule show up in flow logs as an inbound ACCEPT with an outbound REJECT.
 //!
-//! The engine takes packets and answers; topology files, packet sources and aggregation into
-//! flow log records build on it.
 
+pub mod emulator;
+pub mod record;
 pub mod rules;
+pub mod topology;
 
+pub use emulator::{ClosedWindow, Emulator, EmulatorStats, Exclusion, WirePacket};
+pub use record::{FlowRecord, LogStatus, to_batch};
 pub use rules::{
     Direction, Firewall, NaclRule, NaclVerdict, NetworkAcl, Packet, Peer, PortRange, Protocol,
     RuleAction, RuleError, SecurityGroup, SgRule, Verdict,
 };
+pub use topology::{Mistake, Topology};

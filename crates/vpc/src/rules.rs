@@ -378,7 +378,8 @@ impl Connection {
 /// its subnet's network ACL (stateless).
 #[derive(Debug, Clone)]
 pub struct Firewall {
-    groups: Vec<SecurityGroup>,
+    /// `None`: the interface has no security groups (NAT and transit gateway interfaces).
+    groups: Option<Vec<SecurityGroup>>,
     nacl: NetworkAcl,
     connections: HashSet<Connection>,
 }
@@ -387,7 +388,17 @@ impl Firewall {
     /// The firewall of an interface with `groups`, in a subnet with `nacl`.
     pub fn new(groups: Vec<SecurityGroup>, nacl: NetworkAcl) -> Self {
         Self {
-            groups,
+            groups: Some(groups),
+            nacl,
+            connections: HashSet::new(),
+        }
+    }
+
+    /// The firewall of an interface that security groups do not apply to (a NAT gateway's or a
+    /// transit gateway's): only the subnet's ACL judges.
+    pub fn without_groups(nacl: NetworkAcl) -> Self {
+        Self {
+            groups: None,
             nacl,
             connections: HashSet::new(),
         }
@@ -431,8 +442,11 @@ impl Firewall {
         packet: &Packet,
         in_group: &dyn Fn(&str, IpAddr) -> bool,
     ) -> bool {
+        let Some(groups) = &self.groups else {
+            return true;
+        };
         let peer = packet.peer(direction);
-        self.groups.iter().any(|group| {
+        groups.iter().any(|group| {
             let rules = match direction {
                 Direction::Inbound => &group.inbound,
                 Direction::Outbound => &group.outbound,

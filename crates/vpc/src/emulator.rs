@@ -1,0 +1,817 @@
+//! The Flow Logs service at work: packets in, per-interface records per aggregation interval out.
+//!
+//! For each packet the [`Emulator`] works out the interfaces it passes (the sender's, a NAT
+//! gateway's two legs, the receiver's), asks each interface's [`Firewall`] for a verdict — the
+//! subnet's network ACL when the packet crosses a subnet boundary, the security groups with
+//! connection tracking — and adds the packet to that interface's record of the flow in the current
+//! capture window. A packet rejected on one interface goes no further. When a window ends its
+//! records are handed out as a [`ClosedWindow`], with a NODATA record for each logged interface
+//! that saw nothing and a SKIPDATA record for each that exceeded its capacity.
+//!
+//! The path and the verdicts of a flow are computed once and cached: an accepted flow stays
+//! accepted (rules do not change and tracked connections are kept), so the hot path for most
+//! packets is one hash lookup and a few additions.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use arrow_array::RecordBatch;
+
+use crate::record::{FlowRecord, LogStatus, to_batch};
+use crate::rules::{Direction, Firewall, Packet};
+use crate::topology::{BlockPublicAccess, RouteTarget, Topology};
+
+type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
+/// A packet as captured: when, between whom, and how big.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WirePacket {
+    /// Capture time, microseconds since the Unix epoch.
+    pub time_us: i64,
+    /// Source address.
+    pub src: IpAddr,
+    /// Destination address.
+    pub dst: IpAddr,
+    /// IP protocol number.
+    pub protocol: u8,
+    /// Source port (0 without ports).
+    pub src_port: u16,
+    /// Destination port (0 without ports).
+    pub dst_port: u16,
+    /// TCP flags byte (0 for other protocols).
+    pub tcp_flags: u8,
+    /// Size of the IP packet in bytes (what `bytes` counts).
+    pub bytes: u32,
+}
+
+/// Why a packet was left out without being logged, as AWS leaves it out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exclusion {
+    /// To or from the Amazon DNS server (VPC base + 2, 169.254.169.253, fd00:ec2::253).
+    AmazonDns,
+    /// Instance metadata (169.254.169.254, fd00:ec2::254).
+    InstanceMetadata,
+    /// Amazon Time Sync (169.254.169.123, fd00:ec2::123).
+    TimeSync,
+    /// Windows license activation (169.254.169.250/251).
+    WindowsActivation,
+    /// DHCP (UDP 67/68).
+    Dhcp,
+    /// The subnet's reserved router address (base + 1).
+    DefaultRouter,
+    /// Between an endpoint interface and a Network Load Balancer interface.
+    EndpointToLoadBalancer,
+}
+
+impl Exclusion {
+    /// Every kind, in report order.
+    pub const ALL: [Exclusion; 7] = [
+        Exclusion::AmazonDns,
+        Exclusion::InstanceMetadata,
+        Exclusion::TimeSync,
+        Exclusion::WindowsActivation,
+        Exclusion::Dhcp,
+        Exclusion::DefaultRouter,
+        Exclusion::EndpointToLoadBalancer,
+    ];
+
+    /// A short name for reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::AmazonDns => "Amazon DNS",
+            Self::InstanceMetadata => "instance metadata",
+            Self::TimeSync => "Time Sync",
+            Self::WindowsActivation => "Windows activation",
+            Self::Dhcp => "DHCP",
+            Self::DefaultRouter => "VPC router",
+            Self::EndpointToLoadBalancer => "endpoint to NLB",
+        }
+    }
+}
+
+/// Counters of what the emulator saw.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EmulatorStats {
+    /// Packets given to the emulator.
+    pub packets: u64,
+    /// Bytes of those packets.
+    pub bytes: u64,
+    /// Packets that touched at least one interface of the topology.
+    pub routed: u64,
+    /// Packets that touched no interface (neither end in the topology).
+    pub outside: u64,
+    /// Packets AWS never logs, by [`Exclusion::ALL`] position.
+    pub excluded: [u64; 7],
+    /// Records produced (OK, NODATA and SKIPDATA), over all intervals.
+    pub records: u64,
+    /// Flows dropped into SKIPDATA because an interface's capacity was exceeded.
+    pub skipped_flows: u64,
+}
+
+/// The records of one capture window of one aggregation interval.
+#[derive(Debug, Clone)]
+pub struct ClosedWindow {
+    /// The interval, seconds (60 or 600).
+    pub interval: u32,
+    /// Window start, Unix seconds.
+    pub start: i64,
+    /// The records, OK ones in order of first packet, then NODATA/SKIPDATA by interface.
+    pub records: Vec<FlowRecord>,
+}
+
+/// One interface a packet passes, and what its record shows.
+#[derive(Debug, Clone)]
+struct Hop {
+    interface: u32,
+    egress: bool,
+    srcaddr: IpAddr,
+    dstaddr: IpAddr,
+    pkt_srcaddr: IpAddr,
+    pkt_dstaddr: IpAddr,
+    /// The packet as the firewall judges it.
+    judged: Packet,
+    crosses_subnet: bool,
+    traffic_path: Option<u8>,
+    /// Rejected by VPC Block Public Access.
+    blocked: bool,
+    next_hop: Option<usize>,
+    /// Accepted once, so accepted for good.
+    settled: bool,
+    /// Per aggregator and action: (window number, accumulator index).
+    slots: [[(u32, u32); 2]; 2],
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct FlowKey {
+    src: IpAddr,
+    dst: IpAddr,
+    protocol: u8,
+    src_port: u16,
+    dst_port: u16,
+}
+
+#[derive(Debug)]
+struct Flow {
+    hops: Vec<Hop>,
+    /// The path may grow (a NAT reply seen before its request).
+    provisional: bool,
+    last_window: i64,
+}
+
+#[derive(Debug, Clone)]
+struct Acc {
+    hop: Hop,
+    accepted: bool,
+    packets: u64,
+    bytes: u64,
+    start: i64,
+    end: i64,
+    flags: u8,
+}
+
+#[derive(Debug)]
+struct Aggregator {
+    interval: u32,
+    /// Start of the open window (`None` before the first packet).
+    window: Option<i64>,
+    number: u32,
+    accs: Vec<Acc>,
+}
+
+/// Who owns an address.
+#[derive(Debug, Clone, Copy)]
+enum Owner {
+    /// An interface's private or IPv6 address.
+    Private(usize),
+    /// An interface's public address (internet gateway 1:1 NAT).
+    Public(usize),
+    /// A NAT gateway's Elastic IP.
+    Nat(usize),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct NatKey {
+    nat: usize,
+    protocol: u8,
+    remote: IpAddr,
+    remote_port: u16,
+    local_port: u16,
+}
+
+/// The Flow Logs service for one topology.
+#[derive(Debug)]
+pub struct Emulator {
+    topology: Topology,
+    firewalls: Vec<Firewall>,
+    owners: Map<IpAddr, Owner>,
+    excluded_addresses: Map<IpAddr, Exclusion>,
+    flows: Map<FlowKey, Flow>,
+    nat_table: Map<NatKey, IpAddr>,
+    aggregators: Vec<Aggregator>,
+    /// Per interface: bit `a` set when aggregator `a` logs it.
+    logged: Vec<u8>,
+    closed: Vec<ClosedWindow>,
+    stats: EmulatorStats,
+}
+
+fn supported_flags(flags: u8) -> u8 {
+    const FIN: u8 = 1;
+    const SYN: u8 = 2;
+    const RST: u8 = 4;
+    const ACK: u8 = 16;
+    let mut v = flags & (FIN | RST);
+    if flags & SYN != 0 {
+        v |= if flags & ACK != 0 { 18 } else { SYN };
+    }
+    v
+}
+
+impl Emulator {
+    /// An emulator for `topology`; records are kept for the interfaces its flow logs cover.
+    pub fn new(topology: Topology) -> Self {
+        let firewalls = topology
+            .interfaces
+            .iter()
+            .map(|eni| {
+                let nacl = topology.network_acls[topology.subnets[eni.subnet].network_acl].clone();
+                if eni.has_security_groups() {
+                    let groups = eni
+                        .security_groups
+                        .iter()
+                        .map(|&g| topology.security_groups[g].clone())
+                        .collect();
+                    Firewall::new(groups, nacl)
+                } else {
+                    Firewall::without_groups(nacl)
+                }
+            })
+            .collect();
+        let mut owners = Map::default();
+        for (i, eni) in topology.interfaces.iter().enumerate() {
+            for ip in eni.private_ips.iter().chain(&eni.ipv6_ips) {
+                owners.insert(*ip, Owner::Private(i));
+            }
+            if let Some(ip) = eni.public_ip {
+                owners.insert(ip, Owner::Public(i));
+            }
+        }
+        for (i, nat) in topology.nat_gateways.iter().enumerate() {
+            owners.insert(nat.public_ip, Owner::Nat(i));
+        }
+        let mut excluded_addresses = Map::default();
+        let v4 = |a, b, c, d| IpAddr::V4(Ipv4Addr::new(a, b, c, d));
+        let v6 = |last| IpAddr::V6(Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, last));
+        for (ip, why) in [
+            (v4(169, 254, 169, 254), Exclusion::InstanceMetadata),
+            (v6(0x254), Exclusion::InstanceMetadata),
+            (v4(169, 254, 169, 123), Exclusion::TimeSync),
+            (v6(0x123), Exclusion::TimeSync),
+            (v4(169, 254, 169, 253), Exclusion::AmazonDns),
+            (v6(0x253), Exclusion::AmazonDns),
+            (v4(169, 254, 169, 250), Exclusion::WindowsActivation),
+            (v4(169, 254, 169, 251), Exclusion::WindowsActivation),
+        ] {
+            excluded_addresses.insert(ip, why);
+        }
+        for vpc in &topology.vpcs {
+            for block in &vpc.cidr_blocks {
+                if let IpAddr::V4(net) = block.network() {
+                    excluded_addresses.insert(
+                        IpAddr::V4((u32::from(net) + 2).into()),
+                        Exclusion::AmazonDns,
+                    );
+                }
+            }
+        }
+        for subnet in &topology.subnets {
+            if let IpAddr::V4(net) = subnet.cidr_block.network() {
+                excluded_addresses.insert(
+                    IpAddr::V4((u32::from(net) + 1).into()),
+                    Exclusion::DefaultRouter,
+                );
+            }
+        }
+        let mut intervals: Vec<u32> = topology
+            .flow_logs
+            .iter()
+            .map(|f| f.max_aggregation_interval)
+            .collect();
+        intervals.sort_unstable();
+        intervals.dedup();
+        let mut logged = vec![0u8; topology.interfaces.len()];
+        for f in &topology.flow_logs {
+            let a = intervals
+                .iter()
+                .position(|i| *i == f.max_aggregation_interval)
+                .expect("listed");
+            for &i in &f.interfaces {
+                logged[i] |= 1 << a;
+            }
+        }
+        let aggregators = intervals
+            .into_iter()
+            .map(|interval| Aggregator {
+                interval,
+                window: None,
+                number: 1,
+                accs: Vec::new(),
+            })
+            .collect();
+        Self {
+            topology,
+            firewalls,
+            owners,
+            excluded_addresses,
+            flows: Map::default(),
+            nat_table: Map::default(),
+            aggregators,
+            logged,
+            closed: Vec::new(),
+            stats: EmulatorStats::default(),
+        }
+    }
+
+    /// The topology.
+    pub fn topology(&self) -> &Topology {
+        &self.topology
+    }
+
+    /// What has been seen so far.
+    pub fn stats(&self) -> &EmulatorStats {
+        &self.stats
+    }
+
+    /// Opens the first windows at `time` (Unix seconds) instead of at the first packet, so idle
+    /// interfaces get NODATA records from then on.
+    pub fn start_at(&mut self, time: i64) {
+        for agg in &mut self.aggregators {
+            if agg.window.is_none() {
+                let i = i64::from(agg.interval);
+                agg.window = Some(time.div_euclid(i) * i);
+            }
+        }
+    }
+
+    /// Feeds one packet. Packets should come in time order; a packet older than the open window
+    /// is counted in it (AWS's records may lag the wire too).
+    pub fn process(&mut self, packet: &WirePacket) {
+        let now = packet.time_us.div_euclid(1_000_000);
+        self.advance_to(now);
+        self.stats.packets += 1;
+        self.stats.bytes += u64::from(packet.bytes);
+        if let Some(why) = self.exclusion(packet) {
+            self.stats.excluded[why as usize] += 1;
+            return;
+        }
+        let key = FlowKey {
+            src: packet.src,
+            dst: packet.dst,
+            protocol: packet.protocol,
+            src_port: packet.src_port,
+            dst_port: packet.dst_port,
+        };
+        let needs_path = self.flows.get(&key).is_none_or(|f| f.provisional);
+        if needs_path {
+            let (hops, provisional) = self.path(packet);
+            let flow = self.flows.entry(key).or_insert(Flow {
+                hops: Vec::new(),
+                provisional,
+                last_window: 0,
+            });
+            if flow.hops.len() < hops.len() {
+                flow.hops = hops;
+            }
+            flow.provisional = provisional;
+        }
+        let Self {
+            topology,
+            firewalls,
+            owners,
+            flows,
+            aggregators,
+            logged,
+            stats,
+            ..
+        } = self;
+        let flow = flows.get_mut(&key).expect("inserted above");
+        flow.last_window = now;
+        if flow.hops.is_empty() {
+            stats.outside += 1;
+            return;
+        }
+        stats.routed += 1;
+        let in_group = |group: &str, ip: IpAddr| match owners.get(&ip) {
+            Some(Owner::Private(i)) => topology.interfaces[*i]
+                .security_groups
+                .iter()
+                .any(|&g| topology.security_groups[g].id == group),
+            _ => false,
+        };
+        let flags = supported_flags(packet.tcp_flags);
+        for hop in &mut flow.hops {
+            let accepted = if hop.settled {
+                true
+            } else if hop.blocked {
+                false
+            } else {
+                let direction = if hop.egress {
+                    Direction::Outbound
+                } else {
+                    Direction::Inbound
+                };
+                let verdict = firewalls[hop.interface as usize].judge(
+                    direction,
+                    &hop.judged,
+                    hop.crosses_subnet,
+                    &in_group,
+                );
+                hop.settled = verdict.accepted;
+                verdict.accepted
+            };
+            let mask = logged[hop.interface as usize];
+            for (a, agg) in aggregators.iter_mut().enumerate() {
+                if mask & (1 << a) == 0 {
+                    continue;
+                }
+                let slot = &mut hop.slots[a][usize::from(accepted)];
+                if slot.0 == agg.number {
+                    let acc = &mut agg.accs[slot.1 as usize];
+                    acc.packets += 1;
+                    acc.bytes += u64::from(packet.bytes);
+                    acc.start = acc.start.min(now);
+                    acc.end = acc.end.max(now);
+                    acc.flags |= flags;
+                } else {
+                    *slot = (agg.number, agg.accs.len() as u32);
+                    agg.accs.push(Acc {
+                        hop: hop.clone(),
+                        accepted,
+                        packets: 1,
+                        bytes: u64::from(packet.bytes),
+                        start: now,
+                        end: now,
+                        flags,
+                    });
+                }
+            }
+            if !accepted {
+                break;
+            }
+        }
+    }
+
+    /// Closes every window that ends at or before `time` (Unix seconds).
+    pub fn advance_to(&mut self, time: i64) {
+        for a in 0..self.aggregators.len() {
+            let interval = i64::from(self.aggregators[a].interval);
+            let window = *self.aggregators[a]
+                .window
+                .get_or_insert(time.div_euclid(interval) * interval);
+            if time < window + interval {
+                continue;
+            }
+            let mut start = window;
+            while start + interval <= time {
+                self.close(a, start);
+                start += interval;
+            }
+            self.aggregators[a].window = Some(start);
+        }
+        if let Some(longest) = self.aggregators.iter().map(|a| i64::from(a.interval)).max()
+            && self.flows.len() > 65_536
+        {
+            self.flows
+                .retain(|_, f| f.last_window + 2 * longest >= time);
+        }
+    }
+
+    /// Closes the open windows (the end of the input).
+    pub fn finish(&mut self) {
+        for a in 0..self.aggregators.len() {
+            if let Some(start) = self.aggregators[a].window {
+                self.close(a, start);
+                self.aggregators[a].window = Some(start + i64::from(self.aggregators[a].interval));
+            }
+        }
+    }
+
+    /// Takes the windows closed so far.
+    pub fn take_closed(&mut self) -> Vec<ClosedWindow> {
+        std::mem::take(&mut self.closed)
+    }
+
+    /// The records of `window` that flow log `flow_log` (an index into the topology's flow logs)
+    /// publishes — its interfaces, its traffic type — as a batch in its format; `None` when the
+    /// window is of another interval or holds nothing for it.
+    pub fn flow_log_batch(&self, flow_log: usize, window: &ClosedWindow) -> Option<RecordBatch> {
+        let def = &self.topology.flow_logs[flow_log];
+        if def.max_aggregation_interval != window.interval {
+            return None;
+        }
+        let records: Vec<FlowRecord> = window
+            .records
+            .iter()
+            .filter(|r| def.interfaces.binary_search(&r.interface).is_ok())
+            .filter(|r| r.log_status != LogStatus::Ok || def.traffic_type.admits(r.accepted))
+            .cloned()
+            .collect();
+        (!records.is_empty()).then(|| to_batch(&records, &self.topology, &def.log_format))
+    }
+
+    fn close(&mut self, a: usize, start: i64) {
+        let agg = &mut self.aggregators[a];
+        let interval = agg.interval;
+        let accs = std::mem::take(&mut agg.accs);
+        agg.number = agg.number.wrapping_add(1).max(1);
+        let end = start + i64::from(interval) - 1;
+        let mut counts = vec![0usize; self.topology.interfaces.len()];
+        let mut skipped = vec![false; self.topology.interfaces.len()];
+        let mut records = Vec::with_capacity(accs.len());
+        for acc in accs {
+            let i = acc.hop.interface as usize;
+            let capacity = self.topology.interfaces[i]
+                .flow_capacity
+                .unwrap_or(usize::MAX);
+            if counts[i] >= capacity {
+                skipped[i] = true;
+                self.stats.skipped_flows += 1;
+                continue;
+            }
+            counts[i] += 1;
+            let hop = acc.hop;
+            records.push(FlowRecord {
+                interface: i,
+                log_status: LogStatus::Ok,
+                egress: hop.egress,
+                srcaddr: hop.srcaddr,
+                dstaddr: hop.dstaddr,
+                pkt_srcaddr: hop.pkt_srcaddr,
+                pkt_dstaddr: hop.pkt_dstaddr,
+                src_port: hop.judged.src_port,
+                dst_port: hop.judged.dst_port,
+                protocol: hop.judged.protocol,
+                packets: acc.packets,
+                bytes: (!hop.blocked).then_some(acc.bytes),
+                start: acc.start,
+                end: acc.end,
+                accepted: acc.accepted,
+                tcp_flags: acc.flags,
+                traffic_path: hop.traffic_path,
+                reject_reason: hop.blocked.then_some("BPA"),
+                next_hop: hop.next_hop,
+            });
+        }
+        for (i, mask) in self.logged.iter().enumerate() {
+            if mask & (1 << a) == 0 {
+                continue;
+            }
+            if skipped[i] {
+                records.push(FlowRecord::status(i, LogStatus::SkipData, start, end));
+            } else if counts[i] == 0 {
+                records.push(FlowRecord::status(i, LogStatus::NoData, start, end));
+            }
+        }
+        self.stats.records += records.len() as u64;
+        self.closed.push(ClosedWindow {
+            interval,
+            start,
+            records,
+        });
+    }
+
+    fn exclusion(&self, p: &WirePacket) -> Option<Exclusion> {
+        if let Some(why) = self
+            .excluded_addresses
+            .get(&p.dst)
+            .or_else(|| self.excluded_addresses.get(&p.src))
+        {
+            return Some(*why);
+        }
+        if p.protocol == 17
+            && matches!(
+                (p.src_port, p.dst_port),
+                (68, 67) | (67, 68) | (546, 547) | (547, 546)
+            )
+        {
+            return Some(Exclusion::Dhcp);
+        }
+        let kind = |ip: &IpAddr| match self.owners.get(ip) {
+            Some(Owner::Private(i)) => Some(self.topology.interfaces[*i].interface_type.as_str()),
+            _ => None,
+        };
+        match (kind(&p.src), kind(&p.dst)) {
+            (Some("vpc_endpoint"), Some("network_load_balancer"))
+            | (Some("network_load_balancer"), Some("vpc_endpoint")) => {
+                Some(Exclusion::EndpointToLoadBalancer)
+            }
+            _ => None,
+        }
+    }
+
+    fn hop(&self, interface: usize, egress: bool, src: IpAddr, dst: IpAddr, p: &WirePacket) -> Hop {
+        Hop {
+            interface: interface as u32,
+            egress,
+            srcaddr: src,
+            dstaddr: dst,
+            pkt_srcaddr: src,
+            pkt_dstaddr: dst,
+            judged: Packet {
+                src,
+                dst,
+                protocol: p.protocol,
+                src_port: p.src_port,
+                dst_port: p.dst_port,
+            },
+            crosses_subnet: true,
+            traffic_path: None,
+            blocked: false,
+            next_hop: None,
+            settled: false,
+            slots: [[(0, 0); 2]; 2],
+        }
+    }
+
+    /// The interfaces `p` passes, in order; `true` when the path may still grow.
+    fn path(&mut self, p: &WirePacket) -> (Vec<Hop>, bool) {
+        let t = &self.topology;
+        let mut hops = Vec::new();
+        let sender = match self.owners.get(&p.src).copied() {
+            Some(Owner::Private(s)) => Some((s, p.src)),
+            // Sent from the public address: the internet gateway translates it on the way out.
+            Some(Owner::Public(s)) => Some((s, t.interfaces[s].primary_like(p.src))),
+            _ => None,
+        };
+        match sender {
+            Some((s, src)) => {
+                let sender = &t.interfaces[s];
+                let subnet = &t.subnets[sender.subnet];
+                let bpa = t.vpcs[subnet.vpc].block_public_access;
+                let mut out = self.hop(s, true, sender.primary_like(src), p.dst, p);
+                out.pkt_srcaddr = src;
+                out.judged.src = src;
+                let route = t
+                    .route_table_of(sender.subnet)
+                    .and_then(|r| r.lookup(p.dst))
+                    .map(|r| r.target.clone());
+                let receiver = match self.owners.get(&p.dst) {
+                    Some(Owner::Private(d)) => Some(*d),
+                    _ => None,
+                };
+                match route {
+                    Some(RouteTarget::Local) | None if receiver.is_some() || route.is_some() => {
+                        out.traffic_path = Some(1);
+                        if let Some(d) = receiver {
+                            let same = t.interfaces[d].subnet == sender.subnet;
+                            out.crosses_subnet = !same;
+                            out.next_hop = Some(d);
+                            let into = self.receive(d, src, p.dst, p, !same);
+                            hops.push(out);
+                            hops.push(into);
+                        } else {
+                            hops.push(out);
+                        }
+                    }
+                    None => hops.push(out),
+                    Some(RouteTarget::NatGateway(n)) => {
+                        let nat = &t.nat_gateways[n];
+                        let ne = nat.interface;
+                        let nat_eni = &t.interfaces[ne];
+                        let nat_ip = nat_eni.primary();
+                        let crosses = nat_eni.subnet != sender.subnet;
+                        out.traffic_path = Some(1);
+                        out.crosses_subnet = crosses;
+                        out.next_hop = Some(ne);
+                        let mut into_nat = self.hop(ne, false, src, nat_ip, p);
+                        into_nat.pkt_dstaddr = p.dst;
+                        into_nat.judged.dst = p.dst;
+                        into_nat.crosses_subnet = crosses;
+                        let mut from_nat = self.hop(ne, true, nat_ip, p.dst, p);
+                        from_nat.traffic_path = Some(2);
+                        from_nat.blocked = bpa == BlockPublicAccess::Bidirectional;
+                        self.nat_table.insert(
+                            NatKey {
+                                nat: n,
+                                protocol: p.protocol,
+                                remote: p.dst,
+                                remote_port: p.dst_port,
+                                local_port: p.src_port,
+                            },
+                            src,
+                        );
+                        hops.extend([out, into_nat, from_nat]);
+                    }
+                    Some(target) => {
+                        let nitro = sender.nitro && sender.instance_id.is_some();
+                        out.traffic_path = Some(match target {
+                            RouteTarget::InternetGateway(_) => {
+                                out.blocked = bpa == BlockPublicAccess::Bidirectional;
+                                if nitro { 8 } else { 2 }
+                            }
+                            RouteTarget::GatewayEndpoint(_) => {
+                                if nitro {
+                                    7
+                                } else {
+                                    2
+                                }
+                            }
+                            RouteTarget::VpnGateway(_) => 3,
+                            RouteTarget::Peering { inter_region, .. } => {
+                                if inter_region {
+                                    5
+                                } else {
+                                    4
+                                }
+                            }
+                            _ => 1,
+                        });
+                        hops.push(out);
+                        if let (
+                            Some(d),
+                            RouteTarget::Peering { .. } | RouteTarget::TransitGateway(_),
+                        ) = (receiver, target)
+                        {
+                            hops.push(self.receive(d, src, p.dst, p, true));
+                        }
+                    }
+                }
+                (hops, false)
+            }
+            _ => match self.owners.get(&p.dst).copied() {
+                Some(Owner::Private(d)) => {
+                    hops.push(self.receive(d, p.src, p.dst, p, true));
+                    (hops, false)
+                }
+                Some(Owner::Public(d)) => {
+                    let private = t.interfaces[d].primary_like(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+                    let mut into = self.receive(d, p.src, private, p, true);
+                    let bpa = t.vpcs[t.subnets[t.interfaces[d].subnet].vpc].block_public_access;
+                    into.blocked = bpa != BlockPublicAccess::Off;
+                    hops.push(into);
+                    (hops, false)
+                }
+                Some(Owner::Nat(n)) => {
+                    let nat = &t.nat_gateways[n];
+                    let ne = nat.interface;
+                    let nat_ip = t.interfaces[ne].primary();
+                    let bpa = t.vpcs[t.subnets[t.interfaces[ne].subnet].vpc].block_public_access;
+                    let mut into_nat = self.hop(ne, false, p.src, nat_ip, p);
+                    into_nat.blocked = bpa != BlockPublicAccess::Off;
+                    hops.push(into_nat);
+                    let key = NatKey {
+                        nat: n,
+                        protocol: p.protocol,
+                        remote: p.src,
+                        remote_port: p.src_port,
+                        local_port: p.dst_port,
+                    };
+                    let Some(&inner) = self.nat_table.get(&key) else {
+                        return (hops, true);
+                    };
+                    let Some(Owner::Private(d)) = self.owners.get(&inner).copied() else {
+                        return (hops, false);
+                    };
+                    let crosses = t.interfaces[d].subnet != t.interfaces[ne].subnet;
+                    let mut from_nat = self.hop(ne, true, nat_ip, inner, p);
+                    from_nat.pkt_srcaddr = p.src;
+                    from_nat.judged.dst = inner;
+                    from_nat.crosses_subnet = crosses;
+                    from_nat.traffic_path = Some(1);
+                    from_nat.next_hop = Some(d);
+                    let into = self.receive(d, p.src, inner, p, crosses);
+                    hops.extend([from_nat, into]);
+                    (hops, false)
+                }
+                None => (hops, false),
+            },
+        }
+    }
+
+    /// The ingress hop on interface `d` of a packet from `src` to `dst` (one of `d`'s addresses).
+    fn receive(&self, d: usize, src: IpAddr, dst: IpAddr, p: &WirePacket, crosses: bool) -> Hop {
+        let eni = &self.topology.interfaces[d];
+        let mut hop = self.hop(d, false, src, eni.primary_like(dst), p);
+        hop.pkt_dstaddr = dst;
+        hop.judged.dst = dst;
+        hop.crosses_subnet = crosses;
+        hop
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::supported_flags;
+
+    #[test]
+    fn only_supported_flags_count() {
+        assert_eq!(supported_flags(0x02), 2, "SYN");
+        assert_eq!(supported_flags(0x12), 18, "SYN-ACK");
+        assert_eq!(supported_flags(0x10), 0, "ACK alone");
+        assert_eq!(supported_flags(0x18), 0, "PSH-ACK");
+        assert_eq!(supported_flags(0x11), 1, "FIN-ACK");
+        assert_eq!(supported_flags(0x04), 4, "RST");
+        assert_eq!(supported_flags(0x42), 2, "SYN+ECE");
+        assert_eq!(supported_flags(0x02) | supported_flags(0x11), 3);
+        assert_eq!(supported_flags(0x12) | supported_flags(0x11), 19);
+    }
+}
