@@ -99,49 +99,17 @@ pub fn list(url: &str, options: &S3Options) -> Result<Vec<Input>> {
     let fail = |e: &dyn fmt::Display| Error::io(url, std::io::Error::other(e.to_string()));
     let (bucket_name, prefix) =
         parse_url(url).ok_or_else(|| fail(&"not an s3://bucket/prefix URL"))?;
-    let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket_name);
-    let profile = profile_settings();
-    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-    if env("AWS_ACCESS_KEY_ID").is_none() {
-        if let Some(key) = profile.get("aws_access_key_id") {
-            builder = builder.with_access_key_id(key);
-        }
-        if let Some(secret) = profile.get("aws_secret_access_key") {
-            builder = builder.with_secret_access_key(secret);
-        }
-        if let Some(token) = profile.get("aws_session_token") {
-            builder = builder.with_token(token);
-        }
-    }
-    let region = options
-        .region
-        .clone()
-        .or_else(|| env("AWS_REGION"))
-        .or_else(|| env("AWS_DEFAULT_REGION"))
-        .or_else(|| profile.get("region").cloned())
-        .unwrap_or_else(|| "us-east-1".to_string());
-    builder = builder.with_region(region);
-    if let Some(endpoint) = &options.endpoint_url {
-        builder = builder
-            .with_endpoint(endpoint)
-            .with_allow_http(endpoint.starts_with("http://"))
-            .with_virtual_hosted_style_request(false);
-    }
-    let store = builder.build().map_err(|e| fail(&e))?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| fail(&e))?;
+    let bucket = Arc::new(Bucket::connect(bucket_name, options).map_err(|e| fail(&e))?);
     let prefix_path = (!prefix.is_empty()).then(|| ObjectPath::from(prefix.trim_end_matches('/')));
-    let objects = runtime
-        .block_on(store.list(prefix_path.as_ref()).try_collect::<Vec<_>>())
+    let objects = bucket
+        .runtime
+        .block_on(
+            bucket
+                .store
+                .list(prefix_path.as_ref())
+                .try_collect::<Vec<_>>(),
+        )
         .map_err(|e| fail(&e))?;
-    let bucket = Arc::new(Bucket {
-        name: bucket_name.to_string(),
-        store: Arc::new(store),
-        runtime,
-    });
     let mut inputs = Vec::new();
     for meta in objects {
         let key = meta.location.to_string();
@@ -159,6 +127,77 @@ pub fn list(url: &str, options: &S3Options) -> Result<Vec<Input>> {
     }
     inputs.sort_by_key(Input::name);
     Ok(inputs)
+}
+
+impl Bucket {
+    /// Connects to `bucket_name` with credentials and region found as the AWS CLI finds them.
+    ///
+    /// # Errors
+    /// A message when the store or its runtime cannot be set up.
+    pub fn connect(bucket_name: &str, options: &S3Options) -> std::result::Result<Self, String> {
+        let fail = |e: &dyn fmt::Display| e.to_string();
+        let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket_name);
+        let profile = profile_settings();
+        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        if env("AWS_ACCESS_KEY_ID").is_none() {
+            if let Some(key) = profile.get("aws_access_key_id") {
+                builder = builder.with_access_key_id(key);
+            }
+            if let Some(secret) = profile.get("aws_secret_access_key") {
+                builder = builder.with_secret_access_key(secret);
+            }
+            if let Some(token) = profile.get("aws_session_token") {
+                builder = builder.with_token(token);
+            }
+        }
+        let region = options
+            .region
+            .clone()
+            .or_else(|| env("AWS_REGION"))
+            .or_else(|| env("AWS_DEFAULT_REGION"))
+            .or_else(|| profile.get("region").cloned())
+            .unwrap_or_else(|| "us-east-1".to_string());
+        builder = builder.with_region(region);
+        if let Some(endpoint) = &options.endpoint_url {
+            builder = builder
+                .with_endpoint(endpoint)
+                .with_allow_http(endpoint.starts_with("http://"))
+                .with_virtual_hosted_style_request(false);
+        }
+        let store = builder.build().map_err(|e| fail(&e))?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .map_err(|e| fail(&e))?;
+        Ok(Bucket {
+            name: bucket_name.to_string(),
+            store: Arc::new(store),
+            runtime,
+        })
+    }
+
+    /// The bucket's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Uploads `body` as `key` (one PUT: the object appears whole or not at all).
+    ///
+    /// # Errors
+    /// [`Error::Io`] naming the URL when the upload fails.
+    pub fn put(&self, key: &str, body: Vec<u8>) -> Result<()> {
+        let path = ObjectPath::from(key);
+        self.runtime
+            .block_on(self.store.put(&path, object_store::PutPayload::from(body)))
+            .map(|_| ())
+            .map_err(|e| {
+                Error::io(
+                    format!("s3://{}/{key}", self.name),
+                    std::io::Error::other(e.to_string()),
+                )
+            })
+    }
 }
 
 /// The settings of the AWS profile in use, from `~/.aws/credentials` then `~/.aws/config`.

@@ -484,10 +484,7 @@ impl Checker<'_> {
         match Cidr::parse(text.get_ref()) {
             Ok(c) => Some(c),
             Err(e) => {
-                self.at(
-                    text.span(),
-                    format!("`{}` is not a CIDR block: {e}", text.get_ref()),
-                );
+                self.at(text.span(), format!("invalid CIDR block {e}"));
                 None
             }
         }
@@ -721,6 +718,7 @@ fn build(check: &mut Checker<'_>, raw: Raw, whole: Range<usize>) -> Option<Topol
     };
 
     let mut seen = HashSet::new();
+    let mut broken = false;
     let vpc_index = index_of(&raw.vpc, |v| &v.id);
     let subnet_index = index_of(&raw.subnet, |v| &v.id);
     let sg_index = index_of(&raw.security_group, |v| &v.id);
@@ -1048,7 +1046,18 @@ fn build(check: &mut Checker<'_>, raw: Raw, whole: Range<usize>) -> Option<Topol
                 sublocation,
             });
         } else {
-            return None;
+            // Keep indexes aligned with the file so later sections still get checked.
+            broken = true;
+            subnets.push(Subnet {
+                id: s.id.get_ref().clone(),
+                vpc: vpc.unwrap_or(usize::MAX),
+                cidr_block: Cidr::parse("0.0.0.0/32").expect("valid"),
+                ipv6_cidr_block: None,
+                az_id: String::new(),
+                network_acl: 0,
+                route_table: None,
+                sublocation: None,
+            });
         }
     }
 
@@ -1062,7 +1071,10 @@ fn build(check: &mut Checker<'_>, raw: Raw, whole: Range<usize>) -> Option<Topol
         let mut private_ips = Vec::new();
         for a in &e.private_ip_addresses {
             let Some(ip) = check.address(a) else { continue };
-            if let Some(s) = subnet.and_then(|s| subnets.get(s)) {
+            if let Some(s) = subnet
+                .and_then(|s| subnets.get(s))
+                .filter(|s| s.vpc != usize::MAX)
+            {
                 let c = s.cidr_block;
                 if !c.contains(ip) {
                     check.at(a.span(), format!("{ip} is not in {} ({c})", s.id));
@@ -1081,7 +1093,10 @@ fn build(check: &mut Checker<'_>, raw: Raw, whole: Range<usize>) -> Option<Topol
         let mut ipv6_ips = Vec::new();
         for a in &e.ipv6_addresses {
             let Some(ip) = check.address(a) else { continue };
-            if let Some(s) = subnet.and_then(|s| subnets.get(s)) {
+            if let Some(s) = subnet
+                .and_then(|s| subnets.get(s))
+                .filter(|s| s.vpc != usize::MAX)
+            {
                 match s.ipv6_cidr_block {
                     Some(c) if c.contains(ip) => {}
                     _ => check.at(a.span(), format!("{ip} is not in {}'s IPv6 block", s.id)),
@@ -1116,16 +1131,14 @@ fn build(check: &mut Checker<'_>, raw: Raw, whole: Range<usize>) -> Option<Topol
         for g in &e.security_groups {
             if let Some(i) = check.reference(g, "security_group", &sg_index) {
                 let group_vpc = raw.security_group[i].get_ref().vpc.get_ref();
-                if let Some(s) = subnet.and_then(|s| subnets.get(s))
-                    && vpcs[s.vpc].id != *group_vpc
+                if let Some(vpc) = subnet
+                    .and_then(|s| subnets.get(s))
+                    .and_then(|s| vpcs.get(s.vpc))
+                    && vpc.id != *group_vpc
                 {
                     check.at(
                         g.span(),
-                        format!(
-                            "{} belongs to {group_vpc}, not {}",
-                            g.get_ref(),
-                            vpcs[s.vpc].id
-                        ),
+                        format!("{} belongs to {group_vpc}, not {}", g.get_ref(), vpc.id),
                     );
                 }
                 security_groups.push(i);
@@ -1156,7 +1169,7 @@ fn build(check: &mut Checker<'_>, raw: Raw, whole: Range<usize>) -> Option<Topol
                 ecs: e.ecs.clone().unwrap_or_default(),
             });
         } else {
-            return None;
+            broken = true;
         }
     }
 
@@ -1185,6 +1198,9 @@ fn build(check: &mut Checker<'_>, raw: Raw, whole: Range<usize>) -> Option<Topol
         }
     }
 
+    if broken {
+        return None;
+    }
     Some(Topology {
         account_id,
         region,
@@ -1392,7 +1408,7 @@ fn flow_log(
         };
         for (e, interface) in interfaces.iter().enumerate() {
             let hit = match resource_type {
-                ResourceType::Vpc => subnets[interface.subnet].vpc == i,
+                ResourceType::Vpc => subnets.get(interface.subnet).is_some_and(|s| s.vpc == i),
                 ResourceType::Subnet => interface.subnet == i,
                 ResourceType::NetworkInterface => e == i,
             };
@@ -1471,7 +1487,11 @@ fn flow_log(
             let Some(url) =
                 location.filter(|u| u.starts_with("http://") || u.starts_with("https://"))
             else {
-                let span = f.log_destination.as_ref().map_or(f.id.span(), |d| d.span());
+                let span = f
+                    .log_destination
+                    .as_ref()
+                    .or(f.log_destination_type.as_ref())
+                    .map_or(f.id.span(), |d| d.span());
                 check.at(span, "a kinesis-data-firehose flow log needs log_destination = the endpoint's http(s):// URL");
                 return None;
             };

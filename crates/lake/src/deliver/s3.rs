@@ -1,0 +1,237 @@
+//! AWS's S3 layout for flow logs.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use arrow_array::RecordBatch;
+use flate2::Compression;
+use flate2::write::GzEncoder;
+use flowscope_record::{LogFormat, conform, write_lines};
+use parquet::arrow::ArrowWriter;
+use xxhash_rust::xxh3::xxh3_64;
+
+use super::{DeliveryReport, S3_WINDOW};
+use crate::atomic::AtomicFile;
+use crate::error::{Error, Result};
+use crate::layout::civil_from_days;
+use crate::object::Bucket;
+use crate::partition::writer_properties;
+
+/// Where the layout is written.
+#[derive(Clone)]
+pub enum S3Target {
+    /// A local folder standing for `bucket-and-optional-prefix/`.
+    Folder(PathBuf),
+    /// A bucket and key prefix.
+    Bucket {
+        /// The bucket.
+        bucket: Arc<Bucket>,
+        /// The key prefix (may be empty).
+        prefix: String,
+    },
+}
+
+/// How a flow log's S3 objects are named and shaped.
+#[derive(Debug, Clone)]
+pub struct S3Layout {
+    /// Account in keys and names.
+    pub account_id: String,
+    /// Region in keys and names.
+    pub region: String,
+    /// Flow log ID in names.
+    pub flow_log_id: String,
+    /// The record format (header line, Parquet columns).
+    pub format: LogFormat,
+    /// Parquet objects instead of gzip text.
+    pub parquet: bool,
+    /// Hive-compatible prefixes.
+    pub hive_compatible_partitions: bool,
+    /// An hour level under the day.
+    pub per_hour_partition: bool,
+    /// Uncompressed size at which a file is closed and another started (AWS: 75 MB).
+    pub max_file_bytes: usize,
+}
+
+#[derive(Default)]
+struct Pending {
+    text: Vec<u8>,
+    batches: Vec<RecordBatch>,
+    bytes: usize,
+    rows: u64,
+    sequence: u32,
+}
+
+/// Writes one flow log's records in AWS's S3 layout, a file per 5-minute window.
+pub struct S3Delivery {
+    target: S3Target,
+    layout: S3Layout,
+    open: BTreeMap<i64, Pending>,
+    report: DeliveryReport,
+}
+
+impl S3Delivery {
+    /// A delivery of `layout` to `target`.
+    pub fn new(target: S3Target, layout: S3Layout) -> Self {
+        Self {
+            target,
+            layout,
+            open: BTreeMap::new(),
+            report: DeliveryReport::default(),
+        }
+    }
+
+    /// Adds `batch`, whose records all end in the 5-minute window starting at `window`.
+    ///
+    /// # Errors
+    /// When the batch does not fit the format, or a full file cannot be written.
+    pub fn write(&mut self, window: i64, batch: &RecordBatch) -> Result<()> {
+        let window = window.div_euclid(S3_WINDOW) * S3_WINDOW;
+        let name = self.layout.flow_log_id.clone();
+        let record_error = |source| Error::Record {
+            path: name.clone(),
+            source,
+        };
+        let pending = self.open.entry(window).or_default();
+        pending.rows += batch.num_rows() as u64;
+        if self.layout.parquet {
+            let batch = conform(batch, &self.layout.format).map_err(record_error)?;
+            pending.bytes += batch.get_array_memory_size();
+            pending.batches.push(batch);
+        } else {
+            if pending.text.is_empty() {
+                pending
+                    .text
+                    .extend_from_slice(self.layout.format.header().as_bytes());
+                pending.text.push(b'\n');
+            }
+            write_lines(batch, &self.layout.format, &mut pending.text).map_err(record_error)?;
+            pending.bytes = pending.text.len();
+        }
+        if pending.bytes >= self.layout.max_file_bytes {
+            let full = std::mem::take(pending);
+            let sequence = full.sequence;
+            self.emit(window, full)?;
+            self.open.entry(window).or_default().sequence = sequence + 1;
+        }
+        Ok(())
+    }
+
+    /// Publishes the files of every window that ends at or before `time` (no later record can
+    /// belong to them).
+    ///
+    /// # Errors
+    /// When a file cannot be written.
+    pub fn close_before(&mut self, time: i64) -> Result<()> {
+        let done: Vec<i64> = self
+            .open
+            .keys()
+            .copied()
+            .filter(|w| w + S3_WINDOW <= time)
+            .collect();
+        for window in done {
+            let pending = self.open.remove(&window).expect("listed");
+            self.emit(window, pending)?;
+        }
+        Ok(())
+    }
+
+    /// Publishes what is left.
+    ///
+    /// # Errors
+    /// When a file cannot be written.
+    pub fn finish(mut self) -> Result<DeliveryReport> {
+        self.close_before(i64::MAX)?;
+        Ok(self.report)
+    }
+
+    /// The key (below the target) of a file of `window`.
+    fn key(&self, window: i64, sequence: u32) -> String {
+        let l = &self.layout;
+        let (year, month, day) = civil_from_days(window.div_euclid(86_400));
+        let seconds = window.rem_euclid(86_400);
+        let (hour, minute) = (seconds / 3600, seconds % 3600 / 60);
+        let mut key = if l.hive_compatible_partitions {
+            format!(
+                "AWSLogs/aws-account-id={}/aws-service=vpcflowlogs/aws-region={}/year={year:04}/month={month:02}/day={day:02}/",
+                l.account_id, l.region
+            )
+        } else {
+            format!(
+                "AWSLogs/{}/vpcflowlogs/{}/{year:04}/{month:02}/{day:02}/",
+                l.account_id, l.region
+            )
+        };
+        if l.per_hour_partition {
+            if l.hive_compatible_partitions {
+                key.push_str(&format!("hour={hour:02}/"));
+            } else {
+                key.push_str(&format!("{hour:02}/"));
+            }
+        }
+        let seed = format!("{}/{window}/{sequence}", l.flow_log_id);
+        let hash = xxh3_64(seed.as_bytes()) as u32;
+        let extension = if l.parquet { "log.parquet" } else { "log.gz" };
+        key.push_str(&format!(
+            "{}_vpcflowlogs_{}_{}_{year:04}{month:02}{day:02}T{hour:02}{minute:02}Z_{hash:08x}.{extension}",
+            l.account_id, l.region, l.flow_log_id
+        ));
+        key
+    }
+
+    fn emit(&mut self, window: i64, pending: Pending) -> Result<()> {
+        if pending.rows == 0 {
+            return Ok(());
+        }
+        let key = self.key(window, pending.sequence);
+        let body = if self.layout.parquet {
+            let schema = self.layout.format.schema();
+            let mut writer = ArrowWriter::try_new(Vec::new(), schema, Some(writer_properties()))
+                .map_err(|source| Error::Parquet {
+                    path: key.clone(),
+                    source,
+                })?;
+            for batch in &pending.batches {
+                writer.write(batch).map_err(|source| Error::Parquet {
+                    path: key.clone(),
+                    source,
+                })?;
+            }
+            writer.into_inner().map_err(|source| Error::Parquet {
+                path: key.clone(),
+                source,
+            })?
+        } else {
+            let mut gz = GzEncoder::new(Vec::new(), Compression::default());
+            gz.write_all(&pending.text)
+                .map_err(|e| Error::io(&key, e))?;
+            gz.finish().map_err(|e| Error::io(&key, e))?
+        };
+        let written = match &self.target {
+            S3Target::Folder(root) => {
+                let path = root.join(&key);
+                let name = path.display().to_string();
+                let parent = path.parent().expect("keys have folders");
+                std::fs::create_dir_all(parent).map_err(|e| Error::io(&name, e))?;
+                let mut file = AtomicFile::create(&path).map_err(|e| Error::io(&name, e))?;
+                file.write_all(&body).map_err(|e| Error::io(&name, e))?;
+                file.commit().map_err(|e| Error::io(&name, e))?;
+                name
+            }
+            S3Target::Bucket { bucket, prefix } => {
+                let prefix = prefix.trim_matches('/');
+                let full = if prefix.is_empty() {
+                    key
+                } else {
+                    format!("{prefix}/{key}")
+                };
+                bucket.put(&full, body)?;
+                format!("s3://{}/{full}", bucket.name())
+            }
+        };
+        self.report.outputs.push(written);
+        self.report.records += pending.rows;
+        Ok(())
+    }
+}
