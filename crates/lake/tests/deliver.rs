@@ -120,7 +120,7 @@ fn hive_hourly_parquet_and_rotation() {
     let file = std::fs::File::open(&report.outputs[0]).unwrap();
     let reader =
         parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file).unwrap();
-    let schema = reader.schema().clone();
+    let schema = std::sync::Arc::clone(reader.schema());
     let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
     assert_eq!(
         names[..4],
