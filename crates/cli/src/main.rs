@@ -26,6 +26,9 @@ enum Command {
     Insights(commands::insights::Args),
     Top(commands::top::Args),
     Shell(commands::shell::Args),
+    Simulate(commands::simulate::Args),
+    #[command(name = "flow-logs")]
+    FlowLogs(commands::flow_logs::Args),
     Generate(commands::generate::Args),
     Fields(commands::fields::Args),
 }
@@ -60,6 +63,8 @@ fn main() -> ExitCode {
         Command::Insights(args) => commands::insights::run(args),
         Command::Top(args) => commands::top::run(args),
         Command::Shell(args) => commands::shell::run(args),
+        Command::Simulate(args) => commands::simulate::run(args),
+        Command::FlowLogs(args) => commands::flow_logs::run(args),
         Command::Generate(args) => commands::generate::run(args),
         Command::Fields(args) => commands::fields::run(args),
     };

@@ -504,18 +504,39 @@ impl Emulator {
     /// publishes — its interfaces, its traffic type — as a batch in its format; `None` when the
     /// window is of another interval or holds nothing for it.
     pub fn flow_log_batch(&self, flow_log: usize, window: &ClosedWindow) -> Option<RecordBatch> {
+        let records = self.flow_log_records(flow_log, window);
+        let format = &self.topology.flow_logs[flow_log].log_format;
+        (!records.is_empty()).then(|| to_batch(&records, &self.topology, format))
+    }
+
+    /// The records of `window` that flow log `flow_log` publishes (empty when the window is of
+    /// another interval).
+    pub fn flow_log_records(&self, flow_log: usize, window: &ClosedWindow) -> Vec<FlowRecord> {
         let def = &self.topology.flow_logs[flow_log];
         if def.max_aggregation_interval != window.interval {
-            return None;
+            return Vec::new();
         }
-        let records: Vec<FlowRecord> = window
+        window
             .records
             .iter()
             .filter(|r| def.interfaces.binary_search(&r.interface).is_ok())
             .filter(|r| r.log_status != LogStatus::Ok || def.traffic_type.admits(r.accepted))
             .cloned()
-            .collect();
-        (!records.is_empty()).then(|| to_batch(&records, &self.topology, &def.log_format))
+            .collect()
+    }
+
+    /// Closes every window that starts before `end` (Unix seconds): the end of a run whose last
+    /// second is `end - 1`.
+    pub fn finish_at(&mut self, end: i64) {
+        self.advance_to(end);
+        for a in 0..self.aggregators.len() {
+            if let Some(start) = self.aggregators[a].window
+                && start < end
+            {
+                self.close(a, start);
+                self.aggregators[a].window = Some(start + i64::from(self.aggregators[a].interval));
+            }
+        }
     }
 
     fn close(&mut self, a: usize, start: i64) {

@@ -2,11 +2,13 @@
 
 pub mod convert;
 pub mod fields;
+pub mod flow_logs;
 pub mod generate;
 pub mod ingest;
 pub mod insights;
 pub mod lake;
 pub mod output;
 pub mod shell;
+pub mod simulate;
 pub mod sql;
 pub mod top;

@@ -1,0 +1,455 @@
+//! `flowscope simulate` and `flowscope flow-logs validate`, run as a user runs them.
+
+mod common;
+
+use std::fs::{self, File};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use assert_cmd::Command;
+use etherparse::PacketBuilder;
+use pcap_file::DataLink;
+use pcap_file::pcap::{PcapHeader, PcapPacket, PcapWriter};
+use predicates::prelude::*;
+
+fn flowscope() -> Command {
+    Command::cargo_bin("flowscope").unwrap()
+}
+
+fn files(dir: &Path, suffix: &str) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.to_string_lossy().ends_with(suffix) {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn gunzip(path: &Path) -> String {
+    let mut s = String::new();
+    flate2::read::GzDecoder::new(File::open(path).unwrap())
+        .read_to_string(&mut s)
+        .unwrap();
+    s
+}
+
+fn sql(lake: &Path, query: &str) -> String {
+    let out = flowscope()
+        .args(["sql", query, "--lake"])
+        .arg(lake)
+        .args(["--format", "csv"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn scenario_writes_an_s3_layout_that_ingest_reads_whole_and_is_reproducible() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("bucket");
+    flowscope()
+        .args([
+            "simulate",
+            "--scenario",
+            "three-tier",
+            "--duration",
+            "15m",
+            "--seed",
+            "42",
+            "--out",
+        ])
+        .arg(&out)
+        .assert()
+        .success()
+        .stderr(
+            predicate::str::contains("simulated three-tier")
+                .and(predicate::str::contains("8 incidents")),
+        );
+    let gz = files(&out, ".log.gz");
+    assert_eq!(gz.len(), 3, "three 5-minute files: {gz:?}");
+    for f in &gz {
+        let rel = f.strip_prefix(&out).unwrap().to_string_lossy().to_string();
+        assert!(rel.starts_with("AWSLogs/123456789012/vpcflowlogs/us-east-1/2026/11/02/123456789012_vpcflowlogs_us-east-1_fl-0d1e2f3a4b5c6d7e8_20261102T08"), "{rel}");
+        assert!(gunzip(f).starts_with("version account-id interface-id srcaddr dstaddr srcport dstport protocol packets bytes start end action log-status\n"));
+    }
+    let truth: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(out.join("truth.json")).unwrap()).unwrap();
+    assert_eq!(truth["scenario"], "three-tier");
+    assert_eq!(truth["seed"], 42);
+    let kinds: Vec<&str> = truth["incidents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "vertical_port_scan",
+            "horizontal_sweep",
+            "ssh_brute_force",
+            "rdp_attempts",
+            "data_exfiltration",
+            "beaconing",
+            "nacl_blocks_replies",
+            "sg_blocks_tier"
+        ]
+    );
+
+    // The ingest reads every line: nothing rejected.
+    let lake = dir.path().join("lake");
+    flowscope()
+        .arg("ingest")
+        .arg(&out)
+        .arg("--lake")
+        .arg(&lake)
+        .arg("-q")
+        .assert()
+        .success()
+        .stderr(
+            predicate::str::contains("from 3 files")
+                .and(predicate::str::contains("0 lines rejected")),
+        );
+    let lines: usize = gz.iter().map(|f| gunzip(f).lines().count() - 1).sum();
+    assert_eq!(
+        sql(&lake, "select count(*) n from flows"),
+        format!("n\n{lines}\n")
+    );
+    // The port scan shows up as rejected probes of many ports of the bastion from one address.
+    let scan = sql(
+        &lake,
+        "select count(distinct dstport) p from flows where srcaddr = '198.51.100.23' and action = 'REJECT'",
+    );
+    let ports: u32 = scan.lines().nth(1).unwrap().parse().unwrap();
+    assert!(ports >= 80, "{scan}");
+
+    // Same seed: the same bytes.
+    let again = dir.path().join("again");
+    flowscope()
+        .args([
+            "simulate",
+            "--scenario",
+            "three-tier",
+            "--duration",
+            "15m",
+            "--seed",
+            "42",
+            "-q",
+            "--out",
+        ])
+        .arg(&again)
+        .assert()
+        .success();
+    let gz2 = files(&again, ".log.gz");
+    assert_eq!(gz2.len(), gz.len());
+    for (a, b) in gz.iter().zip(&gz2) {
+        assert_eq!(a.file_name(), b.file_name());
+        assert_eq!(fs::read(a).unwrap(), fs::read(b).unwrap());
+    }
+}
+
+#[test]
+fn scenario_straight_into_a_lake_is_idempotent() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    let to = format!("lake:{}", lake.display());
+    for _ in 0..2 {
+        flowscope()
+            .args([
+                "simulate",
+                "--scenario",
+                "three-tier",
+                "--duration",
+                "10m",
+                "--no-incidents",
+                "--to",
+                &to,
+            ])
+            .assert()
+            .success();
+    }
+    let n = sql(
+        &lake,
+        "select count(*) n, count(distinct srcaddr) s from flows where srcaddr = '198.51.100.23'",
+    );
+    assert_eq!(n, "n,s\n0,0\n", "no incidents");
+    let total: u64 = sql(&lake, "select count(*) n from flows")
+        .lines()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(total > 1000);
+    // Running the same simulation again added nothing.
+    let once = dir.path().join("once");
+    flowscope()
+        .args([
+            "simulate",
+            "--scenario",
+            "three-tier",
+            "--duration",
+            "10m",
+            "--no-incidents",
+            "--to",
+        ])
+        .arg(format!("lake:{}", once.display()))
+        .assert()
+        .success();
+    assert_eq!(
+        sql(&once, "select count(*) n from flows"),
+        format!("n\n{total}\n")
+    );
+}
+
+const TOPOLOGY: &str = r#"
+account_id = "123456789010"
+region = "eu-west-1"
+
+[[vpc]]
+id = "vpc-1"
+cidr_blocks = ["10.0.0.0/16"]
+
+[[internet_gateway]]
+id = "igw-1"
+vpc = "vpc-1"
+
+[[route_table]]
+id = "rtb-1"
+vpc = "vpc-1"
+main = true
+routes = [{ destination = "0.0.0.0/0", target = "igw-1" }]
+
+[[subnet]]
+id = "subnet-1"
+vpc = "vpc-1"
+cidr_block = "10.0.1.0/24"
+az_id = "euw1-az1"
+
+[[security_group]]
+id = "sg-web"
+vpc = "vpc-1"
+inbound = [{ protocol = "tcp", port_range = 443, cidr_block = "0.0.0.0/0" }]
+
+[[network_interface]]
+id = "eni-web"
+subnet = "subnet-1"
+private_ip_addresses = ["10.0.1.10"]
+public_ip = "54.1.2.3"
+instance_id = "i-web"
+security_groups = ["sg-web"]
+
+[[flow_log]]
+id = "fl-cwl"
+resource_type = "NetworkInterface"
+resource_ids = ["eni-web"]
+traffic_type = "ALL"
+max_aggregation_interval = 60
+log_destination_type = "cloud-watch-logs"
+log_group_name = "/vpc/flow-logs"
+
+[[flow_log]]
+id = "fl-parquet"
+resource_type = "VPC"
+resource_ids = ["vpc-1"]
+traffic_type = "REJECT"
+log_destination_type = "s3"
+log_destination = "parquet-bucket"
+destination_options = { file_format = "parquet", hive_compatible_partitions = true, per_hour_partition = true }
+"#;
+
+fn capture(path: &Path) {
+    let header = PcapHeader {
+        datalink: DataLink::ETHERNET,
+        ..Default::default()
+    };
+    let mut w = PcapWriter::with_header(File::create(path).unwrap(), header).unwrap();
+    let t0 = 1_700_000_000u64;
+    let mut frame = |t: u64, src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16, syn: bool| {
+        let mut b = PacketBuilder::ethernet2([2; 6], [4; 6])
+            .ipv4(src, dst, 64)
+            .tcp(sport, dport, 1, 1000);
+        if syn {
+            b = b.syn();
+        } else {
+            b = b.ack(1);
+        }
+        let mut f = Vec::new();
+        b.write(&mut f, &[0; 100]).unwrap();
+        w.write_packet(&PcapPacket::new(Duration::from_secs(t), f.len() as u32, &f))
+            .unwrap();
+    };
+    // A client reaches the web server's public address on 443; a scanner tries 22.
+    frame(t0, [198, 51, 100, 5], [54, 1, 2, 3], 40000, 443, true);
+    frame(t0 + 1, [10, 0, 1, 10], [198, 51, 100, 5], 443, 40000, false);
+    frame(t0 + 70, [203, 0, 113, 9], [54, 1, 2, 3], 50000, 22, true);
+}
+
+#[test]
+fn pcap_replay_delivers_cloudwatch_streams_and_hive_parquet() {
+    let dir = tempfile::tempdir().unwrap();
+    let topology = dir.path().join("vpc.toml");
+    fs::write(&topology, TOPOLOGY).unwrap();
+    let pcap = dir.path().join("web.pcap");
+    capture(&pcap);
+    let out = dir.path().join("out");
+    flowscope()
+        .args(["simulate", "--topology"])
+        .arg(&topology)
+        .arg("--pcap")
+        .arg(&pcap)
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("3 frames read, 3 IP packets"));
+
+    // CloudWatch Logs: one stream per interface, events with the record's start as timestamp.
+    let stream = out.join("vpc/flow-logs/eni-web-all.jsonl");
+    let events: Vec<serde_json::Value> = fs::read_to_string(&stream)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let messages: Vec<&str> = events
+        .iter()
+        .map(|e| e["message"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        messages,
+        [
+            "2 123456789010 eni-web 198.51.100.5 10.0.1.10 40000 443 6 1 140 1700000000 1700000000 ACCEPT OK",
+            "2 123456789010 eni-web 10.0.1.10 198.51.100.5 443 40000 6 1 140 1700000001 1700000001 ACCEPT OK",
+            "2 123456789010 eni-web 203.0.113.9 10.0.1.10 50000 22 6 1 140 1700000070 1700000070 REJECT OK",
+        ]
+    );
+    assert_eq!(events[0]["timestamp"], 1_700_000_000_000i64);
+    assert!(events[2]["ingestionTime"].as_i64().unwrap() > 1_700_000_070_000);
+
+    // S3 Parquet with Hive prefixes, REJECT only.
+    let parquet = files(&out.join("parquet-bucket"), ".log.parquet");
+    assert_eq!(parquet.len(), 1);
+    let rel = parquet[0]
+        .strip_prefix(out.join("parquet-bucket"))
+        .unwrap()
+        .to_string_lossy()
+        .to_string();
+    assert!(rel.starts_with("AWSLogs/aws-account-id=123456789010/aws-service=vpcflowlogs/aws-region=eu-west-1/year=2023/month=11/day=14/hour=22/123456789010_vpcflowlogs_eu-west-1_fl-parquet_20231114T2210Z_"), "{rel}");
+    let lake = dir.path().join("lake");
+    flowscope()
+        .arg("ingest")
+        .arg(&parquet[0])
+        .arg("--lake")
+        .arg(&lake)
+        .arg("-q")
+        .assert()
+        .success();
+    assert_eq!(
+        sql(
+            &lake,
+            "select srcaddr, dstport, action, flow_log_id from flows"
+        ),
+        "srcaddr,dstport,action,flow_log_id\n203.0.113.9,22,REJECT,fl-parquet\n"
+    );
+}
+
+#[test]
+fn simulate_to_an_s3_bucket() {
+    let moto = common::Moto::start();
+    common::boto3(
+        &moto.endpoint,
+        "s3.create_bucket(Bucket=args[0])",
+        &["flowlogs"],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let topology = dir.path().join("vpc.toml");
+    fs::write(
+        &topology,
+        TOPOLOGY.replace(
+            r#"log_destination = "parquet-bucket""#,
+            r#"log_destination = "arn:aws:s3:::flowlogs/prod""#,
+        ),
+    )
+    .unwrap();
+    let pcap = dir.path().join("web.pcap");
+    capture(&pcap);
+    flowscope()
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .args(["simulate", "--topology"])
+        .arg(&topology)
+        .arg("--pcap")
+        .arg(&pcap)
+        .arg("--out")
+        .arg(dir.path().join("out"))
+        .args(["--endpoint-url", &moto.endpoint, "--region", "us-east-1"])
+        .assert()
+        .success();
+    let keys = common::boto3(
+        &moto.endpoint,
+        "print('\\n'.join(o['Key'] for o in s3.list_objects_v2(Bucket=args[0])['Contents']))",
+        &["flowlogs"],
+    );
+    let keys: Vec<&str> = keys.lines().collect();
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    assert!(
+        keys[0].starts_with("prod/AWSLogs/aws-account-id=123456789010/aws-service=vpcflowlogs/"),
+        "{keys:?}"
+    );
+}
+
+#[test]
+fn validate_reports_every_mistake_with_file_line_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.toml");
+    fs::write(&good, TOPOLOGY).unwrap();
+    flowscope()
+        .args(["flow-logs", "validate"])
+        .arg(&good)
+        .assert()
+        .success()
+        .stdout(
+            predicate::str::contains("valid — 1 VPC(s), 1 subnet(s), 1 network interface(s)").and(
+                predicate::str::contains("fl-parquet: VPC vpc-1 -> 1 interface(s), REJECT, 600 s"),
+            ),
+        );
+    let bad = dir.path().join("bad.toml");
+    fs::write(
+        &bad,
+        TOPOLOGY
+            .replace("traffic_type = \"REJECT\"", "traffic_type = \"DROP\"")
+            .replace("\"10.0.1.10\"", "\"10.0.2.10\""),
+    )
+    .unwrap();
+    let name = bad.display().to_string();
+    let text = fs::read_to_string(&bad).unwrap();
+    let line = |needle: &str| text.lines().position(|l| l.contains(needle)).unwrap() + 1;
+    let (address, traffic) = (line("10.0.2.10"), line("DROP"));
+    flowscope()
+        .args(["flow-logs", "validate"])
+        .arg(&bad)
+        .assert()
+        .code(1)
+        .stdout(
+            predicate::str::contains(format!(
+                "{name}:{address}:25: 10.0.2.10 is not in subnet-1 (10.0.1.0/24)"
+            ))
+            .and(predicate::str::contains(format!(
+                "{name}:{traffic}:16: traffic_type `DROP`: use ACCEPT, REJECT or ALL"
+            ))),
+        )
+        .stderr(predicate::str::contains("2 mistake(s)"));
+}
