@@ -83,6 +83,19 @@ impl Decoder {
         frame: &[u8],
         time_us: i64,
     ) -> Result<WirePacket, Skip> {
+        if let Some(packet) = fast_path(link, frame, time_us) {
+            return Ok(packet);
+        }
+        self.decode_general(link, frame, time_us)
+    }
+
+    /// Every case, through etherparse's lax slicing.
+    fn decode_general(
+        &mut self,
+        link: LinkType,
+        frame: &[u8],
+        time_us: i64,
+    ) -> Result<WirePacket, Skip> {
         let sliced = match link {
             LinkType::Ethernet => {
                 LaxSlicedPacket::from_ethernet(frame).map_err(|_| Skip::Malformed)?
@@ -187,5 +200,188 @@ impl Decoder {
             );
         }
         Ok(packet)
+    }
+}
+
+fn be16(b: &[u8], at: usize) -> u16 {
+    u16::from_be_bytes([b[at], b[at + 1]])
+}
+
+/// The common case read directly: Ethernet (with VLAN tags), Linux cooked or raw IP, then IPv4
+/// that is not a fragment or IPv6 without extension headers. Anything else (`None`) goes through
+/// [`Decoder::decode_general`]; a unit test holds the two to the same answers.
+fn fast_path(link: LinkType, frame: &[u8], time_us: i64) -> Option<WirePacket> {
+    let (mut ether_type, mut offset) = match link {
+        LinkType::Ethernet if frame.len() >= 14 => (be16(frame, 12), 14),
+        LinkType::LinuxSll if frame.len() >= 16 => (be16(frame, 14), 16),
+        LinkType::RawIp => match frame.first()? >> 4 {
+            4 => (0x0800, 0),
+            6 => (0x86dd, 0),
+            _ => return None,
+        },
+        _ => return None,
+    };
+    while matches!(ether_type, 0x8100 | 0x88a8 | 0x9100) && link == LinkType::Ethernet {
+        if frame.len() < offset + 4 {
+            return None;
+        }
+        ether_type = be16(frame, offset + 2);
+        offset += 4;
+    }
+    let ip = &frame[offset..];
+    let (src, dst, protocol, bytes, l4) = match ether_type {
+        0x0800 => {
+            if ip.len() < 20 || ip[0] >> 4 != 4 {
+                return None;
+            }
+            let header = usize::from(ip[0] & 0x0f) * 4;
+            let total = be16(ip, 2);
+            if header < 20
+                || ip.len() < header
+                || usize::from(total) < header
+                || be16(ip, 6) & 0x3fff != 0
+            {
+                return None;
+            }
+            let src = IpAddr::from([ip[12], ip[13], ip[14], ip[15]]);
+            let dst = IpAddr::from([ip[16], ip[17], ip[18], ip[19]]);
+            let end = ip.len().min(usize::from(total));
+            (src, dst, ip[9], u32::from(total), &ip[header..end])
+        }
+        0x86dd => {
+            if ip.len() < 40 || ip[0] >> 4 != 6 || !matches!(ip[6], 1 | 6 | 17 | 58 | 132 | 136) {
+                return None;
+            }
+            let mut s = [0u8; 16];
+            s.copy_from_slice(&ip[8..24]);
+            let mut d = [0u8; 16];
+            d.copy_from_slice(&ip[24..40]);
+            let payload = be16(ip, 4);
+            let end = ip.len().min(40 + usize::from(payload));
+            (
+                IpAddr::from(s),
+                IpAddr::from(d),
+                ip[6],
+                40 + u32::from(payload),
+                &ip[40..end],
+            )
+        }
+        _ => return None,
+    };
+    let mut packet = WirePacket {
+        time_us,
+        src,
+        dst,
+        protocol,
+        src_port: 0,
+        dst_port: 0,
+        tcp_flags: 0,
+        bytes,
+    };
+    if has_ports(protocol) && l4.len() >= 4 {
+        packet.src_port = be16(l4, 0);
+        packet.dst_port = be16(l4, 2);
+        if protocol == 6 && l4.len() >= 14 {
+            packet.tcp_flags = l4[13];
+        }
+    }
+    Some(packet)
+}
+
+#[cfg(test)]
+mod tests {
+    use etherparse::PacketBuilder;
+
+    use super::*;
+
+    fn frames() -> Vec<(LinkType, Vec<u8>)> {
+        let mut out = Vec::new();
+        let eth = || PacketBuilder::ethernet2([1; 6], [2; 6]);
+        let mut f = Vec::new();
+        eth()
+            .ipv4([10, 0, 0, 1], [8, 8, 8, 8], 64)
+            .tcp(40000, 443, 1, 100)
+            .syn()
+            .ack(1)
+            .write(&mut f, &[0; 30])
+            .unwrap();
+        out.push((LinkType::Ethernet, f));
+        let mut f = Vec::new();
+        eth()
+            .ipv4([10, 0, 0, 1], [8, 8, 8, 8], 64)
+            .udp(53, 5353)
+            .write(&mut f, &[0; 3])
+            .unwrap();
+        out.push((LinkType::Ethernet, f));
+        let mut f = Vec::new();
+        eth()
+            .ipv4([10, 0, 0, 1], [8, 8, 8, 8], 64)
+            .icmpv4_echo_request(1, 2)
+            .write(&mut f, &[0; 56])
+            .unwrap();
+        out.push((LinkType::Ethernet, f));
+        let mut f = Vec::new();
+        eth()
+            .single_vlan(etherparse::VlanId::try_new(7).unwrap())
+            .ipv6([1; 16], [2; 16], 64)
+            .tcp(1, 2, 3, 4)
+            .fin()
+            .write(&mut f, &[0; 10])
+            .unwrap();
+        out.push((LinkType::Ethernet, f));
+        let mut f = Vec::new();
+        PacketBuilder::ipv4([192, 0, 2, 1], [192, 0, 2, 2], 9)
+            .udp(7, 9)
+            .write(&mut f, &[5; 100])
+            .unwrap();
+        out.push((LinkType::RawIp, f));
+        // Cut short by a snap length: the sizes still come from the IP header.
+        let mut f = Vec::new();
+        eth()
+            .ipv4([10, 0, 0, 1], [8, 8, 8, 8], 64)
+            .tcp(40000, 443, 1, 100)
+            .psh()
+            .ack(1)
+            .write(&mut f, &[0; 1400])
+            .unwrap();
+        f.truncate(64);
+        out.push((LinkType::Ethernet, f));
+        out
+    }
+
+    #[test]
+    fn fast_path_agrees_with_the_general_decoder() {
+        for (link, frame) in frames() {
+            let fast = fast_path(link, &frame, 5).expect("common case");
+            let general = Decoder::new()
+                .decode_general(link, &frame, 5)
+                .expect("decodes");
+            assert_eq!(fast, general, "{link:?} {frame:?}");
+        }
+    }
+
+    #[test]
+    fn uncommon_frames_take_the_general_path() {
+        let mut arp = Vec::new();
+        PacketBuilder::ethernet2([1; 6], [2; 6])
+            .arp(
+                etherparse::ArpPacket::new(
+                    etherparse::ArpHardwareId::ETHERNET,
+                    etherparse::EtherType::IPV4,
+                    etherparse::ArpOperation::REQUEST,
+                    &[1; 6],
+                    &[10, 0, 0, 1],
+                    &[0; 6],
+                    &[10, 0, 0, 2],
+                )
+                .unwrap(),
+            )
+            .write(&mut arp)
+            .unwrap();
+        assert!(fast_path(LinkType::Ethernet, &arp, 0).is_none());
+        assert_eq!(
+            Decoder::new().decode(LinkType::Ethernet, &arp, 0),
+            Err(Skip::NotIp)
+        );
     }
 }

@@ -1,19 +1,22 @@
-//! pcap and pcapng files as a stream of [`WirePacket`]s.
+//! pcap and pcapng files as a stream of [`WirePacket`]s, read with `pcap-parser`.
 //!
-//! The format is told by the file's magic number. pcapng timestamps honour each interface's
-//! `if_tsresol` (microseconds when absent), and each interface's link type decodes its frames.
+//! The format is told by the file's first block. pcap timestamps honour the nanosecond magic;
+//! pcapng timestamps honour each interface's `if_tsresol` and `if_tsoffset`, and each
+//! interface's link type decodes its frames. Captures cut short by a snap length are fine: sizes
+//! come from the IP header.
 
 use std::fs::File;
-use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use flowscope_vpc::WirePacket;
-use pcap_file::pcap::PcapReader;
-use pcap_file::pcapng::blocks::interface_description::InterfaceDescriptionOption;
-use pcap_file::pcapng::{Block, PcapNgReader};
+use pcap_parser::traits::PcapReaderIterator;
+use pcap_parser::{Block, PcapBlockOwned, PcapError, create_reader};
 
 use crate::decode::{Decoder, LinkType, Skip};
 use crate::error::{Error, Result};
+
+/// Bytes buffered from the file (grown when a block is larger).
+const BUFFER: usize = 1 << 20;
 
 /// What reading a capture found, besides the packets.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -48,68 +51,54 @@ impl CaptureStats {
     }
 }
 
-enum Inner {
-    Pcap {
-        reader: PcapReader<BufReader<File>>,
-        link: LinkType,
-    },
-    PcapNg {
-        reader: PcapNgReader<BufReader<File>>,
-        /// Per interface: link type and (numerator, denominator) turning raw units into µs.
-        interfaces: Vec<(LinkType, u128, u128)>,
-    },
+/// One pcapng interface: its link type, timestamp units per second and offset (seconds).
+#[derive(Debug, Clone, Copy)]
+struct Interface {
+    link: LinkType,
+    units_per_second: u64,
+    offset: i64,
 }
 
 /// A pcap or pcapng file read packet by packet.
 pub struct PcapSource {
     path: PathBuf,
-    inner: Inner,
+    reader: Box<dyn PcapReaderIterator + Send>,
+    /// pcap: link type and nanosecond timestamps.
+    legacy: Option<(LinkType, bool)>,
+    interfaces: Vec<Interface>,
     decoder: Decoder,
     stats: CaptureStats,
+    done: bool,
 }
 
 impl PcapSource {
-    /// Opens `path`, telling pcap from pcapng by the magic number.
+    /// Opens `path`, telling pcap from pcapng by its first block.
     ///
     /// # Errors
     /// [`Error::Io`] when the file cannot be read, [`Error::Format`] when it is neither.
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
-        let io = |e| Error::Io {
+        let file = File::open(&path).map_err(|e| Error::Io {
             path: path.display().to_string(),
             source: e,
-        };
-        let mut magic = [0u8; 4];
-        File::open(&path)
-            .map_err(io)?
-            .read_exact(&mut magic)
-            .map_err(|_| Error::Format {
-                path: path.display().to_string(),
-                reason: "shorter than a capture file header".into(),
-            })?;
-        let file = BufReader::with_capacity(1 << 20, File::open(&path).map_err(io)?);
-        let bad = |e: pcap_file::PcapError| Error::Format {
+        })?;
+        let reader = create_reader(BUFFER, file).map_err(|e| Error::Format {
             path: path.display().to_string(),
-            reason: e.to_string(),
-        };
-        let inner = if magic == [0x0a, 0x0d, 0x0d, 0x0a] {
-            Inner::PcapNg {
-                reader: PcapNgReader::new(file).map_err(bad)?,
-                interfaces: Vec::new(),
-            }
-        } else {
-            let reader = PcapReader::new(file).map_err(|e| Error::Format {
-                path: path.display().to_string(),
-                reason: format!("not a pcap or pcapng file ({e})"),
-            })?;
-            let link = LinkType::from_code(u32::from(reader.header().datalink));
-            Inner::Pcap { reader, link }
-        };
+            reason: match e {
+                PcapError::Eof | PcapError::Incomplete(_) => {
+                    "shorter than a capture file header".into()
+                }
+                other => format!("not a pcap or pcapng file ({other})"),
+            },
+        })?;
         Ok(Self {
             path,
-            inner,
+            reader,
+            legacy: None,
+            interfaces: Vec::new(),
             decoder: Decoder::new(),
             stats: CaptureStats::default(),
+            done: false,
         })
     }
 
@@ -118,72 +107,111 @@ impl PcapSource {
         &self.stats
     }
 
+    fn corrupt(&mut self, reason: String) -> Option<Result<WirePacket>> {
+        self.done = true;
+        Some(Err(Error::Format {
+            path: self.path.display().to_string(),
+            reason: format!("frame {}: {reason}", self.stats.frames + 1),
+        }))
+    }
+
     /// The next IP packet; frames that are not are counted in [`stats`](Self::stats).
     ///
     /// # Errors
     /// [`Error::Format`] naming the file and frame when the file is corrupt or truncated; the
-    /// packets before it were already returned.
+    /// packets before it were already returned, and the stream ends there.
     pub fn next_packet(&mut self) -> Option<Result<WirePacket>> {
         loop {
-            let frame = self.stats.frames + 1;
-            let corrupt = |path: &Path, e: pcap_file::PcapError| Error::Format {
-                path: path.display().to_string(),
-                reason: format!("frame {frame}: {e}"),
-            };
-            let decoded = match &mut self.inner {
-                Inner::Pcap { reader, link } => {
-                    let packet = match reader.next_packet()? {
-                        Ok(p) => p,
-                        Err(e) => return Some(Err(corrupt(&self.path, e))),
-                    };
-                    let time_us = i64::try_from(packet.timestamp.as_micros()).unwrap_or(i64::MAX);
-                    self.decoder.decode(*link, &packet.data, time_us)
-                }
-                Inner::PcapNg { reader, interfaces } => {
-                    let block = match reader.next_block()? {
-                        Ok(b) => b,
-                        Err(e) => return Some(Err(corrupt(&self.path, e))),
-                    };
-                    match block {
-                        Block::SectionHeader(_) => {
-                            interfaces.clear();
-                            continue;
+            if self.done {
+                return None;
+            }
+            let decoded = match self.reader.next() {
+                Ok((offset, block)) => {
+                    let decoded = match block {
+                        PcapBlockOwned::LegacyHeader(header) => {
+                            let link = LinkType::from_code(header.network.0 as u32);
+                            self.legacy = Some((link, header.is_nanosecond_precision()));
+                            None
                         }
-                        Block::InterfaceDescription(idb) => {
-                            let mut scale = (1u128, 1u128);
-                            for option in &idb.options {
-                                if let InterfaceDescriptionOption::IfTsResol(r) = option {
-                                    scale = resolution(*r);
+                        PcapBlockOwned::Legacy(b) => {
+                            let (link, nanos) = self.legacy.unwrap_or((LinkType::Ethernet, false));
+                            let fraction = if nanos { b.ts_usec / 1000 } else { b.ts_usec };
+                            let time_us = i64::from(b.ts_sec) * 1_000_000 + i64::from(fraction);
+                            let caplen = (b.caplen as usize).min(b.data.len());
+                            Some(self.decoder.decode(link, &b.data[..caplen], time_us))
+                        }
+                        PcapBlockOwned::NG(Block::SectionHeader(_)) => {
+                            self.interfaces.clear();
+                            None
+                        }
+                        PcapBlockOwned::NG(Block::InterfaceDescription(idb)) => {
+                            self.interfaces.push(Interface {
+                                link: LinkType::from_code(idb.linktype.0 as u32),
+                                units_per_second: idb.ts_resolution().unwrap_or(1_000_000).max(1),
+                                offset: idb.if_tsoffset,
+                            });
+                            None
+                        }
+                        PcapBlockOwned::NG(Block::EnhancedPacket(epb)) => {
+                            match self.interfaces.get(epb.if_id as usize).copied() {
+                                None => {
+                                    let id = epb.if_id;
+                                    self.reader.consume(offset);
+                                    return self
+                                        .corrupt(format!("interface {id} was never described"));
+                                }
+                                Some(i) => {
+                                    let units =
+                                        (u64::from(epb.ts_high) << 32) | u64::from(epb.ts_low);
+                                    let micros = u128::from(units) * 1_000_000
+                                        / u128::from(i.units_per_second);
+                                    let time_us = i64::try_from(micros).unwrap_or(i64::MAX)
+                                        + i.offset * 1_000_000;
+                                    let caplen = (epb.caplen as usize).min(epb.data.len());
+                                    Some(self.decoder.decode(i.link, &epb.data[..caplen], time_us))
                                 }
                             }
-                            let link = LinkType::from_code(u32::from(idb.linktype));
-                            interfaces.push((link, scale.0, scale.1));
-                            continue;
                         }
-                        Block::EnhancedPacket(epb) => {
-                            let Some(&(link, num, den)) = interfaces.get(epb.interface_id as usize)
-                            else {
-                                return Some(Err(Error::Format {
-                                    path: self.path.display().to_string(),
-                                    reason: format!(
-                                        "frame {frame}: interface {} was never described",
-                                        epb.interface_id
-                                    ),
-                                }));
-                            };
-                            // pcap-file hands the raw timestamp units over as nanoseconds.
-                            let raw = epb.timestamp.as_nanos();
-                            let time_us = i64::try_from(raw * num / den).unwrap_or(i64::MAX);
-                            self.decoder.decode(link, &epb.data, time_us)
+                        PcapBlockOwned::NG(Block::SimplePacket(spb)) => {
+                            let link = self
+                                .interfaces
+                                .first()
+                                .map_or(LinkType::Ethernet, |i| i.link);
+                            Some(self.decoder.decode(link, spb.data, 0))
                         }
-                        Block::SimplePacket(spb) => {
-                            let link = interfaces.first().map_or(LinkType::Ethernet, |i| i.0);
-                            self.decoder.decode(link, &spb.data, 0)
-                        }
-                        _ => continue,
+                        PcapBlockOwned::NG(_) => None,
+                    };
+                    self.reader.consume(offset);
+                    decoded
+                }
+                Err(PcapError::Eof) => return None,
+                Err(PcapError::Incomplete(_)) => {
+                    let before = self.reader.data().len();
+                    if let Err(e) = self.reader.refill() {
+                        let reason = e.to_string();
+                        return self.corrupt(reason);
                     }
+                    if self.reader.data().len() == before {
+                        if self.reader.reader_exhausted() {
+                            if self.reader.data().is_empty() {
+                                self.done = true;
+                                return None;
+                            }
+                            return self.corrupt(
+                                "the file ends inside a packet (truncated capture)".into(),
+                            );
+                        }
+                        let size = self.reader.data().len().max(BUFFER) * 2;
+                        self.reader.grow(size);
+                    }
+                    continue;
+                }
+                Err(e) => {
+                    let reason = e.to_string();
+                    return self.corrupt(reason);
                 }
             };
+            let Some(decoded) = decoded else { continue };
             self.stats.frames += 1;
             match decoded {
                 Ok(packet) => {
@@ -193,20 +221,5 @@ impl PcapSource {
                 Err(skip) => self.stats.count(skip),
             }
         }
-    }
-}
-
-/// `if_tsresol` as a fraction turning raw units into microseconds.
-fn resolution(code: u8) -> (u128, u128) {
-    let exponent = u32::from(code & 0x7f);
-    if code & 0x80 == 0 {
-        // 10^-exponent seconds per unit.
-        if exponent >= 6 {
-            (1, 10u128.pow(exponent - 6))
-        } else {
-            (10u128.pow(6 - exponent), 1)
-        }
-    } else {
-        (1_000_000, 1u128 << exponent.min(100))
     }
 }

@@ -974,3 +974,35 @@ fn three_tier_scenario_is_reproducible_and_shows_its_incidents() {
 fn wire_packet_is_small() {
     assert!(std::mem::size_of::<WirePacket>() <= 64);
 }
+
+/// A capture cut to 54 bytes a frame (`tcpdump -s 54`): records still count the packets'
+/// full IP lengths.
+#[test]
+fn snap_length_truncated_captures_count_full_sizes() {
+    let dir = tempfile::tempdir().unwrap();
+    let sg = "\n[[security_group]]\nid = \"sg-1\"\nvpc = \"vpc-abcdefab012345678\"\ninbound = [{ protocol = \"tcp\", port_range = 443, cidr_block = \"0.0.0.0/0\" }]\n";
+    let path = dir.path().join("short.pcap");
+    let header = pcap_file::pcap::PcapHeader {
+        datalink: DataLink::ETHERNET,
+        snaplen: 54,
+        ..Default::default()
+    };
+    let mut w = PcapWriter::with_header(File::create(&path).unwrap(), header).unwrap();
+    let mut total = 0;
+    for i in 0..5u64 {
+        let f = tcp("198.51.100.3", "172.31.16.139", 41000, 443, "PA", 1000);
+        total += ip_len(&f);
+        let ts = Duration::from_secs(1_700_000_000 + i);
+        w.write_packet(&PcapPacket::new(ts, f.len() as u32, &f[..54]))
+            .unwrap();
+    }
+    drop(w);
+    let (lines, _) = emulate(&topology(&format!("{sg}{DEFAULT_ACL}")), &path);
+    assert_eq!(total, 5 * 1040);
+    assert_eq!(
+        lines[0],
+        [format!(
+            "2 123456789010 eni-1235b8ca123456789 198.51.100.3 172.31.16.139 41000 443 6 5 {total} 1700000000 1700000004 ACCEPT OK"
+        )]
+    );
+}

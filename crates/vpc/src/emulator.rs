@@ -370,30 +370,38 @@ impl Emulator {
             src_port: packet.src_port,
             dst_port: packet.dst_port,
         };
-        let needs_path = self.flows.get(&key).is_none_or(|f| f.provisional);
-        if needs_path {
-            let (hops, provisional) = self.path(packet);
-            let flow = self.flows.entry(key).or_insert(Flow {
-                hops: Vec::new(),
-                provisional,
-                last_window: 0,
-            });
-            if flow.hops.len() < hops.len() {
-                flow.hops = hops;
-            }
-            flow.provisional = provisional;
-        }
         let Self {
             topology,
             firewalls,
             owners,
             flows,
+            nat_table,
             aggregators,
             logged,
             stats,
             ..
         } = self;
-        let flow = flows.get_mut(&key).expect("inserted above");
+        // One hash lookup for a known flow; the path is worked out once.
+        let flow = match flows.entry(key) {
+            std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
+            std::collections::hash_map::Entry::Vacant(entry) => entry.insert(Flow {
+                hops: Vec::new(),
+                provisional: true,
+                last_window: 0,
+            }),
+        };
+        if flow.provisional {
+            let mut paths = Paths {
+                topology,
+                owners,
+                nat_table,
+            };
+            let (hops, provisional) = paths.path(packet);
+            if flow.hops.len() < hops.len() {
+                flow.hops = hops;
+            }
+            flow.provisional = provisional;
+        }
         flow.last_window = now;
         if flow.hops.is_empty() {
             stats.outside += 1;
@@ -628,7 +636,16 @@ impl Emulator {
             _ => None,
         }
     }
+}
 
+/// Works out the interfaces a packet passes.
+struct Paths<'a> {
+    topology: &'a Topology,
+    owners: &'a Map<IpAddr, Owner>,
+    nat_table: &'a mut Map<NatKey, IpAddr>,
+}
+
+impl Paths<'_> {
     fn hop(&self, interface: usize, egress: bool, src: IpAddr, dst: IpAddr, p: &WirePacket) -> Hop {
         Hop {
             interface: interface as u32,
