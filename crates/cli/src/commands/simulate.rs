@@ -17,9 +17,11 @@ use flowscope_lake::deliver::{
 use flowscope_lake::ingest::{IngestOptions, Quiet, ingest};
 use flowscope_lake::object::{Bucket, S3Options, parse_url};
 use flowscope_lake::{Lake, input};
-use flowscope_record::write_lines;
+use flowscope_record::{LogFormat, write_lines};
 use flowscope_vpc::topology::{FileFormat, LogDestination};
-use flowscope_vpc::{ClosedWindow, Emulator, Exclusion, Topology, WirePacket, to_batch};
+use flowscope_vpc::{
+    ClosedWindow, Emulator, Exclusion, FlowRecord, Topology, WirePacket, to_batch,
+};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::Outcome;
@@ -481,13 +483,7 @@ fn deliver_closed(emulator: &mut Emulator, outputs: &mut Outputs) -> anyhow::Res
                         by_interface.entry(r.interface).or_default().push(r);
                     }
                     for (interface, records) in by_interface {
-                        let mut text = Vec::new();
-                        write_lines(
-                            &to_batch(&records, topology, &def.log_format),
-                            &def.log_format,
-                            &mut text,
-                        )?;
-                        let text = String::from_utf8(text).expect("flow log text is ASCII");
+                        let text = text_of(&records, topology, &def.log_format)?;
                         let events = records.iter().map(|r| r.start * 1000).zip(text.lines());
                         // CloudWatch Logs receives records about five minutes after the window.
                         outputs.groups[*g].append(
@@ -498,19 +494,24 @@ fn deliver_closed(emulator: &mut Emulator, outputs: &mut Outputs) -> anyhow::Res
                     }
                 }
                 Sink::Firehose(delivery) => {
-                    let mut text = Vec::new();
-                    write_lines(
-                        &to_batch(&records, topology, &def.log_format),
-                        &def.log_format,
-                        &mut text,
-                    )?;
-                    let text = String::from_utf8(text).expect("flow log text is ASCII");
+                    let text = text_of(&records, topology, &def.log_format)?;
                     delivery.send(text.lines(), window_end * 1000)?;
                 }
             }
         }
     }
     Ok(())
+}
+
+/// The records as flow log lines (no header).
+fn text_of(
+    records: &[FlowRecord],
+    topology: &Topology,
+    format: &LogFormat,
+) -> anyhow::Result<String> {
+    let mut text = Vec::new();
+    write_lines(&to_batch(records, topology, format), format, &mut text)?;
+    Ok(String::from_utf8(text).expect("flow log text is ASCII"))
 }
 
 fn describe(report: &DeliveryReport, what: &str) -> String {
