@@ -453,3 +453,81 @@ fn validate_reports_every_mistake_with_file_line_and_column() {
         )
         .stderr(predicate::str::contains("2 mistake(s)"));
 }
+
+/// A Firehose destination: the records arrive at a real HTTP server as Firehose requests.
+#[test]
+fn pcap_replay_to_a_firehose_http_endpoint() {
+    use axum::body::Bytes;
+    use axum::http::HeaderMap;
+    use base64::Engine as _;
+    use std::sync::{Arc, Mutex};
+
+    let received: Arc<Mutex<Vec<(String, Bytes)>>> = Arc::default();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let url = format!("http://{}/ingest", listener.local_addr().unwrap());
+    let state = Arc::clone(&received);
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            let app = axum::Router::new().route(
+                "/ingest",
+                axum::routing::post(move |headers: HeaderMap, body: Bytes| async move {
+                    let key = headers["x-amz-firehose-access-key"]
+                        .to_str()
+                        .unwrap()
+                        .to_string();
+                    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+                    state.lock().unwrap().push((key, body));
+                    serde_json::json!({ "requestId": v["requestId"], "timestamp": 0 }).to_string()
+                }),
+            );
+            axum::serve(listener, app).await.unwrap();
+        });
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let topology = dir.path().join("vpc.toml");
+    let firehose = format!(
+        "\n[[flow_log]]\nid = \"fl-fh\"\nresource_type = \"VPC\"\nresource_ids = [\"vpc-1\"]\ntraffic_type = \"ALL\"\nlog_destination_type = \"kinesis-data-firehose\"\nlog_destination = \"{url}\"\nfirehose = {{ access_key = \"k-123\" }}\n"
+    );
+    fs::write(&topology, format!("{TOPOLOGY}{firehose}")).unwrap();
+    let pcap = dir.path().join("web.pcap");
+    capture(&pcap);
+    flowscope()
+        .args(["simulate", "--topology"])
+        .arg(&topology)
+        .arg("--pcap")
+        .arg(&pcap)
+        .arg("--out")
+        .arg(dir.path().join("out"))
+        .assert()
+        .success()
+        .stderr(predicate::str::contains(
+            "fl-fh: 3 records in 1 Firehose requests",
+        ));
+    let got = received.lock().unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].0, "k-123");
+    let v: serde_json::Value = serde_json::from_slice(&got[0].1).unwrap();
+    let lines: Vec<String> = v["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            String::from_utf8(
+                base64::engine::general_purpose::STANDARD
+                    .decode(r["data"].as_str().unwrap())
+                    .unwrap(),
+            )
+            .unwrap()
+        })
+        .collect();
+    assert_eq!(
+        lines[2],
+        "2 123456789010 eni-web 203.0.113.9 10.0.1.10 50000 22 6 1 140 1700000070 1700000070 REJECT OK\n"
+    );
+}
