@@ -41,6 +41,16 @@ impl CaptureStats {
         self.not_ip + self.malformed + self.unknown_link + self.orphan_fragments
     }
 
+    /// Adds `other`'s counts (several files read in turn).
+    pub fn add(&mut self, other: &CaptureStats) {
+        self.frames += other.frames;
+        self.packets += other.packets;
+        self.not_ip += other.not_ip;
+        self.malformed += other.malformed;
+        self.unknown_link += other.unknown_link;
+        self.orphan_fragments += other.orphan_fragments;
+    }
+
     fn count(&mut self, skip: Skip) {
         match skip {
             Skip::NotIp => self.not_ip += 1,

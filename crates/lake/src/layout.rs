@@ -22,6 +22,42 @@ pub struct AwsObject {
     pub parquet: bool,
 }
 
+impl AwsObject {
+    /// The object's key under the bucket-and-prefix, as AWS writes it: the prefix
+    /// `AWSLogs/{account}/vpcflowlogs/{region}/{yyyy}/{mm}/{dd}/` (Hive-compatible with `hive`, an
+    /// hour level with `per_hour`) and the name with `hash` as its 8 hex digits. The inverse of
+    /// [`parse`].
+    pub fn key(&self, hash: u32, hive: bool, per_hour: bool) -> String {
+        let window = self.window_start;
+        let (year, month, day) = civil_from_days(window.div_euclid(86_400));
+        let seconds = window.rem_euclid(86_400);
+        let (hour, minute) = (seconds / 3600, seconds % 3600 / 60);
+        let (account, region) = (&self.account_id, &self.region);
+        let mut key = if hive {
+            format!(
+                "AWSLogs/aws-account-id={account}/aws-service=vpcflowlogs/aws-region={region}/year={year:04}/month={month:02}/day={day:02}/"
+            )
+        } else {
+            format!("AWSLogs/{account}/vpcflowlogs/{region}/{year:04}/{month:02}/{day:02}/")
+        };
+        match (per_hour, hive) {
+            (false, _) => {}
+            (true, true) => key.push_str(&format!("hour={hour:02}/")),
+            (true, false) => key.push_str(&format!("{hour:02}/")),
+        }
+        let extension = if self.parquet {
+            "log.parquet"
+        } else {
+            "log.gz"
+        };
+        key.push_str(&format!(
+            "{account}_vpcflowlogs_{region}_{}_{year:04}{month:02}{day:02}T{hour:02}{minute:02}Z_{hash:08x}.{extension}",
+            self.flow_log_id
+        ));
+        key
+    }
+}
+
 /// Recognises an AWS flow log object from its key or path (only the file name is needed).
 pub fn parse(key: &str) -> Option<AwsObject> {
     let name = key.rsplit(['/', '\\']).next()?;

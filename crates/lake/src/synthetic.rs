@@ -11,7 +11,7 @@ use flowscope_record::synth::Synth;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::layout::civil_from_days;
+use crate::layout::AwsObject;
 
 /// What to generate.
 #[derive(Debug, Clone)]
@@ -99,23 +99,16 @@ impl Generated {
 fn write_file(out: &Path, options: &GenerateOptions, i: u64, files: u64) -> Result<Generated> {
     let records = options.records / files + u64::from(i < options.records % files);
     let window = options.start + i as i64 * 300;
-    let (y, m, d) = civil_from_days(window.div_euclid(86_400));
-    let (hh, mm) = (
-        window.rem_euclid(86_400) / 3_600,
-        window.rem_euclid(3_600) / 60,
-    );
-    let dir = out.join(format!(
-        "AWSLogs/{}/vpcflowlogs/{}/{y:04}/{m:02}/{d:02}",
-        options.account_id, options.region
-    ));
-    let name = format!(
-        "{}_vpcflowlogs_{}_{}_{y:04}{m:02}{d:02}T{hh:02}{mm:02}Z_{:08x}.log.gz",
-        options.account_id,
-        options.region,
-        options.flow_log_id,
-        (options.seed ^ i).wrapping_mul(0x9e37_79b9) as u32
-    );
-    let path = dir.join(name);
+    let object = AwsObject {
+        account_id: options.account_id.clone(),
+        region: options.region.clone(),
+        flow_log_id: options.flow_log_id.clone(),
+        window_start: window,
+        parquet: false,
+    };
+    let hash = (options.seed ^ i).wrapping_mul(0x9e37_79b9) as u32;
+    let path = out.join(object.key(hash, false, false));
+    let dir = path.parent().expect("keys have folders").to_path_buf();
     let io = |e| Error::io(path.display().to_string(), e);
     fs::create_dir_all(&dir).map_err(io)?;
     let mut synth = Synth::new(options.seed.wrapping_mul(1_000_003) ^ i);

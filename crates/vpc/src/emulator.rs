@@ -155,7 +155,8 @@ struct Flow {
     hops: Vec<Hop>,
     /// The path may grow (a NAT reply seen before its request).
     provisional: bool,
-    last_window: i64,
+    /// Second of its last packet.
+    last_seen: i64,
 }
 
 #[derive(Debug, Clone)]
@@ -387,7 +388,7 @@ impl Emulator {
             std::collections::hash_map::Entry::Vacant(entry) => entry.insert(Flow {
                 hops: Vec::new(),
                 provisional: true,
-                last_window: 0,
+                last_seen: 0,
             }),
         };
         if flow.provisional {
@@ -402,7 +403,7 @@ impl Emulator {
             }
             flow.provisional = provisional;
         }
-        flow.last_window = now;
+        flow.last_seen = now;
         if flow.hops.is_empty() {
             stats.outside += 1;
             return;
@@ -470,33 +471,41 @@ impl Emulator {
 
     /// Closes every window that ends at or before `time` (Unix seconds).
     pub fn advance_to(&mut self, time: i64) {
+        let mut closed_any = false;
         for a in 0..self.aggregators.len() {
             let interval = i64::from(self.aggregators[a].interval);
             let window = *self.aggregators[a]
                 .window
                 .get_or_insert(time.div_euclid(interval) * interval);
-            if time < window + interval {
-                continue;
-            }
             let mut start = window;
             while start + interval <= time {
                 self.close(a, start);
                 start += interval;
+                closed_any = true;
             }
             self.aggregators[a].window = Some(start);
         }
-        if let Some(longest) = self.aggregators.iter().map(|a| i64::from(a.interval)).max()
+        // Forget idle flows (their paths and verdicts are recomputed if they come back), when a
+        // window ends: never per packet.
+        if closed_any
             && self.flows.len() > 65_536
+            && let Some(longest) = self.aggregators.iter().map(|a| i64::from(a.interval)).max()
         {
-            self.flows
-                .retain(|_, f| f.last_window + 2 * longest >= time);
+            self.flows.retain(|_, f| f.last_seen + 2 * longest >= time);
         }
     }
 
     /// Closes the open windows (the end of the input).
     pub fn finish(&mut self) {
+        self.close_open_before(i64::MAX);
+    }
+
+    /// Closes the open windows that start before `end`.
+    fn close_open_before(&mut self, end: i64) {
         for a in 0..self.aggregators.len() {
-            if let Some(start) = self.aggregators[a].window {
+            if let Some(start) = self.aggregators[a].window
+                && start < end
+            {
                 self.close(a, start);
                 self.aggregators[a].window = Some(start + i64::from(self.aggregators[a].interval));
             }
@@ -537,14 +546,7 @@ impl Emulator {
     /// second is `end - 1`.
     pub fn finish_at(&mut self, end: i64) {
         self.advance_to(end);
-        for a in 0..self.aggregators.len() {
-            if let Some(start) = self.aggregators[a].window
-                && start < end
-            {
-                self.close(a, start);
-                self.aggregators[a].window = Some(start + i64::from(self.aggregators[a].interval));
-            }
-        }
+        self.close_open_before(end);
     }
 
     fn close(&mut self, a: usize, start: i64) {

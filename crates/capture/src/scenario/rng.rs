@@ -29,9 +29,14 @@ impl Rng {
         lo + self.below(hi - lo + 1)
     }
 
+    /// A number in `[0, 1)`.
+    fn unit(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
     /// True with probability `p`.
     pub fn chance(&mut self, p: f64) -> bool {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64 * 1.0 < p
+        self.unit() < p
     }
 
     /// A Poisson-distributed count with mean `mean` (Knuth's method; small means).
@@ -40,7 +45,7 @@ impl Rng {
         let mut k = 0;
         let mut p = 1.0;
         loop {
-            p *= (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
+            p *= self.unit();
             if p <= limit {
                 return k;
             }

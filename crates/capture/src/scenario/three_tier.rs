@@ -199,7 +199,7 @@ impl ThreeTier {
             let client = (self.client(), self.ephemeral());
             let rtt = self.rtt(20, 120);
             let response = self.rng.range(800, 60_000);
-            let end = self.schedule.tcp_session(
+            self.schedule.tcp_session(
                 t,
                 client,
                 (LB_PUBLIC[lb], 443),
@@ -210,7 +210,7 @@ impl ThreeTier {
             let web = WEB[self.rng.below(2) as usize];
             let lb_port = self.rng.range(1024, 65_535) as u16;
             let inner = self.rtt(1, 3);
-            let web_end = self.schedule.tcp_session(
+            self.schedule.tcp_session(
                 t + rtt,
                 (LB_PRIVATE[lb], lb_port),
                 (web, 8080),
@@ -241,7 +241,6 @@ impl ThreeTier {
                         .push(t + rtt + 3 * inner + 200, client, server, 6, 0x10, 52);
                 }
             }
-            let _ = (end, web_end);
         }
         // DNS: to the in-VPC resolver (logged) and to the Amazon DNS server (never logged).
         for host in [WEB[0], WEB[1], APP[0], APP[1]] {
@@ -351,20 +350,10 @@ impl ThreeTier {
         response: u64,
         rtt: i64,
     ) {
-        let seen = (NAT_PUBLIC, client.1);
         // Requests leave from the private address; replies return to the Elastic IP.
-        let mut up = Schedule::default();
-        up.tcp_session(t, client, server, request, response, rtt);
-        while let Some(p) = up.pop_before(i64::MAX) {
-            let from_client = p.src == client.0;
-            let (from, to) = if from_client {
-                ((p.src, p.src_port), (p.dst, p.dst_port))
-            } else {
-                ((p.src, p.src_port), seen)
-            };
-            self.schedule
-                .push(p.time_us, from, to, p.protocol, p.tcp_flags, p.bytes);
-        }
+        let seen = (NAT_PUBLIC, client.1);
+        self.schedule
+            .tcp_session_via(t, client, seen, server, request, response, rtt);
     }
 
     fn udp_via_nat(&mut self, t: i64, client: End, server: End, request: u32, response: u32) {
@@ -450,17 +439,13 @@ impl ThreeTier {
             if s == plan.exfiltration.start {
                 self.session_via_nat(base, client, server, 500, 200, 80_000);
             }
-            let mut chunk = Schedule::default();
-            chunk.tcp_stream(base + 300_000, client, server, 600_000);
-            while let Some(p) = chunk.pop_before(i64::MAX) {
-                let to = if p.src == DB {
-                    (p.dst, p.dst_port)
-                } else {
-                    (NAT_PUBLIC, 51_515)
-                };
-                self.schedule
-                    .push(p.time_us, (p.src, p.src_port), to, 6, p.tcp_flags, p.bytes);
-            }
+            self.schedule.tcp_stream(
+                base + 300_000,
+                client,
+                server,
+                (NAT_PUBLIC, 51_515),
+                600_000,
+            );
         }
         // Beaconing: a small HTTPS exchange with a known-bad address every 60 ± 2 seconds.
         if plan.beaconing.contains(s) && s >= self.next_beacon {

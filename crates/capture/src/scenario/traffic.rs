@@ -76,7 +76,6 @@ impl Schedule {
 
     /// A whole TCP session from `client` to `server` starting at `t`: handshake, `request`
     /// bytes up, `response` bytes down (acknowledged every other segment), FIN both ways.
-    /// Returns when it ends.
     pub fn tcp_session(
         &mut self,
         t: i64,
@@ -85,12 +84,28 @@ impl Schedule {
         request: u64,
         response: u64,
         rtt_us: i64,
-    ) -> i64 {
+    ) {
+        self.tcp_session_via(t, client, client, server, request, response, rtt_us);
+    }
+
+    /// [`tcp_session`](Self::tcp_session) whose server answers to `back` (the address the client
+    /// is seen as, such as a NAT gateway's Elastic IP).
+    #[allow(clippy::too_many_arguments)]
+    pub fn tcp_session_via(
+        &mut self,
+        t: i64,
+        client: End,
+        back: End,
+        server: End,
+        request: u64,
+        response: u64,
+        rtt_us: i64,
+    ) {
         let half = rtt_us / 2;
         let mut now = t;
         self.push(now, client, server, 6, SYN, 60);
         now += half;
-        self.push(now, server, client, 6, SYN | ACK, 60);
+        self.push(now, server, back, 6, SYN | ACK, 60);
         now += half;
         self.push(now, client, server, 6, ACK, TCP_HEADERS);
         for chunk in chunks(request) {
@@ -98,10 +113,10 @@ impl Schedule {
             now += 50;
         }
         now += half;
-        self.push(now, server, client, 6, ACK, TCP_HEADERS);
+        self.push(now, server, back, 6, ACK, TCP_HEADERS);
         for (i, chunk) in chunks(response).enumerate() {
             now += 120;
-            self.push(now, server, client, 6, PSH | ACK, TCP_HEADERS + chunk);
+            self.push(now, server, back, 6, PSH | ACK, TCP_HEADERS + chunk);
             if i % 2 == 1 {
                 self.push(now + half, client, server, 6, ACK, TCP_HEADERS);
             }
@@ -109,10 +124,9 @@ impl Schedule {
         now += half;
         self.push(now, client, server, 6, FIN | ACK, TCP_HEADERS);
         now += half;
-        self.push(now, server, client, 6, FIN | ACK, TCP_HEADERS);
+        self.push(now, server, back, 6, FIN | ACK, TCP_HEADERS);
         now += half;
         self.push(now, client, server, 6, ACK, TCP_HEADERS);
-        now
     }
 
     /// A connection attempt nobody answers: a SYN and `retries` retransmissions (1 s, 2 s,
@@ -136,15 +150,15 @@ impl Schedule {
     }
 
     /// Data sent on an established connection for one second: `bytes` in full segments from
-    /// `from`, acknowledged every other segment.
-    pub fn tcp_stream(&mut self, t: i64, from: End, to: End, bytes: u64) {
+    /// `from`, acknowledged every other segment to `back` (`from` as the receiver sees it).
+    pub fn tcp_stream(&mut self, t: i64, from: End, to: End, back: End, bytes: u64) {
         let n = bytes.div_ceil(MSS).max(1);
         let step = 1_000_000 / n as i64;
         for (i, chunk) in chunks(bytes).enumerate() {
             let at = t + i as i64 * step;
             self.push(at, from, to, 6, ACK, TCP_HEADERS + chunk);
             if i % 2 == 1 {
-                self.push(at + 500, to, from, 6, ACK, TCP_HEADERS);
+                self.push(at + 500, to, back, 6, ACK, TCP_HEADERS);
             }
         }
     }

@@ -209,13 +209,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
                 }
             });
             last = run_packets(&mut emulator, &mut outputs, packets, &bar, None)?.or(last);
-            let s = source.stats();
-            stats.frames += s.frames;
-            stats.packets += s.packets;
-            stats.not_ip += s.not_ip;
-            stats.malformed += s.malformed;
-            stats.unknown_link += s.unknown_link;
-            stats.orphan_fragments += s.orphan_fragments;
+            stats.add(source.stats());
             if let Some(e) = error {
                 eprintln!("flowscope: {e} (the packets before it were used)");
             }

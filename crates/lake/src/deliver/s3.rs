@@ -15,7 +15,7 @@ use xxhash_rust::xxh3::xxh3_64;
 use super::{DeliveryReport, S3_WINDOW};
 use crate::atomic::AtomicFile;
 use crate::error::{Error, Result};
-use crate::layout::civil_from_days;
+use crate::layout::AwsObject;
 use crate::object::Bucket;
 use crate::partition::writer_properties;
 
@@ -149,35 +149,16 @@ impl S3Delivery {
     /// The key (below the target) of a file of `window`.
     fn key(&self, window: i64, sequence: u32) -> String {
         let l = &self.layout;
-        let (year, month, day) = civil_from_days(window.div_euclid(86_400));
-        let seconds = window.rem_euclid(86_400);
-        let (hour, minute) = (seconds / 3600, seconds % 3600 / 60);
-        let mut key = if l.hive_compatible_partitions {
-            format!(
-                "AWSLogs/aws-account-id={}/aws-service=vpcflowlogs/aws-region={}/year={year:04}/month={month:02}/day={day:02}/",
-                l.account_id, l.region
-            )
-        } else {
-            format!(
-                "AWSLogs/{}/vpcflowlogs/{}/{year:04}/{month:02}/{day:02}/",
-                l.account_id, l.region
-            )
+        let object = AwsObject {
+            account_id: l.account_id.clone(),
+            region: l.region.clone(),
+            flow_log_id: l.flow_log_id.clone(),
+            window_start: window,
+            parquet: l.parquet,
         };
-        if l.per_hour_partition {
-            if l.hive_compatible_partitions {
-                key.push_str(&format!("hour={hour:02}/"));
-            } else {
-                key.push_str(&format!("{hour:02}/"));
-            }
-        }
         let seed = format!("{}/{window}/{sequence}", l.flow_log_id);
         let hash = xxh3_64(seed.as_bytes()) as u32;
-        let extension = if l.parquet { "log.parquet" } else { "log.gz" };
-        key.push_str(&format!(
-            "{}_vpcflowlogs_{}_{}_{year:04}{month:02}{day:02}T{hour:02}{minute:02}Z_{hash:08x}.{extension}",
-            l.account_id, l.region, l.flow_log_id
-        ));
-        key
+        object.key(hash, l.hive_compatible_partitions, l.per_hour_partition)
     }
 
     fn emit(&mut self, window: i64, pending: Pending) -> Result<()> {
