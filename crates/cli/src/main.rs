@@ -26,6 +26,7 @@ enum Command {
     Insights(commands::insights::Args),
     Top(commands::top::Args),
     Shell(commands::shell::Args),
+    Detect(commands::detect::Args),
     Simulate(commands::simulate::Args),
     #[command(name = "flow-logs")]
     FlowLogs(commands::flow_logs::Args),
@@ -42,6 +43,8 @@ pub enum Outcome {
     Partial,
     /// `--strict` met bad input (exit 2).
     StrictViolation,
+    /// `--fail-on` met a finding (exit 3).
+    Findings,
 }
 
 fn main() -> ExitCode {
@@ -63,6 +66,7 @@ fn main() -> ExitCode {
         Command::Insights(args) => commands::insights::run(args),
         Command::Top(args) => commands::top::run(args),
         Command::Shell(args) => commands::shell::run(args),
+        Command::Detect(args) => commands::detect::run(args),
         Command::Simulate(args) => commands::simulate::run(args),
         Command::FlowLogs(args) => commands::flow_logs::run(args),
         Command::Generate(args) => commands::generate::run(args),
@@ -72,6 +76,7 @@ fn main() -> ExitCode {
         Ok(Outcome::Success) => ExitCode::SUCCESS,
         Ok(Outcome::Partial) => ExitCode::from(1),
         Ok(Outcome::StrictViolation) => ExitCode::from(2),
+        Ok(Outcome::Findings) => ExitCode::from(3),
         Err(error) if is_broken_pipe(&error) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("flowscope: error: {error:#}");

@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub mod convert;
+pub mod detect;
 pub mod fields;
 pub mod flow_logs;
 pub mod generate;

@@ -1,0 +1,258 @@
+//! Detection settings: the thresholds of the built-in detections and custom rules, read from a
+//! TOML rules file (`flowscope detect --rules FILE`). Every key is optional; unknown keys are
+//! refused with their position. Defaults are documented on each field and in `docs/detect.md`.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+use crate::finding::Severity;
+
+/// Thresholds of the built-in detections.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Thresholds {
+    /// Vertical port scan: distinct destination ports one source was refused on, at one
+    /// destination (default 50).
+    pub vertical_scan_ports: u64,
+    /// Horizontal sweep: distinct destinations one source was refused by, on one port
+    /// (default 20).
+    pub horizontal_sweep_hosts: u64,
+    /// Brute force: connection attempts (distinct source ports) to SSH or RDP from one source
+    /// within one window (default 10).
+    pub brute_force_attempts: u64,
+    /// Brute force window, seconds (default 600).
+    pub brute_force_window: i64,
+    /// Exfiltration: bytes from one internal source to one external address in one window
+    /// (default 50,000,000).
+    pub exfiltration_bytes: u64,
+    /// Exfiltration: how many times the source's median outbound volume per window that is
+    /// (default 10).
+    pub exfiltration_ratio: f64,
+    /// Exfiltration window, seconds (default 600).
+    pub exfiltration_window: i64,
+    /// Beaconing: fewest connections (default 8).
+    pub beacon_connections: u64,
+    /// Beaconing: largest standard deviation of the interval, as a fraction of its mean
+    /// (default 0.1).
+    pub beacon_jitter: f64,
+    /// Beaconing: shortest mean interval, seconds (default 10).
+    pub beacon_min_interval: f64,
+    /// Beaconing: longest mean interval, seconds (default 3600).
+    pub beacon_max_interval: f64,
+    /// Beaconing: largest mean bytes per connection (default 20,000).
+    pub beacon_max_bytes: f64,
+    /// Rejected-traffic spike: rejected requests in one window (default 100) ...
+    pub rejected_spike_records: u64,
+    /// ... and how many times the median window that is (default 5).
+    pub rejected_spike_ratio: f64,
+    /// Rejected-traffic spike window, seconds (default 300).
+    pub rejected_spike_window: i64,
+    /// Ports that should not be reachable from the internet (default: 22, 23, 445, 1433,
+    /// 1521, 2375, 3306, 3389, 5432, 5900, 6379, 9200, 11211, 27017).
+    pub sensitive_ports: Vec<u16>,
+    /// Exposed sensitive port: distinct internet sources at which it becomes medium severity
+    /// (default 5).
+    pub exposed_sources: u64,
+    /// Records shown as a sample in each finding's evidence (default 3).
+    pub samples: usize,
+}
+
+impl Default for Thresholds {
+    fn default() -> Self {
+        Self {
+            vertical_scan_ports: 50,
+            horizontal_sweep_hosts: 20,
+            brute_force_attempts: 10,
+            brute_force_window: 600,
+            exfiltration_bytes: 50_000_000,
+            exfiltration_ratio: 10.0,
+            exfiltration_window: 600,
+            beacon_connections: 8,
+            beacon_jitter: 0.1,
+            beacon_min_interval: 10.0,
+            beacon_max_interval: 3_600.0,
+            beacon_max_bytes: 20_000.0,
+            rejected_spike_records: 100,
+            rejected_spike_ratio: 5.0,
+            rejected_spike_window: 300,
+            sensitive_ports: vec![
+                22, 23, 445, 1433, 1521, 2375, 3306, 3389, 5432, 5900, 6379, 9200, 11211, 27017,
+            ],
+            exposed_sources: 5,
+            samples: 3,
+        }
+    }
+}
+
+/// The query language of a custom rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Language {
+    /// SQL over the `flows` table.
+    #[default]
+    Sql,
+    /// A CloudWatch Logs Insights query (the `--start/--end` range applies).
+    Insights,
+}
+
+/// A custom detection: a query whose result rows become findings.
+///
+/// Result columns named `srcaddr`/`src`, `dstaddr`/`dst`, `dstport`/`dst_port`, `first_seen`,
+/// `last_seen` (Unix seconds), `records` and `bytes` fill the finding's fields.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CustomRule {
+    /// The detection id findings carry (letters, digits, `_`, `-`, `.`).
+    pub id: String,
+    /// Severity of its findings.
+    pub severity: Severity,
+    /// ATT&CK technique id, e.g. `T1021`.
+    #[serde(default)]
+    pub technique: Option<String>,
+    /// Query language.
+    #[serde(default)]
+    pub language: Language,
+    /// The query.
+    pub query: String,
+    /// A row becomes a finding only if each named column is at least this value.
+    #[serde(default)]
+    pub thresholds: BTreeMap<String, f64>,
+    /// The summary, with `{column}` replaced by the row's values.
+    pub summary: String,
+}
+
+/// A rules file.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DetectConfig {
+    /// Built-in detections to skip, by id.
+    pub disable: Vec<String>,
+    /// Thresholds of the built-in detections.
+    pub thresholds: Thresholds,
+    /// Custom detections.
+    pub rules: Vec<CustomRule>,
+}
+
+impl DetectConfig {
+    /// Reads a rules file.
+    ///
+    /// # Errors
+    /// [`Error::Io`]; [`Error::Config`] with the line and column of the first mistake.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::parse(&text, &path.display().to_string())
+    }
+
+    /// Parses rules-file text; `file` names it in errors.
+    ///
+    /// # Errors
+    /// [`Error::Config`] for TOML or schema mistakes, unknown detection ids, bad rule ids.
+    pub fn parse(text: &str, file: &str) -> Result<Self> {
+        let config: Self = toml::from_str(text).map_err(|e| toml_error(&e, text, file))?;
+        for id in &config.disable {
+            if !crate::detect::BUILT_IN.contains(&id.as_str()) {
+                return Err(config_error(
+                    text,
+                    file,
+                    id,
+                    format!(
+                        "`{id}` is not a built-in detection; the ids are {}",
+                        crate::detect::BUILT_IN.join(", ")
+                    ),
+                ));
+            }
+        }
+        for rule in &config.rules {
+            let ok = !rule.id.is_empty()
+                && rule
+                    .id
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c));
+            if !ok {
+                return Err(config_error(
+                    text,
+                    file,
+                    &rule.id,
+                    format!(
+                        "rule id `{}` may hold only letters, digits, `_`, `-` and `.`",
+                        rule.id
+                    ),
+                ));
+            }
+        }
+        Ok(config)
+    }
+}
+
+/// A TOML error as [`Error::Config`] with its position.
+pub fn toml_error(e: &toml::de::Error, text: &str, file: &str) -> Error {
+    let (line, column) = e
+        .span()
+        .map(|s| line_col(text, s.start))
+        .unwrap_or((1, 1));
+    Error::Config {
+        file: file.into(),
+        line,
+        column,
+        message: e.message().to_string(),
+    }
+}
+
+fn config_error(text: &str, file: &str, needle: &str, message: String) -> Error {
+    let offset = text.find(&format!("\"{needle}\"")).unwrap_or(0);
+    let (line, column) = line_col(text, offset);
+    Error::Config {
+        file: file.into(),
+        line,
+        column,
+        message,
+    }
+}
+
+/// 1-based line and column of a byte offset.
+pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_overrides_and_mistakes() {
+        let c = DetectConfig::parse("", "r.toml").unwrap();
+        assert_eq!(c.thresholds, Thresholds::default());
+        let c = DetectConfig::parse(
+            "disable = [\"beaconing\"]\n[thresholds]\nvertical_scan_ports = 20\n\n[[rules]]\nid = \"telnet\"\nseverity = \"medium\"\nquery = \"select 1\"\nsummary = \"x\"\nthresholds = { records = 5 }\n",
+            "r.toml",
+        )
+        .unwrap();
+        assert_eq!(c.thresholds.vertical_scan_ports, 20);
+        assert_eq!(c.thresholds.horizontal_sweep_hosts, 20);
+        assert_eq!(c.rules[0].thresholds["records"], 5.0);
+        let e = DetectConfig::parse("[thresholds]\nvertical_scan_port = 20\n", "r.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("r.toml:2:1: unknown field `vertical_scan_port`"), "{e}");
+        let e = DetectConfig::parse("disable = [\"nope\"]\n", "r.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("r.toml:1:12: `nope` is not a built-in"), "{e}");
+        let e = DetectConfig::parse(
+            "[[rules]]\nid = \"a b\"\nseverity = \"low\"\nquery = \"q\"\nsummary = \"s\"\n",
+            "r.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.starts_with("r.toml:2:6: rule id"), "{e}");
+    }
+}

@@ -1,0 +1,19 @@
+//! flowscope-detect: what flow logs are turned on for — detections of scanning, brute force,
+//! exfiltration, beaconing and known-bad addresses; the SG-versus-NACL reasoning behind
+//! rejected connections; CloudWatch-style metric filters and alarms with notifications.
+//!
+//! Everything reads the lake through [`flowscope_query::Engine`], so detections are SQL and each
+//! finding carries the query that shows its records.
+
+pub mod config;
+pub mod detect;
+pub mod error;
+pub mod finding;
+pub mod intel;
+pub mod rows;
+
+pub use config::{CustomRule, DetectConfig, Thresholds};
+pub use detect::{Detector, Report};
+pub use error::{Error, Result};
+pub use finding::{Evidence, Finding, Severity};
+pub use intel::ThreatIntel;
