@@ -27,6 +27,8 @@ enum Command {
     Top(commands::top::Args),
     Shell(commands::shell::Args),
     Detect(commands::detect::Args),
+    Diagnose(commands::diagnose::Args),
+    Alarms(commands::alarms::Args),
     Simulate(commands::simulate::Args),
     #[command(name = "flow-logs")]
     FlowLogs(commands::flow_logs::Args),
@@ -67,6 +69,8 @@ fn main() -> ExitCode {
         Command::Top(args) => commands::top::run(args),
         Command::Shell(args) => commands::shell::run(args),
         Command::Detect(args) => commands::detect::run(args),
+        Command::Diagnose(args) => commands::diagnose::run(args),
+        Command::Alarms(args) => commands::alarms::run(args),
         Command::Simulate(args) => commands::simulate::run(args),
         Command::FlowLogs(args) => commands::flow_logs::run(args),
         Command::Generate(args) => commands::generate::run(args),

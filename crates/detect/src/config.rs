@@ -192,10 +192,7 @@ impl DetectConfig {
 
 /// A TOML error as [`Error::Config`] with its position.
 pub fn toml_error(e: &toml::de::Error, text: &str, file: &str) -> Error {
-    let (line, column) = e
-        .span()
-        .map(|s| line_col(text, s.start))
-        .unwrap_or((1, 1));
+    let (line, column) = e.span().map(|s| line_col(text, s.start)).unwrap_or((1, 1));
     Error::Config {
         file: file.into(),
         line,
@@ -242,11 +239,17 @@ mod tests {
         let e = DetectConfig::parse("[thresholds]\nvertical_scan_port = 20\n", "r.toml")
             .unwrap_err()
             .to_string();
-        assert!(e.starts_with("r.toml:2:1: unknown field `vertical_scan_port`"), "{e}");
+        assert!(
+            e.starts_with("r.toml:2:1: unknown field `vertical_scan_port`"),
+            "{e}"
+        );
         let e = DetectConfig::parse("disable = [\"nope\"]\n", "r.toml")
             .unwrap_err()
             .to_string();
-        assert!(e.starts_with("r.toml:1:12: `nope` is not a built-in"), "{e}");
+        assert!(
+            e.starts_with("r.toml:1:12: `nope` is not a built-in"),
+            "{e}"
+        );
         let e = DetectConfig::parse(
             "[[rules]]\nid = \"a b\"\nseverity = \"low\"\nquery = \"q\"\nsummary = \"s\"\n",
             "r.toml",

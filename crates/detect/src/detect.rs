@@ -132,7 +132,10 @@ impl<'a> Detector<'a> {
                 .warnings
                 .push("no flow log records with log-status OK in the time range".into());
         }
-        let span = (self.range.start.unwrap_or(lo), self.range.end.unwrap_or(hi + 1));
+        let span = (
+            self.range.start.unwrap_or(lo),
+            self.range.end.unwrap_or(hi + 1),
+        );
         let mut found = Vec::new();
         let needs_rejected = ["vertical_port_scan", "horizontal_sweep", "rejected_spike"]
             .iter()
@@ -261,17 +264,17 @@ impl<'a> Detector<'a> {
                     int(&r, "lo"),
                     int(&r, "hi")
                 ),
-                &format!(
-                    "srcaddr = {} AND dstaddr = {}",
-                    quote(&src),
-                    quote(&dst)
-                ),
+                &format!("srcaddr = {} AND dstaddr = {}", quote(&src), quote(&dst)),
             );
             f.src = Some(src);
             f.dst = Some(dst.clone());
             f.evidence.destinations = vec![dst];
-            f.evidence.figures.insert("refused_ports".into(), json!(ports));
-            f.evidence.figures.insert("accepted_ports".into(), json!(open));
+            f.evidence
+                .figures
+                .insert("refused_ports".into(), json!(ports));
+            f.evidence
+                .figures
+                .insert("accepted_ports".into(), json!(open));
             out.push(f);
         }
         Ok(out)
@@ -354,7 +357,9 @@ impl<'a> Detector<'a> {
             f.evidence
                 .figures
                 .insert("unanswered_hosts".into(), json!(unanswered));
-            f.evidence.figures.insert("refused_hosts".into(), json!(refused));
+            f.evidence
+                .figures
+                .insert("refused_hosts".into(), json!(refused));
             dests.truncate(20);
             f.evidence.destinations = dests;
             f.evidence.ports = vec![port];
@@ -438,9 +443,16 @@ impl<'a> Detector<'a> {
             f.src = Some(src);
             f.dst = (dests.len() == 1).then(|| dests[0].clone());
             f.dst_port = Some(port);
-            f.evidence.figures.insert("attempts".into(), json!(attempts));
-            f.evidence.figures.insert("accepted".into(), json!(accepted));
-            let enis: BTreeSet<String> = episode.iter().flat_map(|r| nested(r, "interfaces")).collect();
+            f.evidence
+                .figures
+                .insert("attempts".into(), json!(attempts));
+            f.evidence
+                .figures
+                .insert("accepted".into(), json!(accepted));
+            let enis: BTreeSet<String> = episode
+                .iter()
+                .flat_map(|r| nested(r, "interfaces"))
+                .collect();
             f.evidence.interfaces = enis.into_iter().collect();
             dests.truncate(20);
             f.evidence.destinations = dests;
@@ -721,8 +733,12 @@ impl<'a> Detector<'a> {
             f.dst = Some(dst);
             f.dst_port = (ports.len() == 1).then(|| ports[0]);
             f.evidence.figures.insert("list".into(), json!(label));
-            f.evidence.figures.insert("listed_network".into(), json!(net));
-            f.evidence.figures.insert("accepted".into(), json!(accepted));
+            f.evidence
+                .figures
+                .insert("listed_network".into(), json!(net));
+            f.evidence
+                .figures
+                .insert("accepted".into(), json!(accepted));
             ports.truncate(20);
             f.evidence.ports = ports;
             out.push(f);
@@ -794,7 +810,9 @@ impl<'a> Detector<'a> {
             f.evidence
                 .figures
                 .insert("median_per_window".into(), json!(median));
-            f.evidence.figures.insert("peak_per_window".into(), json!(peak));
+            f.evidence
+                .figures
+                .insert("peak_per_window".into(), json!(peak));
             out.push(f);
         }
         Ok(out)
@@ -1025,7 +1043,9 @@ impl<'a> Detector<'a> {
             return Ok(());
         }
         for f in findings.iter_mut() {
-            if !BUILT_IN.contains(&f.detection.as_str()) || f.evidence.sql.contains(REJECTED_REQUESTS) {
+            if !BUILT_IN.contains(&f.detection.as_str())
+                || f.evidence.sql.contains(REJECTED_REQUESTS)
+            {
                 continue;
             }
             let sql = format!("{} LIMIT {n}", f.evidence.sql);
@@ -1044,7 +1064,14 @@ impl<'a> Detector<'a> {
         summary: String,
         condition: &str,
     ) -> Finding {
-        let mut f = self.finding_from(id, severity, technique, &Aggregate::of(&[row]), summary, condition);
+        let mut f = self.finding_from(
+            id,
+            severity,
+            technique,
+            &Aggregate::of(&[row]),
+            summary,
+            condition,
+        );
         f.evidence.interfaces = texts(row, "interfaces");
         f
     }
@@ -1118,7 +1145,7 @@ fn episodes<'r>(rows: Vec<&'r Row>, key: &str) -> Vec<Vec<&'r Row>> {
     })
 }
 
-fn episodes_by<'r>(rows: Vec<&'r Row>, key: impl Fn(&Row) -> String) -> Vec<Vec<&'r Row>> {
+fn episodes_by(rows: Vec<&Row>, key: impl Fn(&Row) -> String) -> Vec<Vec<&Row>> {
     let mut groups: BTreeMap<String, Vec<&Row>> = BTreeMap::new();
     for r in rows {
         groups.entry(key(r)).or_default().push(r);
@@ -1177,7 +1204,11 @@ fn address_span(sorted: &[String]) -> String {
 }
 
 fn join_ports(ports: &[u16]) -> String {
-    ports.iter().map(u16::to_string).collect::<Vec<_>>().join(", ")
+    ports
+        .iter()
+        .map(u16::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn proto(n: i64) -> String {
@@ -1303,7 +1334,10 @@ mod tests {
     #[test]
     fn templates_episodes_and_units() {
         let r = row(json!({"srcaddr": "10.0.0.1", "records": 12}));
-        assert_eq!(fill("{srcaddr} x{records} {nope}", &r), "10.0.0.1 x12 {nope}");
+        assert_eq!(
+            fill("{srcaddr} x{records} {nope}", &r),
+            "10.0.0.1 x12 {nope}"
+        );
         let rows = [
             row(json!({"k": "a", "bucket": 1})),
             row(json!({"k": "a", "bucket": 2})),

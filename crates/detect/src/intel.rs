@@ -74,8 +74,8 @@ impl ThreatIntel {
     /// Adds one network.
     pub fn insert(&mut self, cidr: Cidr, label: impl Into<String>) {
         let map = self.by_prefix.entry(cidr.prefix()).or_default();
-        if !map.contains_key(&cidr.network()) {
-            map.insert(cidr.network(), label.into());
+        if let std::collections::hash_map::Entry::Vacant(e) = map.entry(cidr.network()) {
+            e.insert(label.into());
             self.entries += 1;
         }
         if !self.prefixes.contains(&cidr.prefix()) {
@@ -169,8 +169,10 @@ impl ThreatIntel {
             }
             let (addr, label) = match csv {
                 Some((col, label_col)) => {
-                    let fields: Vec<&str> =
-                        line.split(',').map(|f| f.trim().trim_matches('"')).collect();
+                    let fields: Vec<&str> = line
+                        .split(',')
+                        .map(|f| f.trim().trim_matches('"'))
+                        .collect();
                     let Some(addr) = fields.get(col) else {
                         loaded.rejected.push(Error::Intel {
                             file: file.into(),
@@ -245,7 +247,8 @@ mod tests {
     #[test]
     fn spamhaus_drop_and_csv() {
         let mut intel = ThreatIntel::new();
-        let drop = "; Spamhaus DROP List 2026/11/01\n; Last-Modified: x\n1.10.16.0/20 ; SBL256894\n";
+        let drop =
+            "; Spamhaus DROP List 2026/11/01\n; Last-Modified: x\n1.10.16.0/20 ; SBL256894\n";
         assert_eq!(intel.read(drop, "drop.txt", "drop.txt").entries, 1);
         assert_eq!(intel.lookup(ip("1.10.31.255")).unwrap().0, "SBL256894");
         let csv = "first_seen,ip_address,description\n2026-01-01,192.0.2.99,\"c2 server\"\n2026-01-02,bogus,x\n";

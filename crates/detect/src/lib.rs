@@ -5,15 +5,21 @@
 //! Everything reads the lake through [`flowscope_query::Engine`], so detections are SQL and each
 //! finding carries the query that shows its records.
 
+pub mod alarm;
 pub mod config;
 pub mod detect;
+pub mod diagnose;
 pub mod error;
+pub mod filter;
 pub mod finding;
 pub mod intel;
+pub mod metrics;
+pub mod notify;
 pub mod rows;
 
 pub use config::{CustomRule, DetectConfig, Thresholds};
 pub use detect::{Detector, Report};
+pub use diagnose::{Cause, DiagnoseFilter, Diagnosis, diagnose};
 pub use error::{Error, Result};
 pub use finding::{Evidence, Finding, Severity};
 pub use intel::ThreatIntel;

@@ -123,7 +123,10 @@ fn print_table(findings: &[&Finding], out: &mut impl Write) -> anyhow::Result<()
         table.add_row(vec![
             f.severity.to_string(),
             f.detection.clone(),
-            f.first_seen.replace('T', " ").trim_end_matches('Z').to_string(),
+            f.first_seen
+                .replace('T', " ")
+                .trim_end_matches('Z')
+                .to_string(),
             f.summary.clone(),
         ]);
     }

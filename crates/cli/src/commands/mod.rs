@@ -1,7 +1,9 @@
 //! One module per subcommand.
 
+pub mod alarms;
 pub mod convert;
 pub mod detect;
+pub mod diagnose;
 pub mod fields;
 pub mod flow_logs;
 pub mod generate;

@@ -1,0 +1,178 @@
+//! Notifications of alarm state changes, shaped like the Amazon SNS messages CloudWatch sends:
+//! a JSON line on standard output, an HTTP POST (retried with backoff), or a command that reads
+//! the message on standard input.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::alarm::{AlarmConfig, NotificationTarget, State, Transition};
+use crate::error::{Error, Result};
+
+/// The SNS-style notification of `t` for `alarm` sent to `target`.
+pub fn message(alarm: &AlarmConfig, t: &Transition, target: &str) -> Value {
+    let inner = json!({
+        "AlarmName": alarm.alarm_name,
+        "AlarmDescription": alarm.alarm_description,
+        "NewStateValue": t.new_state.name(),
+        "NewStateReason": t.reason,
+        "StateChangeTime": t.timestamp,
+        "OldStateValue": t.old_state.name(),
+        "Trigger": {
+            "MetricName": alarm.metric_name,
+            "Namespace": alarm.namespace,
+            "Statistic": format!("{:?}", alarm.statistic).to_uppercase(),
+            "Period": alarm.period,
+            "EvaluationPeriods": alarm.evaluation_periods,
+            "DatapointsToAlarm": alarm.datapoints_to_alarm.unwrap_or(alarm.evaluation_periods),
+            "ComparisonOperator": format!("{:?}", alarm.comparison_operator),
+            "Threshold": alarm.threshold,
+            "TreatMissingData": format!("{:?}", alarm.treat_missing_data),
+        }
+    });
+    json!({
+        "Type": "Notification",
+        "MessageId": format!("{:016x}-{}", xhash(&format!("{}{}{}", alarm.alarm_name, t.time, t.new_state.name())), t.time),
+        "TopicArn": format!("arn:flowscope:notifications:{target}"),
+        "Subject": format!("{}: \"{}\"", t.new_state.name(), alarm.alarm_name),
+        "Message": inner.to_string(),
+        "Timestamp": t.timestamp,
+    })
+}
+
+fn xhash(s: &str) -> u64 {
+    // FNV-1a: a stable id for the same transition, not a security measure.
+    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// The targets an alarm notifies on entering `state`.
+pub fn actions(alarm: &AlarmConfig, state: State) -> &[String] {
+    match state {
+        State::Alarm => &alarm.alarm_actions,
+        State::Ok => &alarm.ok_actions,
+        State::InsufficientData => &alarm.insufficient_data_actions,
+    }
+}
+
+/// Sends notifications; webhooks are retried with exponential backoff.
+pub struct Notifier {
+    targets: Vec<NotificationTarget>,
+    client: reqwest::Client,
+    /// Attempts per webhook message (default 4).
+    pub attempts: u32,
+    /// First backoff (default 500 ms, doubling).
+    pub backoff: Duration,
+}
+
+impl Notifier {
+    /// A notifier for these targets.
+    pub fn new(targets: Vec<NotificationTarget>) -> Self {
+        Self {
+            targets,
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .unwrap_or_default(),
+            attempts: 4,
+            backoff: Duration::from_millis(500),
+        }
+    }
+
+    /// Sends `t` to each of the alarm's actions for its new state; returns the messages sent
+    /// to `stdout` targets (the caller prints them) and the failures.
+    pub async fn notify(&self, alarm: &AlarmConfig, t: &Transition) -> (Vec<String>, Vec<Error>) {
+        let mut lines = Vec::new();
+        let mut failures = Vec::new();
+        for name in actions(alarm, t.new_state) {
+            let msg = message(alarm, t, name);
+            if name == "stdout" {
+                lines.push(msg.to_string());
+                continue;
+            }
+            let Some(target) = self.targets.iter().find(|x| &x.name == name) else {
+                continue;
+            };
+            let result = if let Some(url) = &target.webhook {
+                self.post(url, &msg).await
+            } else if let Some(cmd) = &target.command {
+                run_command(cmd, &msg, alarm, t).await
+            } else {
+                lines.push(msg.to_string());
+                Ok(())
+            };
+            if let Err(e) = result {
+                failures.push(e);
+            }
+        }
+        (lines, failures)
+    }
+
+    async fn post(&self, url: &str, msg: &Value) -> Result<()> {
+        let body = msg.to_string();
+        let mut wait = self.backoff;
+        let mut last = String::new();
+        for attempt in 1..=self.attempts.max(1) {
+            let sent = self
+                .client
+                .post(url)
+                .header("content-type", "application/json")
+                .header("x-amz-sns-message-type", "Notification")
+                .body(body.clone())
+                .send()
+                .await;
+            match sent {
+                Ok(r) if r.status().is_success() => return Ok(()),
+                Ok(r) => last = format!("HTTP {}", r.status()),
+                Err(e) => last = e.to_string(),
+            }
+            if attempt < self.attempts {
+                tokio::time::sleep(wait).await;
+                wait *= 2;
+            }
+        }
+        Err(Error::Notify {
+            target: url.into(),
+            message: format!("gave up after {} attempts: {last}", self.attempts),
+        })
+    }
+}
+
+async fn run_command(
+    cmd: &[String],
+    msg: &Value,
+    alarm: &AlarmConfig,
+    t: &Transition,
+) -> Result<()> {
+    use tokio::io::AsyncWriteExt;
+    let fail = |m: String| Error::Notify {
+        target: cmd.join(" "),
+        message: m,
+    };
+    let (program, args) = cmd
+        .split_first()
+        .ok_or_else(|| fail("empty command".into()))?;
+    let mut child = tokio::process::Command::new(program)
+        .args(args)
+        .env("FLOWSCOPE_ALARM_NAME", &alarm.alarm_name)
+        .env("FLOWSCOPE_ALARM_STATE", t.new_state.name())
+        .env("FLOWSCOPE_ALARM_OLD_STATE", t.old_state.name())
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| fail(e.to_string()))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        let mut body = msg.to_string();
+        body.push('\n');
+        stdin
+            .write_all(body.as_bytes())
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+    }
+    let status = child.wait().await.map_err(|e| fail(e.to_string()))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(fail(format!("exited with {status}")))
+    }
+}
