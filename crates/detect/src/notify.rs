@@ -176,3 +176,77 @@ async fn run_command(
         Err(fail(format!("exited with {status}")))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alarm::{AlarmsFile, State, Transition};
+
+    #[test]
+    fn command_target_gets_the_message_and_failures_are_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("got.json");
+        let text = format!(
+            r#"
+[[metric_filters]]
+filter_name = "f"
+filter_pattern = "REJECT"
+metric_name = "M"
+
+[[alarms]]
+alarm_name = "a"
+metric_name = "M"
+statistic = "Sum"
+period = 60
+threshold = 1
+comparison_operator = "GreaterThanOrEqualToThreshold"
+evaluation_periods = 1
+alarm_actions = ["save", "broken", "stdout"]
+
+[[notifications]]
+name = "save"
+command = ["sh", "-c", "cat > {} && test \"$FLOWSCOPE_ALARM_STATE\" = ALARM"]
+
+[[notifications]]
+name = "broken"
+command = ["sh", "-c", "exit 3"]
+"#,
+            out.display()
+        );
+        let file = AlarmsFile::parse(&text, "a.toml").unwrap();
+        let t = Transition {
+            alarm_name: "a".into(),
+            old_state: State::Ok,
+            new_state: State::Alarm,
+            time: 120,
+            timestamp: "1970-01-01T00:02:00Z".into(),
+            reason: "r".into(),
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let notifier = Notifier::new(file.notifications.clone());
+        let (lines, failures) = rt.block_on(notifier.notify(&file.alarms[0], &t));
+        assert_eq!(lines.len(), 1, "stdout target");
+        assert_eq!(failures.len(), 1, "the failing command is reported");
+        assert!(
+            failures[0].to_string().contains("exited with"),
+            "{}",
+            failures[0]
+        );
+        let got: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+        assert_eq!(got["Subject"], "ALARM: \"a\"");
+        let inner: Value = serde_json::from_str(got["Message"].as_str().unwrap()).unwrap();
+        assert_eq!(inner["OldStateValue"], "OK");
+        assert_eq!(inner["Trigger"]["Statistic"], "SUM");
+        // OK transitions go to ok_actions only (none here).
+        let ok = Transition {
+            new_state: State::Ok,
+            old_state: State::Alarm,
+            ..t
+        };
+        let (lines, failures) = rt.block_on(notifier.notify(&file.alarms[0], &ok));
+        assert!(lines.is_empty() && failures.is_empty());
+    }
+}
