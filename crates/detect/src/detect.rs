@@ -47,6 +47,9 @@ pub const BUILT_IN: [&str; 9] = [
 pub const DEFAULT_COLUMNS: &str = "version, account_id, interface_id, srcaddr, dstaddr, srcport, \
      dstport, protocol, packets, bytes, start, \"end\", action, log_status";
 
+/// Findings that get sample records (the most severe first).
+pub const MAX_SAMPLED: usize = 25;
+
 /// The name of the shared in-memory table of rejected requests.
 pub const REJECTED_REQUESTS: &str = "rejected_requests";
 
@@ -184,10 +187,10 @@ impl<'a> Detector<'a> {
             report.timings.push((rule.id.clone(), clock.elapsed()));
             found.extend(f);
         }
+        Finding::sort(&mut found);
         let clock = Instant::now();
         self.add_samples(&mut found).await?;
         report.timings.push(("samples".into(), clock.elapsed()));
-        Finding::sort(&mut found);
         report.findings = found;
         Ok(report)
     }
@@ -228,26 +231,54 @@ impl<'a> Detector<'a> {
              HAVING count(DISTINCT dstport) >= {} ORDER BY ports DESC",
             t.vertical_scan_ports
         );
+        let scans = rows::query(self.engine, &sql).await?;
+        // The ports that did answer, for every scan at once.
+        let mut answered: HashMap<(String, String), Vec<u16>> = HashMap::new();
+        if !scans.is_empty() {
+            let srcs = scans
+                .iter()
+                .filter_map(|r| text(r, "srcaddr"))
+                .collect::<BTreeSet<_>>()
+                .iter()
+                .map(|a| quote(a))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let open = rows::query(
+                self.engine,
+                &format!(
+                    "SELECT srcaddr, dstaddr, array_agg(DISTINCT dstport) AS ports FROM flows \
+                     WHERE action = 'ACCEPT' AND srcport >= dstport AND srcaddr IN ({srcs}){} \
+                     GROUP BY srcaddr, dstaddr",
+                    self.range_sql("", 0)
+                ),
+            )
+            .await?;
+            for o in open {
+                let mut ports: Vec<u16> = texts(&o, "ports")
+                    .iter()
+                    .filter_map(|p| p.parse().ok())
+                    .collect();
+                ports.sort_unstable();
+                ports.truncate(20);
+                answered.insert(
+                    (
+                        text(&o, "srcaddr").unwrap_or_default(),
+                        text(&o, "dstaddr").unwrap_or_default(),
+                    ),
+                    ports,
+                );
+            }
+        }
         let mut out = Vec::new();
-        for r in rows::query(self.engine, &sql).await? {
+        for r in scans {
             let (src, dst) = (text(&r, "srcaddr"), text(&r, "dstaddr"));
             let (Some(src), Some(dst)) = (src, dst) else {
                 continue;
             };
-            let open = rows::query(
-                self.engine,
-                &format!(
-                    "SELECT DISTINCT dstport FROM flows WHERE action = 'ACCEPT' AND srcaddr = {} \
-                     AND dstaddr = {} AND srcport >= dstport AND start >= {} AND start <= {} \
-                     ORDER BY dstport LIMIT 20",
-                    quote(&src),
-                    quote(&dst),
-                    int(&r, "first_seen"),
-                    int(&r, "last_seen")
-                ),
-            )
-            .await?;
-            let open: Vec<u16> = open.iter().map(|o| int(o, "dstport") as u16).collect();
+            let open = answered
+                .get(&(src.clone(), dst.clone()))
+                .cloned()
+                .unwrap_or_default();
             let ports = int(&r, "ports");
             let answered = if open.is_empty() {
                 "none answered".to_string()
@@ -282,53 +313,48 @@ impl<'a> Detector<'a> {
 
     async fn horizontal_sweep(&self) -> Result<Vec<Finding>> {
         let t = self.t();
-        let range = self.range_sql("", 0);
-        // Sources that initiated connections to many hosts on one port ...
-        let candidates = rows::query(
-            self.engine,
-            &format!(
-                "SELECT srcaddr, dstport, protocol FROM flows WHERE srcport > dstport \
-                 AND log_status = 'OK'{range} GROUP BY srcaddr, dstport, protocol \
-                 HAVING count(DISTINCT dstaddr) >= {} ORDER BY count(DISTINCT dstaddr) DESC \
-                 LIMIT 100",
-                t.horizontal_sweep_hosts
-            ),
-        )
-        .await?;
+        let n = t.horizontal_sweep_hosts;
+        // Sources that initiated connections to many hosts on one port, then, for those only,
+        // how many of the hosts never answered or refused: three passes over the lake in all.
+        let sql = format!(
+            "WITH cand AS (SELECT srcaddr, dstport, protocol FROM flows WHERE srcport > dstport \
+             AND log_status = 'OK'{range} GROUP BY srcaddr, dstport, protocol \
+             HAVING count(DISTINCT dstaddr) >= {n}), \
+             req AS (SELECT f.srcaddr, f.dstaddr, f.srcport, f.dstport, f.protocol, f.action, \
+             f.bytes, f.start, f.\"end\" FROM flows f JOIN cand c ON f.srcaddr = c.srcaddr \
+             AND f.dstport = c.dstport AND f.protocol = c.protocol \
+             WHERE f.srcport > f.dstport AND f.log_status = 'OK'{frange}), \
+             rep AS (SELECT DISTINCT f.dstaddr AS s, f.srcaddr AS host, f.srcport AS p, \
+             f.dstport AS eph, f.protocol AS pr FROM flows f JOIN cand c \
+             ON f.dstaddr = c.srcaddr AND f.srcport = c.dstport AND f.protocol = c.protocol \
+             WHERE f.action = 'ACCEPT'{slack}), \
+             conn AS (SELECT req.srcaddr, req.dstport, req.protocol, req.dstaddr, req.srcport, \
+             bool_or(req.action = 'REJECT') AS refused, bool_or(rep.host IS NOT NULL) AS answered, \
+             count(*) AS records, sum(req.bytes) AS bytes, min(req.start) AS first_seen, \
+             max(req.\"end\") AS last_seen FROM req LEFT JOIN rep ON rep.s = req.srcaddr \
+             AND rep.host = req.dstaddr AND rep.p = req.dstport AND rep.eph = req.srcport \
+             AND rep.pr = req.protocol \
+             GROUP BY req.srcaddr, req.dstport, req.protocol, req.dstaddr, req.srcport) \
+             SELECT srcaddr, dstport, protocol, count(DISTINCT dstaddr) AS hosts, \
+             count(DISTINCT CASE WHEN refused OR NOT answered THEN dstaddr END) AS unanswered, \
+             count(DISTINCT CASE WHEN refused THEN dstaddr END) AS refused, \
+             sum(records) AS records, sum(bytes) AS bytes, min(first_seen) AS first_seen, \
+             max(last_seen) AS last_seen, \
+             array_agg(DISTINCT CASE WHEN refused OR NOT answered THEN dstaddr END) \
+             AS destinations FROM conn GROUP BY srcaddr, dstport, protocol \
+             HAVING count(DISTINCT CASE WHEN refused OR NOT answered THEN dstaddr END) >= {n} \
+             ORDER BY unanswered DESC, srcaddr LIMIT 100",
+            range = self.range_sql("", 0),
+            frange = self.range_sql("f.", 0),
+            slack = self.range_sql("f.", 900),
+        );
         let mut out = Vec::new();
-        for c in candidates {
-            let Some(src) = text(&c, "srcaddr") else {
+        for r in rows::query(self.engine, &sql).await? {
+            let Some(src) = text(&r, "srcaddr") else {
                 continue;
             };
-            let (port, protocol) = (int(&c, "dstport"), int(&c, "protocol"));
-            // ... and how many of those hosts never answered, or refused.
-            let sql = format!(
-                "WITH req AS (SELECT dstaddr, srcport, bool_or(action = 'REJECT') AS refused, \
-                 count(*) AS records, sum(bytes) AS bytes, min(start) AS first_seen, \
-                 max(\"end\") AS last_seen, array_agg(DISTINCT interface_id) AS i FROM flows \
-                 WHERE srcaddr = {s} AND dstport = {port} AND protocol = {protocol} \
-                 AND srcport > dstport AND log_status = 'OK'{range} GROUP BY dstaddr, srcport), \
-                 rep AS (SELECT DISTINCT srcaddr AS host, dstport AS p FROM flows \
-                 WHERE dstaddr = {s} AND srcport = {port} AND protocol = {protocol} \
-                 AND action = 'ACCEPT'{slack}), \
-                 u AS (SELECT req.*, (refused OR rep.host IS NULL) AS unanswered FROM req \
-                 LEFT JOIN rep ON rep.host = req.dstaddr AND rep.p = req.srcport) \
-                 SELECT count(DISTINCT dstaddr) AS hosts, \
-                 count(DISTINCT CASE WHEN unanswered THEN dstaddr END) AS unanswered, \
-                 count(DISTINCT CASE WHEN refused THEN dstaddr END) AS refused, \
-                 sum(records) AS records, sum(bytes) AS bytes, min(first_seen) AS first_seen, \
-                 max(last_seen) AS last_seen, array_agg(i) AS interfaces, \
-                 array_agg(DISTINCT CASE WHEN unanswered THEN dstaddr END) AS destinations FROM u",
-                s = quote(&src),
-                slack = self.range_sql("", 900),
-            );
-            let Some(r) = rows::query(self.engine, &sql).await?.into_iter().next() else {
-                continue;
-            };
+            let (port, protocol) = (int(&r, "dstport"), int(&r, "protocol"));
             let unanswered = int(&r, "unanswered");
-            if (unanswered as u64) < t.horizontal_sweep_hosts {
-                continue;
-            }
             let (hosts, refused) = (int(&r, "hosts"), int(&r, "refused"));
             let mut dests = texts(&r, "destinations");
             sort_addresses(&mut dests);
@@ -350,7 +376,6 @@ impl<'a> Detector<'a> {
                     quote(&src)
                 ),
             );
-            f.evidence.interfaces = nested(&r, "interfaces");
             f.src = Some(src);
             f.dst_port = Some(port);
             f.evidence.figures.insert("hosts".into(), json!(hosts));
@@ -579,16 +604,15 @@ impl<'a> Detector<'a> {
         let t = self.t();
         let sql = format!(
             "WITH c AS (SELECT srcaddr, dstaddr, dstport, srcport, min(start) AS t, \
-             max(\"end\") AS e, sum(bytes) AS b, count(*) AS n, \
-             array_agg(DISTINCT interface_id) AS i FROM flows \
+             max(\"end\") AS e, sum(bytes) AS b, count(*) AS n FROM flows \
              WHERE action = 'ACCEPT' AND log_status = 'OK' AND srcport > dstport \
              AND NOT is_private_ip(dstaddr){} GROUP BY srcaddr, dstaddr, dstport, srcport), \
              g AS (SELECT *, t - lag(t) OVER (PARTITION BY srcaddr, dstaddr, dstport ORDER BY t) \
              AS gap FROM c) \
              SELECT srcaddr, dstaddr, dstport, count(*) AS connections, \
              avg(gap) AS mean_gap, stddev(gap) AS sd_gap, avg(b) AS mean_bytes, \
-             sum(b) AS bytes, sum(n) AS records, min(t) AS first_seen, max(e) AS last_seen, \
-             array_agg(i) AS interfaces FROM g GROUP BY srcaddr, dstaddr, dstport \
+             sum(b) AS bytes, sum(n) AS records, min(t) AS first_seen, max(e) AS last_seen \
+             FROM g GROUP BY srcaddr, dstaddr, dstport \
              HAVING count(*) >= {}",
             self.range_sql("", 0),
             t.beacon_connections
@@ -623,7 +647,6 @@ impl<'a> Detector<'a> {
                     quote(&dst)
                 ),
             );
-            f.evidence.interfaces = nested(&r, "interfaces");
             f.src = Some(src);
             f.dst = Some(dst.clone());
             f.dst_port = Some(port);
@@ -638,7 +661,51 @@ impl<'a> Detector<'a> {
             f.evidence.ports = vec![port];
             out.push(f);
         }
+        self.fill_interfaces(&mut out).await?;
         Ok(out)
+    }
+
+    /// Sets each finding's interfaces from the records between its source, destination and
+    /// port in its time span: one pass over the lake for all of them.
+    async fn fill_interfaces(&self, findings: &mut [Finding]) -> Result<()> {
+        if findings.is_empty() {
+            return Ok(());
+        }
+        let conds: Vec<String> = findings
+            .iter()
+            .map(|f| {
+                format!(
+                    "(srcaddr = {} AND dstaddr = {} AND dstport = {} AND start >= {} \
+                     AND start <= {})",
+                    quote(f.src.as_deref().unwrap_or("")),
+                    quote(f.dst.as_deref().unwrap_or("")),
+                    f.dst_port.unwrap_or(0),
+                    f.evidence.start,
+                    f.evidence.end
+                )
+            })
+            .collect();
+        let case = conds
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("WHEN {c} THEN {i}"))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let rows = rows::query(
+            self.engine,
+            &format!(
+                "SELECT k, array_agg(DISTINCT interface_id) AS interfaces FROM (SELECT CASE \
+                 {case} END AS k, interface_id FROM flows WHERE {}) GROUP BY k",
+                conds.join(" OR ")
+            ),
+        )
+        .await?;
+        for r in rows {
+            if let Some(f) = findings.get_mut(int(&r, "k") as usize) {
+                f.evidence.interfaces = texts(&r, "interfaces");
+            }
+        }
+        Ok(())
     }
 
     async fn threat_intel(&self) -> Result<Vec<Finding>> {
@@ -1042,10 +1109,9 @@ impl<'a> Detector<'a> {
         if n == 0 {
             return Ok(());
         }
-        for f in findings.iter_mut() {
-            if !BUILT_IN.contains(&f.detection.as_str())
-                || f.evidence.sql.contains(REJECTED_REQUESTS)
-            {
+        // The most severe findings get samples (one query each).
+        for f in findings.iter_mut().take(MAX_SAMPLED) {
+            if !BUILT_IN.contains(&f.detection.as_str()) {
                 continue;
             }
             let sql = format!("{} LIMIT {n}", f.evidence.sql);
