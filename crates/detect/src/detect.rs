@@ -223,12 +223,18 @@ impl<'a> Detector<'a> {
 
     async fn vertical_scan(&self) -> Result<Vec<Finding>> {
         let t = self.t();
+        // Threshold first, lists only for the pairs over it: collecting lists (or distinct
+        // counts, one hash set per group) for every pair costs far more than grouping twice.
         let sql = format!(
-            "SELECT srcaddr, dstaddr, count(DISTINCT dstport) AS ports, count(*) AS records, \
-             sum(bytes) AS bytes, min(start) AS first_seen, max(\"end\") AS last_seen, \
-             array_agg(DISTINCT interface_id) AS interfaces, min(dstport) AS lo, \
-             max(dstport) AS hi FROM {REJECTED_REQUESTS} GROUP BY srcaddr, dstaddr \
-             HAVING count(DISTINCT dstport) >= {} ORDER BY ports DESC",
+            "WITH c AS (SELECT srcaddr, dstaddr FROM (SELECT srcaddr, dstaddr, dstport \
+             FROM {REJECTED_REQUESTS} GROUP BY srcaddr, dstaddr, dstport) \
+             GROUP BY srcaddr, dstaddr HAVING count(*) >= {}) \
+             SELECT r.srcaddr, r.dstaddr, count(DISTINCT r.dstport) AS ports, \
+             count(*) AS records, sum(r.bytes) AS bytes, min(r.start) AS first_seen, \
+             max(r.\"end\") AS last_seen, array_agg(DISTINCT r.interface_id) AS interfaces, \
+             min(r.dstport) AS lo, max(r.dstport) AS hi FROM {REJECTED_REQUESTS} r \
+             JOIN c ON r.srcaddr = c.srcaddr AND r.dstaddr = c.dstaddr \
+             GROUP BY r.srcaddr, r.dstaddr ORDER BY ports DESC, r.srcaddr, r.dstaddr",
             t.vertical_scan_ports
         );
         let scans = rows::query(self.engine, &sql).await?;
@@ -314,39 +320,31 @@ impl<'a> Detector<'a> {
     async fn horizontal_sweep(&self) -> Result<Vec<Finding>> {
         let t = self.t();
         let n = t.horizontal_sweep_hosts;
-        // Sources that initiated connections to many hosts on one port, then, for those only,
-        // how many of the hosts never answered or refused: three passes over the lake in all.
+        // One pass: requests (source port above destination port) and accepted replies, keyed
+        // by (initiator, port, protocol, host, ephemeral port), folded to connections, then to
+        // hosts, then to (initiator, port). No join, and lists only for the rows that remain.
         let sql = format!(
-            "WITH cand AS (SELECT srcaddr, dstport, protocol FROM flows WHERE srcport > dstport \
-             AND log_status = 'OK'{range} GROUP BY srcaddr, dstport, protocol \
-             HAVING count(DISTINCT dstaddr) >= {n}), \
-             req AS (SELECT f.srcaddr, f.dstaddr, f.srcport, f.dstport, f.protocol, f.action, \
-             f.bytes, f.start, f.\"end\" FROM flows f JOIN cand c ON f.srcaddr = c.srcaddr \
-             AND f.dstport = c.dstport AND f.protocol = c.protocol \
-             WHERE f.srcport > f.dstport AND f.log_status = 'OK'{frange}), \
-             rep AS (SELECT DISTINCT f.dstaddr AS s, f.srcaddr AS host, f.srcport AS p, \
-             f.dstport AS eph, f.protocol AS pr FROM flows f JOIN cand c \
-             ON f.dstaddr = c.srcaddr AND f.srcport = c.dstport AND f.protocol = c.protocol \
-             WHERE f.action = 'ACCEPT'{slack}), \
-             conn AS (SELECT req.srcaddr, req.dstport, req.protocol, req.dstaddr, req.srcport, \
-             bool_or(req.action = 'REJECT') AS refused, bool_or(rep.host IS NOT NULL) AS answered, \
-             count(*) AS records, sum(req.bytes) AS bytes, min(req.start) AS first_seen, \
-             max(req.\"end\") AS last_seen FROM req LEFT JOIN rep ON rep.s = req.srcaddr \
-             AND rep.host = req.dstaddr AND rep.p = req.dstport AND rep.eph = req.srcport \
-             AND rep.pr = req.protocol \
-             GROUP BY req.srcaddr, req.dstport, req.protocol, req.dstaddr, req.srcport) \
-             SELECT srcaddr, dstport, protocol, count(DISTINCT dstaddr) AS hosts, \
-             count(DISTINCT CASE WHEN refused OR NOT answered THEN dstaddr END) AS unanswered, \
-             count(DISTINCT CASE WHEN refused THEN dstaddr END) AS refused, \
-             sum(records) AS records, sum(bytes) AS bytes, min(first_seen) AS first_seen, \
-             max(last_seen) AS last_seen, \
-             array_agg(DISTINCT CASE WHEN refused OR NOT answered THEN dstaddr END) \
-             AS destinations FROM conn GROUP BY srcaddr, dstport, protocol \
-             HAVING count(DISTINCT CASE WHEN refused OR NOT answered THEN dstaddr END) >= {n} \
+            "WITH u AS (SELECT srcaddr AS s, dstport AS p, protocol AS pr, dstaddr AS h, \
+             srcport AS e, action = 'REJECT' AS rej, false AS ans, 1 AS req, bytes, start, \
+             \"end\" FROM flows WHERE srcport > dstport AND log_status = 'OK'{range} \
+             UNION ALL SELECT dstaddr, srcport, protocol, srcaddr, dstport, false, true, 0, 0, \
+             NULL, NULL FROM flows WHERE srcport < dstport AND action = 'ACCEPT'{slack}), \
+             conn AS (SELECT s, p, pr, h, bool_or(rej) AS refused, bool_or(ans) AS answered, \
+             sum(req) AS records, sum(bytes) AS bytes, min(start) AS first_seen, \
+             max(\"end\") AS last_seen FROM u GROUP BY s, p, pr, h, e HAVING sum(req) > 0), \
+             hosts AS (SELECT s, p, pr, h, bool_or(refused) AS refused, \
+             bool_or(refused OR NOT answered) AS unanswered, sum(records) AS records, \
+             sum(bytes) AS bytes, min(first_seen) AS first_seen, max(last_seen) AS last_seen \
+             FROM conn GROUP BY s, p, pr, h) \
+             SELECT s AS srcaddr, p AS dstport, pr AS protocol, count(*) AS hosts, \
+             sum(CASE WHEN unanswered THEN 1 ELSE 0 END) AS unanswered, \
+             sum(CASE WHEN refused THEN 1 ELSE 0 END) AS refused, sum(records) AS records, \
+             sum(bytes) AS bytes, min(first_seen) AS first_seen, max(last_seen) AS last_seen, \
+             array_agg(CASE WHEN unanswered THEN h END) AS destinations FROM hosts \
+             GROUP BY s, p, pr HAVING sum(CASE WHEN unanswered THEN 1 ELSE 0 END) >= {n} \
              ORDER BY unanswered DESC, srcaddr LIMIT 100",
             range = self.range_sql("", 0),
-            frange = self.range_sql("f.", 0),
-            slack = self.range_sql("f.", 900),
+            slack = self.range_sql("", 900),
         );
         let mut out = Vec::new();
         for r in rows::query(self.engine, &sql).await? {
@@ -401,37 +399,71 @@ impl<'a> Detector<'a> {
             ("rdp_brute_force", "RDP")
         };
         let w = t.brute_force_window.max(1);
+        let filter = format!(
+            "protocol = 6 AND dstport = {port} AND srcport > dstport AND log_status = 'OK'{}",
+            self.range_sql("", 0)
+        );
+        // Busy windows only (repeated attempts on the same hosts; one try per host is a
+        // sweep), counted per connection: the threshold is applied before any list is made.
         let sql = format!(
             "WITH a AS (SELECT srcaddr, dstaddr, srcport, min(start) / {w} AS bucket, \
              bool_or(action = 'REJECT') AS refused, count(*) AS records, sum(bytes) AS bytes, \
-             min(start) AS first_seen, max(\"end\") AS last_seen, \
-             array_agg(DISTINCT interface_id) AS i FROM flows \
-             WHERE protocol = 6 AND dstport = {port} AND srcport > dstport \
-             AND log_status = 'OK'{} GROUP BY srcaddr, dstaddr, srcport) \
-             SELECT srcaddr, bucket, count(*) AS attempts, count(DISTINCT dstaddr) AS hosts, \
+             min(start) AS first_seen, max(\"end\") AS last_seen FROM flows WHERE {filter} \
+             GROUP BY srcaddr, dstaddr, srcport), \
+             h AS (SELECT srcaddr, bucket, dstaddr, count(*) AS attempts, \
              sum(CASE WHEN refused THEN 0 ELSE 1 END) AS accepted, sum(records) AS records, \
-             sum(bytes) AS bytes, min(first_seen) AS first_seen, max(last_seen) AS last_seen, \
-             array_agg(DISTINCT dstaddr) AS destinations, array_agg(i) AS interfaces FROM a \
-             GROUP BY srcaddr, bucket",
-            self.range_sql("", 0)
+             sum(bytes) AS bytes, min(first_seen) AS first_seen, max(last_seen) AS last_seen \
+             FROM a GROUP BY srcaddr, bucket, dstaddr) \
+             SELECT srcaddr, bucket, sum(attempts) AS attempts, count(*) AS hosts, \
+             sum(accepted) AS accepted, sum(records) AS records, sum(bytes) AS bytes, \
+             min(first_seen) AS first_seen, max(last_seen) AS last_seen \
+             FROM h GROUP BY srcaddr, bucket HAVING sum(attempts) >= {} \
+             AND sum(attempts) >= 3 * count(*)",
+            t.brute_force_attempts
         );
-        let rows = rows::query(self.engine, &sql).await?;
-        // Sources with a busy window, then every window of theirs next to a busy one.
-        let busy: Vec<&Row> = rows
-            .iter()
-            .filter(|r| {
-                let attempts = int(r, "attempts");
-                // Repeated attempts on the same hosts; one try per host is a sweep.
-                attempts as u64 >= t.brute_force_attempts && attempts >= 3 * int(r, "hosts")
-            })
-            .collect();
+        let busy = rows::query(self.engine, &sql).await?;
+        // The destinations and interfaces of the busy sources, per window.
+        let mut lists: HashMap<String, Vec<(i64, Vec<String>, Vec<String>)>> = HashMap::new();
+        if !busy.is_empty() {
+            let srcs = busy
+                .iter()
+                .filter_map(|r| text(r, "srcaddr"))
+                .collect::<BTreeSet<_>>()
+                .iter()
+                .map(|a| quote(a))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let sql = format!(
+                "SELECT srcaddr, start / {w} AS bucket, array_agg(DISTINCT dstaddr) AS d, \
+                 array_agg(DISTINCT interface_id) AS i FROM flows \
+                 WHERE {filter} AND srcaddr IN ({srcs}) GROUP BY srcaddr, start / {w}"
+            );
+            for r in rows::query(self.engine, &sql).await? {
+                lists
+                    .entry(text(&r, "srcaddr").unwrap_or_default())
+                    .or_default()
+                    .push((int(&r, "bucket"), texts(&r, "d"), texts(&r, "i")));
+            }
+        }
         let mut out = Vec::new();
-        for episode in episodes(busy, "srcaddr") {
+        for episode in episodes(busy.iter().collect(), "srcaddr") {
             let src = text(episode[0], "srcaddr").unwrap_or_default();
             let agg = Aggregate::of(&episode);
             let attempts: i64 = episode.iter().map(|r| int(r, "attempts")).sum();
             let accepted: i64 = episode.iter().map(|r| int(r, "accepted")).sum();
-            let mut dests = union(&episode, "destinations");
+            let (b0, b1) = (
+                int(episode[0], "bucket"),
+                int(episode[episode.len() - 1], "bucket"),
+            );
+            let mut dests = BTreeSet::new();
+            let mut enis = BTreeSet::new();
+            for (b, d, i) in lists.get(&src).into_iter().flatten() {
+                if (b0..=b1).contains(b) {
+                    dests.extend(d.iter().cloned());
+                    enis.extend(i.iter().cloned());
+                }
+            }
+            let mut dests: Vec<String> = dests.into_iter().collect();
             sort_addresses(&mut dests);
             let severity = if accepted > 0 {
                 Severity::High
@@ -474,10 +506,6 @@ impl<'a> Detector<'a> {
             f.evidence
                 .figures
                 .insert("accepted".into(), json!(accepted));
-            let enis: BTreeSet<String> = episode
-                .iter()
-                .flat_map(|r| nested(r, "interfaces"))
-                .collect();
             f.evidence.interfaces = enis.into_iter().collect();
             dests.truncate(20);
             f.evidence.destinations = dests;
@@ -490,15 +518,43 @@ impl<'a> Detector<'a> {
     async fn exfiltration(&self, span: (i64, i64)) -> Result<Vec<Finding>> {
         let t = self.t();
         let w = t.exfiltration_window.max(1);
-        let sql = format!(
-            "SELECT interface_id, srcaddr, dstaddr, dstport, start / {w} AS bucket, \
-             sum(bytes) AS bytes, count(*) AS records, min(start) AS first_seen, \
-             max(\"end\") AS last_seen FROM flows WHERE action = 'ACCEPT' AND log_status = 'OK' \
-             AND srcport >= dstport AND is_private_ip(srcaddr) AND NOT is_private_ip(dstaddr){} \
-             GROUP BY interface_id, srcaddr, dstaddr, dstport, start / {w}",
-            self.range_sql("", 0)
-        );
-        let rows = rows::query(self.engine, &sql).await?;
+        let per_window = |having: &str, sources: &str| {
+            format!(
+                "SELECT interface_id, srcaddr, dstaddr, dstport, start / {w} AS bucket, \
+                 sum(bytes) AS bytes, count(*) AS records, min(start) AS first_seen, \
+                 max(\"end\") AS last_seen FROM flows WHERE action = 'ACCEPT' \
+                 AND log_status = 'OK' AND srcport >= dstport AND is_private_ip(srcaddr) \
+                 AND NOT is_private_ip(dstaddr){}{sources} \
+                 GROUP BY interface_id, srcaddr, dstaddr, dstport, start / {w}{having}",
+                self.range_sql("", 0)
+            )
+        };
+        // Sources with a window over the absolute threshold (seen at one interface at least),
+        // then every window of theirs for the baseline: never every source's windows.
+        let over = rows::query(
+            self.engine,
+            &per_window(
+                &format!(" HAVING sum(bytes) >= {}", t.exfiltration_bytes),
+                "",
+            ),
+        )
+        .await?;
+        if over.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sources = over
+            .iter()
+            .filter_map(|r| text(r, "srcaddr"))
+            .collect::<BTreeSet<_>>()
+            .iter()
+            .map(|a| quote(a))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let rows = rows::query(
+            self.engine,
+            &per_window("", &format!(" AND srcaddr IN ({sources})")),
+        )
+        .await?;
         // One view of each (source, destination, port, window): the interface that saw most.
         let mut best: HashMap<(String, String, i64, i64), Row> = HashMap::new();
         let mut interfaces: HashMap<(String, String, i64), BTreeSet<String>> = HashMap::new();
@@ -602,20 +658,33 @@ impl<'a> Detector<'a> {
 
     async fn beaconing(&self) -> Result<Vec<Finding>> {
         let t = self.t();
+        // Pairs with enough connections first; intervals only for those, and the rhythm
+        // tests in SQL so only beacons come back.
         let sql = format!(
-            "WITH c AS (SELECT srcaddr, dstaddr, dstport, srcport, min(start) AS t, \
-             max(\"end\") AS e, sum(bytes) AS b, count(*) AS n FROM flows \
-             WHERE action = 'ACCEPT' AND log_status = 'OK' AND srcport > dstport \
-             AND NOT is_private_ip(dstaddr){} GROUP BY srcaddr, dstaddr, dstport, srcport), \
+            "WITH base AS (SELECT srcaddr, dstaddr, dstport, srcport, start, \"end\", bytes \
+             FROM flows WHERE action = 'ACCEPT' AND log_status = 'OK' AND srcport > dstport \
+             AND NOT is_private_ip(dstaddr){range}), \
+             cand AS (SELECT srcaddr, dstaddr, dstport FROM (SELECT srcaddr, dstaddr, dstport, \
+             srcport FROM base GROUP BY srcaddr, dstaddr, dstport, srcport) \
+             GROUP BY srcaddr, dstaddr, dstport HAVING count(*) >= {n}), \
+             c AS (SELECT b.srcaddr, b.dstaddr, b.dstport, b.srcport, min(b.start) AS t, \
+             max(b.\"end\") AS e, sum(b.bytes) AS b, count(*) AS n FROM base b JOIN cand k \
+             ON b.srcaddr = k.srcaddr AND b.dstaddr = k.dstaddr AND b.dstport = k.dstport \
+             GROUP BY b.srcaddr, b.dstaddr, b.dstport, b.srcport), \
              g AS (SELECT *, t - lag(t) OVER (PARTITION BY srcaddr, dstaddr, dstport ORDER BY t) \
              AS gap FROM c) \
              SELECT srcaddr, dstaddr, dstport, count(*) AS connections, \
              avg(gap) AS mean_gap, stddev(gap) AS sd_gap, avg(b) AS mean_bytes, \
              sum(b) AS bytes, sum(n) AS records, min(t) AS first_seen, max(e) AS last_seen \
              FROM g GROUP BY srcaddr, dstaddr, dstport \
-             HAVING count(*) >= {}",
-            self.range_sql("", 0),
-            t.beacon_connections
+             HAVING count(*) >= {n} AND avg(gap) >= {min} AND avg(gap) <= {max} \
+             AND stddev(gap) <= {jitter} * avg(gap) AND avg(b) <= {bytes}",
+            range = self.range_sql("", 0),
+            n = t.beacon_connections,
+            min = t.beacon_min_interval,
+            max = t.beacon_max_interval,
+            jitter = t.beacon_jitter,
+            bytes = t.beacon_max_bytes,
         );
         let mut out = Vec::new();
         for r in rows::query(self.engine, &sql).await? {
@@ -713,25 +782,24 @@ impl<'a> Detector<'a> {
             return Ok(Vec::new());
         }
         let range = self.range_sql("", 0);
-        let addresses = rows::query(
+        // Every public address once, checked as it streams by (a lake can hold millions).
+        let mut bad: BTreeMap<String, (String, String)> = BTreeMap::new();
+        rows::each_text(
             self.engine,
             &format!(
                 "SELECT srcaddr AS a FROM flows WHERE NOT is_private_ip(srcaddr){range} \
                  UNION SELECT dstaddr AS a FROM flows WHERE NOT is_private_ip(dstaddr){range}"
             ),
+            |a| {
+                if let Ok(ip) = a.parse::<IpAddr>()
+                    && let Some((label, cidr)) = self.intel.lookup(ip)
+                {
+                    let net = format!("{}/{}", cidr.network(), cidr.prefix());
+                    bad.insert(a.to_string(), (label.to_string(), net));
+                }
+            },
         )
         .await?;
-        let mut bad: BTreeMap<String, (String, String)> = BTreeMap::new();
-        for r in &addresses {
-            let Some(a) = text(r, "a") else { continue };
-            let Ok(ip) = a.parse::<IpAddr>() else {
-                continue;
-            };
-            if let Some((label, cidr)) = self.intel.lookup(ip) {
-                let net = format!("{}/{}", cidr.network(), cidr.prefix());
-                bad.insert(a, (label.to_string(), net));
-            }
-        }
         if bad.is_empty() {
             return Ok(Vec::new());
         }
@@ -1237,23 +1305,6 @@ fn episodes_by(rows: Vec<&Row>, key: impl Fn(&Row) -> String) -> Vec<Vec<&Row>> 
 
 fn union(rows: &[&Row], column: &str) -> Vec<String> {
     let set: BTreeSet<String> = rows.iter().flat_map(|r| texts(r, column)).collect();
-    set.into_iter().collect()
-}
-
-/// A list of lists (array_agg of array_agg) flattened and deduplicated.
-fn nested(row: &Row, column: &str) -> Vec<String> {
-    let mut set = BTreeSet::new();
-    if let Some(serde_json::Value::Array(outer)) = row.get(column) {
-        for inner in outer {
-            if let serde_json::Value::Array(items) = inner {
-                for i in items {
-                    if let Some(s) = i.as_str() {
-                        set.insert(s.to_string());
-                    }
-                }
-            }
-        }
-    }
     set.into_iter().collect()
 }
 
