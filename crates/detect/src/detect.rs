@@ -423,7 +423,7 @@ impl<'a> Detector<'a> {
         );
         let busy = rows::query(self.engine, &sql).await?;
         // The destinations and interfaces of the busy sources, per window.
-        let mut lists: HashMap<String, Vec<(i64, Vec<String>, Vec<String>)>> = HashMap::new();
+        let mut lists: HashMap<String, Vec<WindowLists>> = HashMap::new();
         if !busy.is_empty() {
             let srcs = busy
                 .iter()
@@ -1248,6 +1248,9 @@ pub fn records_sql(condition: &str, first: i64, last: i64) -> String {
          AND start <= {last} ORDER BY start, interface_id"
     )
 }
+
+/// One window of a source: its number, the destinations and the interfaces seen in it.
+type WindowLists = (i64, Vec<String>, Vec<String>);
 
 /// Totals over rows carrying `records`, `bytes`, `first_seen`, `last_seen`.
 struct Aggregate {
