@@ -29,6 +29,7 @@ enum Command {
     Detect(commands::detect::Args),
     Diagnose(commands::diagnose::Args),
     Alarms(commands::alarms::Args),
+    Serve(commands::serve::Args),
     Simulate(commands::simulate::Args),
     #[command(name = "flow-logs")]
     FlowLogs(commands::flow_logs::Args),
@@ -71,6 +72,7 @@ fn main() -> ExitCode {
         Command::Detect(args) => commands::detect::run(args),
         Command::Diagnose(args) => commands::diagnose::run(args),
         Command::Alarms(args) => commands::alarms::run(args),
+        Command::Serve(args) => commands::serve::run(args),
         Command::Simulate(args) => commands::simulate::run(args),
         Command::FlowLogs(args) => commands::flow_logs::run(args),
         Command::Generate(args) => commands::generate::run(args),

@@ -2,8 +2,9 @@
 //! (what CloudWatch Logs would hold as the event) and matched against every filter, in one
 //! streaming pass.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
+use arrow_array::RecordBatch;
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use flowscope_query::{Engine, TimeRange};
 use futures::StreamExt;
@@ -26,6 +27,105 @@ pub struct Metrics {
     pub span: Option<(i64, i64)>,
 }
 
+/// Metric filters compiled once, fed batch by batch: the streaming core of [`compute`], and
+/// what a server feeds as deliveries arrive.
+pub struct Accumulator {
+    compiled: Vec<(Pattern, MetricFilter)>,
+    /// (filter, minute) whose datapoint is the filter's default value, not a match.
+    defaulted: HashSet<(usize, i64)>,
+    /// What has been computed so far.
+    pub metrics: Metrics,
+}
+
+impl Accumulator {
+    /// Compiles `filters`.
+    ///
+    /// # Errors
+    /// [`crate::Error::Pattern`] when a pattern does not parse.
+    pub fn new(filters: &[MetricFilter]) -> Result<Self> {
+        Ok(Self {
+            compiled: filters
+                .iter()
+                .map(|f| Pattern::parse(&f.filter_pattern).map(|p| (p, f.clone())))
+                .collect::<Result<_>>()?,
+            defaulted: HashSet::new(),
+            metrics: Metrics::default(),
+        })
+    }
+
+    /// Adds the records of `batch`, which holds the default format's columns by their lake
+    /// names ([`DEFAULT_COLUMNS`]; others are ignored).
+    ///
+    /// # Errors
+    /// [`crate::Error::Invalid`] when a column is missing or cannot be shown as text.
+    pub fn add(&mut self, batch: &RecordBatch) -> Result<()> {
+        let options = FormatOptions::default().with_null("-");
+        let formatters: Vec<ArrayFormatter> = DEFAULT_COLUMNS
+            .split(',')
+            .map(|c| c.trim().trim_matches('"'))
+            .map(|name| {
+                let column = batch
+                    .column_by_name(name)
+                    .ok_or_else(|| crate::Error::Invalid(format!("no column {name}")))?;
+                Ok(ArrayFormatter::try_new(column.as_ref(), &options)?)
+            })
+            .collect::<Result<_>>()?;
+        let start_col = 10;
+        let mut line = String::new();
+        let metrics = &mut self.metrics;
+        for row in 0..batch.num_rows() {
+            line.clear();
+            for (i, f) in formatters.iter().enumerate() {
+                if i > 0 {
+                    line.push(' ');
+                }
+                use std::fmt::Write;
+                let _ = write!(line, "{}", f.value(row));
+            }
+            let Ok(start) = formatters[start_col].value(row).to_string().parse::<i64>() else {
+                continue;
+            };
+            let minute = start - start.rem_euclid(60);
+            metrics.records += 1;
+            metrics.active_minutes.insert(minute);
+            metrics.span = Some(match metrics.span {
+                Some((lo, hi)) => (lo.min(start), hi.max(start)),
+                None => (start, start),
+            });
+            for (n, (pattern, filter)) in self.compiled.iter().enumerate() {
+                let key = (filter.metric_namespace.clone(), filter.metric_name.clone());
+                let value = pattern.matches(&line).and_then(|bound| {
+                    match filter.metric_value.strip_prefix('$') {
+                        Some(name) => bound.get(name).and_then(|v| v.parse::<f64>().ok()),
+                        None => filter.metric_value.parse().ok(),
+                    }
+                });
+                let series = metrics.series.entry(key).or_default();
+                match value {
+                    // A default value stands only for minutes with no match.
+                    Some(value) => match series.get_mut(&minute) {
+                        Some(s) if !self.defaulted.remove(&(n, minute)) => {
+                            s.merge(&StatSet::one(value))
+                        }
+                        _ => {
+                            series.insert(minute, StatSet::one(value));
+                        }
+                    },
+                    None => {
+                        if let Some(d) = filter.default_value
+                            && !series.contains_key(&minute)
+                        {
+                            series.insert(minute, StatSet::one(d));
+                            self.defaulted.insert((n, minute));
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Streams the lake's records in `range` through `filters`.
 ///
 /// # Errors
@@ -36,10 +136,7 @@ pub async fn compute(
     filters: &[MetricFilter],
     range: TimeRange,
 ) -> Result<Metrics> {
-    let compiled: Vec<(Pattern, &MetricFilter)> = filters
-        .iter()
-        .map(|f| Pattern::parse(&f.filter_pattern).map(|p| (p, f)))
-        .collect::<Result<_>>()?;
+    let mut acc = Accumulator::new(filters)?;
     let mut sql = format!("SELECT {DEFAULT_COLUMNS} FROM flows WHERE true");
     if let Some(s) = range.start {
         sql.push_str(&format!(" AND start >= {s}"));
@@ -48,71 +145,8 @@ pub async fn compute(
         sql.push_str(&format!(" AND start < {e}"));
     }
     let mut stream = engine.sql(&sql).await?.execute_stream().await?;
-    let options = FormatOptions::default().with_null("-");
-    let mut metrics = Metrics::default();
-    let mut line = String::new();
     while let Some(batch) = stream.next().await {
-        let batch = batch?;
-        let formatters: Vec<ArrayFormatter> = batch
-            .columns()
-            .iter()
-            .map(|c| ArrayFormatter::try_new(c.as_ref(), &options))
-            .collect::<std::result::Result<_, _>>()?;
-        let start_col = 10;
-        for row in 0..batch.num_rows() {
-            line.clear();
-            for (i, f) in formatters.iter().enumerate() {
-                if i > 0 {
-                    line.push(' ');
-                }
-                use std::fmt::Write;
-                let _ = write!(line, "{}", f.value(row));
-            }
-            let start: i64 = formatters[start_col]
-                .value(row)
-                .to_string()
-                .parse()
-                .unwrap_or(0);
-            let minute = start - start.rem_euclid(60);
-            metrics.records += 1;
-            metrics.active_minutes.insert(minute);
-            metrics.span = Some(match metrics.span {
-                Some((lo, hi)) => (lo.min(start), hi.max(start)),
-                None => (start, start),
-            });
-            for (pattern, filter) in &compiled {
-                let Some(bound) = pattern.matches(&line) else {
-                    continue;
-                };
-                let value = match filter.metric_value.strip_prefix('$') {
-                    Some(name) => bound.get(name).and_then(|v| v.parse::<f64>().ok()),
-                    None => filter.metric_value.parse().ok(),
-                };
-                let Some(value) = value else { continue };
-                let series = metrics
-                    .series
-                    .entry((filter.metric_namespace.clone(), filter.metric_name.clone()))
-                    .or_default();
-                match series.get_mut(&minute) {
-                    Some(s) => s.merge(&StatSet::one(value)),
-                    None => {
-                        series.insert(minute, StatSet::one(value));
-                    }
-                }
-            }
-        }
+        acc.add(&batch?)?;
     }
-    // Default values: minutes with events but no match.
-    for f in filters {
-        if let Some(d) = f.default_value {
-            let series = metrics
-                .series
-                .entry((f.metric_namespace.clone(), f.metric_name.clone()))
-                .or_default();
-            for m in &metrics.active_minutes {
-                series.entry(*m).or_insert_with(|| StatSet::one(d));
-            }
-        }
-    }
-    Ok(metrics)
+    Ok(acc.metrics)
 }

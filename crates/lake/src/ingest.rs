@@ -626,3 +626,39 @@ fn fingerprint(path: &std::path::Path) -> Result<(u64, String)> {
     }
     Ok((size, xxh3_checksum(hasher.digest())))
 }
+
+/// Brings a batch decoded from text in `format` to the lake schema (`flow_log_id` null).
+///
+/// # Errors
+/// When the batch does not fit the canonical schema.
+pub fn lake_batch(batch: &RecordBatch, format: &LogFormat) -> Result<RecordBatch> {
+    to_lake(batch, format, None)
+}
+
+/// Writes lake-schema `batches` as one commit that takes in `sources` (so the lake remembers
+/// them, as [`Lake::ingested`] reports): files split by hour, sorted by `start`, written to the
+/// commit's staging folder, fsynced, then published. Returns the commit.
+///
+/// # Errors
+/// When a file cannot be written or the commit recorded; the lake is then as before.
+pub fn append(lake: &Lake, batches: &[RecordBatch], sources: Vec<SourceEntry>) -> Result<Commit> {
+    let id = lake.allocate_commit_id();
+    let staging = lake.staging_dir(&id);
+    let mut buffer = PartitionBuffer::default();
+    for b in batches {
+        buffer.push(b, None)?;
+    }
+    let mut files = Vec::new();
+    for jobs in plan_files(buffer.take(), 1, 0) {
+        files.extend(write_files(jobs, &staging, &id)?);
+    }
+    let commit = Commit {
+        id,
+        kind: "ingest".into(),
+        sources,
+        add: files,
+        remove: Vec::new(),
+    };
+    lake.commit(&commit)?;
+    Ok(commit)
+}

@@ -19,7 +19,7 @@ use flowscope_lake::partition::lake_schema;
 
 use crate::error::{Error, Result};
 use crate::insights::InsightsPlan;
-use crate::table::{DATE, FlowsTable, HOUR};
+use crate::table::{DATE, FlowsTable, HOUR, Pending};
 use crate::time::TimeRange;
 
 /// The table name queries use.
@@ -38,7 +38,20 @@ impl Engine {
     /// # Errors
     /// [`Error::Lake`] when `root` is not a lake; [`Error::Store`] when recovery fails.
     pub async fn open(root: impl AsRef<Path>) -> Result<Self> {
-        let root = root.as_ref();
+        Self::open_inner(root.as_ref(), false).await.map(|(e, _)| e)
+    }
+
+    /// Opens the lake like [`open`](Self::open), with `flows` also reading the returned
+    /// [`Pending`] buffer: rows a writer in this process accepted and has not committed yet.
+    ///
+    /// # Errors
+    /// As [`open`](Self::open).
+    pub async fn open_with_pending(root: impl AsRef<Path>) -> Result<(Self, Pending)> {
+        let (engine, pending) = Self::open_inner(root.as_ref(), true).await?;
+        Ok((engine, pending.expect("asked for")))
+    }
+
+    async fn open_inner(root: &Path, with_pending: bool) -> Result<(Self, Option<Pending>)> {
         if !Lake::exists(root) {
             return Err(Error::Lake {
                 path: root.display().to_string(),
@@ -61,9 +74,14 @@ impl Engine {
         })?;
         let ctx = SessionContext::new_with_config(session_config());
         crate::udf::register(&ctx);
-        let table = flows_table(&ctx, &root)?;
+        let mut table = flows_table(&ctx, &root)?;
+        let pending =
+            with_pending.then(|| Pending::new(datafusion::catalog::TableProvider::schema(&table)));
+        if let Some(p) = &pending {
+            table = table.with_pending(p.clone());
+        }
         ctx.register_table(TABLE, Arc::new(table))?;
-        Ok(Self { ctx, root })
+        Ok((Self { ctx, root }, pending))
     }
 
     /// The lake's root folder.

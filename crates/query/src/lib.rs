@@ -24,4 +24,5 @@ pub mod udf;
 pub use engine::{Engine, TABLE};
 pub use error::{Error, Position, Result};
 pub use render::{OutputFormat, Rendered};
+pub use table::Pending;
 pub use time::TimeRange;

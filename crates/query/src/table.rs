@@ -9,16 +9,22 @@
 
 use std::sync::Arc;
 
+use arrow_array::cast::AsArray;
+use arrow_array::types::Int64Type;
+use arrow_array::{Array, ArrayRef, Date32Array, Int32Array, RecordBatch};
 use arrow_schema::SchemaRef;
 use async_trait::async_trait;
 use datafusion::catalog::{ScanArgs, ScanResult, Session, TableProvider};
 use datafusion::common::{Result as DfResult, ScalarValue};
 use datafusion::datasource::TableType;
 use datafusion::datasource::listing::ListingTable;
+use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::logical_expr::{
     Between, BinaryExpr, Expr, Operator, TableProviderFilterPushDown, col, lit,
 };
 use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::union::UnionExec;
+use tokio::sync::RwLock;
 
 /// Name of the date partition column (`date=YYYY-MM-DD`), a `Date32`.
 pub const DATE: &str = "date";
@@ -29,15 +35,118 @@ pub const HOUR: &str = "hour";
 #[derive(Debug)]
 pub struct FlowsTable {
     inner: ListingTable,
+    pending: Option<Pending>,
 }
 
 impl FlowsTable {
     /// Wraps a listing table whose partition columns are [`DATE`] and [`HOUR`].
     pub fn new(inner: ListingTable) -> Self {
-        Self { inner }
+        Self {
+            inner,
+            pending: None,
+        }
+    }
+
+    /// Reads `pending` rows along with the lake's files.
+    pub fn with_pending(mut self, pending: Pending) -> Self {
+        self.pending = Some(pending);
+        self
     }
 }
 
+/// Records accepted but not yet committed to the lake — a server's buffer of small deliveries.
+/// Queries read them with the lake's files; the writer clears them in the same write-locked
+/// step that commits them, so a query never sees a record twice or not at all.
+#[derive(Debug, Clone)]
+pub struct Pending {
+    batches: Arc<RwLock<Vec<RecordBatch>>>,
+    schema: SchemaRef,
+}
+
+impl Pending {
+    /// An empty buffer for a table of `schema` (the lake's columns, then `date` and `hour`).
+    pub fn new(schema: SchemaRef) -> Self {
+        Self {
+            batches: Arc::new(RwLock::new(Vec::new())),
+            schema,
+        }
+    }
+
+    /// The table schema rows are kept in.
+    pub fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    /// Brings a lake-schema batch (the columns of lake files) to the table's schema: strings as
+    /// the table reads them, `date` and `hour` from `start`.
+    ///
+    /// # Errors
+    /// When a column is missing or cannot be cast.
+    pub fn to_table(&self, batch: &RecordBatch) -> DfResult<RecordBatch> {
+        let rows = batch.num_rows();
+        let start = batch
+            .column_by_name("start")
+            .map(|c| c.as_primitive::<Int64Type>().clone());
+        let mut columns: Vec<ArrayRef> = Vec::with_capacity(self.schema.fields().len());
+        for field in self.schema.fields() {
+            let column: ArrayRef = match field.name().as_str() {
+                DATE => Arc::new(
+                    (0..rows)
+                        .map(|i| {
+                            start
+                                .as_ref()
+                                .filter(|s| s.is_valid(i))
+                                .map(|s| s.value(i).div_euclid(86_400) as i32)
+                        })
+                        .collect::<Date32Array>(),
+                ),
+                HOUR => Arc::new(
+                    (0..rows)
+                        .map(|i| {
+                            start
+                                .as_ref()
+                                .filter(|s| s.is_valid(i))
+                                .map(|s| s.value(i).div_euclid(3_600).rem_euclid(24) as i32)
+                        })
+                        .collect::<Int32Array>(),
+                ),
+                name => {
+                    let c = batch.column_by_name(name).ok_or_else(|| {
+                        datafusion::error::DataFusionError::Plan(format!("no column {name}"))
+                    })?;
+                    datafusion::arrow::compute::cast(c, field.data_type())?
+                }
+            };
+            columns.push(column);
+        }
+        Ok(RecordBatch::try_new(Arc::clone(&self.schema), columns)?)
+    }
+
+    /// Adds table-schema batches (see [`to_table`](Self::to_table)).
+    pub async fn extend(&self, batches: Vec<RecordBatch>) {
+        self.batches.write().await.extend(batches);
+    }
+
+    /// Rows held.
+    pub async fn rows(&self) -> usize {
+        self.batches.read().await.iter().map(|b| b.num_rows()).sum()
+    }
+
+    /// Runs `commit` (which puts the rows into the lake) with readers held off, and empties
+    /// the buffer if it succeeds. `commit` gets the rows held.
+    ///
+    /// # Errors
+    /// `commit`'s error; the rows stay.
+    pub async fn drain<E>(
+        &self,
+        commit: impl FnOnce(Vec<RecordBatch>) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let mut guard = self.batches.write().await;
+        commit(guard.clone())?;
+        guard.clear();
+        Ok(())
+    }
+}
 #[async_trait]
 impl TableProvider for FlowsTable {
     fn schema(&self) -> SchemaRef {
@@ -74,14 +183,39 @@ impl TableProvider for FlowsTable {
             .with_projection(args.projection())
             .with_filters(Some(&all))
             .with_limit(args.limit());
-        self.inner.scan_with_args(state, inner_args).await
+        let Some(pending) = &self.pending else {
+            return self.inner.scan_with_args(state, inner_args).await;
+        };
+        // Files listed and buffer read under one read lock: a commit (write lock) moves rows
+        // from the one to the other all at once.
+        let held = pending.batches.read().await;
+        let lake = self.inner.scan_with_args(state, inner_args).await?;
+        if held.is_empty() {
+            return Ok(lake);
+        }
+        let memory = MemorySourceConfig::try_new_exec(
+            std::slice::from_ref(&*held),
+            Arc::clone(&pending.schema),
+            args.projection().map(<[usize]>::to_vec),
+        )?;
+        drop(held);
+        Ok(UnionExec::try_new(vec![lake.into_inner(), memory])?.into())
     }
 
     fn supports_filters_pushdown(
         &self,
         filters: &[&Expr],
     ) -> DfResult<Vec<TableProviderFilterPushDown>> {
-        self.inner.supports_filters_pushdown(filters)
+        let mut answer = self.inner.supports_filters_pushdown(filters)?;
+        if self.pending.is_some() {
+            // The buffered rows are not filtered by the scan: every filter is applied above it.
+            for a in &mut answer {
+                if *a == TableProviderFilterPushDown::Exact {
+                    *a = TableProviderFilterPushDown::Inexact;
+                }
+            }
+        }
+        Ok(answer)
     }
 }
 

@@ -49,23 +49,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         Some(path) => DetectConfig::load(path)?,
         None => DetectConfig::default(),
     };
-    let mut intel = ThreatIntel::new();
-    for path in &args.threat_intel {
-        let loaded = intel.load(path)?;
-        for e in loaded.rejected.iter().take(5) {
-            note(&format!("skipped: {e}"));
-        }
-        if loaded.rejected.len() > 5 {
-            note(&format!(
-                "{}: {} more lines skipped",
-                path.display(),
-                loaded.rejected.len() - 5
-            ));
-        }
-        if loaded.entries == 0 {
-            note(&format!("{}: no addresses read", path.display()));
-        }
-    }
+    let intel = load_intel(&args.threat_intel)?;
     let report = runtime()?.block_on(async {
         let engine = Engine::open(&args.lake).await?;
         Detector::new(&engine, config, intel, range)
@@ -138,4 +122,26 @@ fn print_table(findings: &[&Finding], out: &mut impl Write) -> anyhow::Result<()
         if findings.len() == 1 { "" } else { "s" }
     )?;
     Ok(())
+}
+
+/// Reads threat-intel files, noting skipped lines on standard error.
+pub fn load_intel(paths: &[PathBuf]) -> anyhow::Result<ThreatIntel> {
+    let mut intel = ThreatIntel::new();
+    for path in paths {
+        let loaded = intel.load(path)?;
+        for e in loaded.rejected.iter().take(5) {
+            note(&format!("skipped: {e}"));
+        }
+        if loaded.rejected.len() > 5 {
+            note(&format!(
+                "{}: {} more lines skipped",
+                path.display(),
+                loaded.rejected.len() - 5
+            ));
+        }
+        if loaded.entries == 0 {
+            note(&format!("{}: no addresses read", path.display()));
+        }
+    }
+    Ok(intel)
 }

@@ -11,6 +11,7 @@ pub mod ingest;
 pub mod insights;
 pub mod lake;
 pub mod output;
+pub mod serve;
 pub mod shell;
 pub mod simulate;
 pub mod sql;

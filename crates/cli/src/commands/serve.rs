@@ -1,0 +1,101 @@
+//! `flowscope serve`: the dashboard, the JSON API, the Firehose HTTP endpoint and live alarms.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use flowscope_detect::DetectConfig;
+use flowscope_detect::alarm::AlarmsFile;
+use flowscope_record::LogFormat;
+use flowscope_server::{App, DetectSettings, Options, serve, url_of};
+
+use super::detect::load_intel;
+use super::output::runtime;
+use crate::Outcome;
+
+/// Serve the dashboard, the JSON API (/api/…), the Firehose HTTP endpoint (/firehose) and
+/// CloudWatch Logs subscription intake (/cloudwatch) over a lake.
+#[derive(clap::Args)]
+pub struct Args {
+    /// The lake (made if missing); the server is its writer while it runs.
+    #[arg(long, value_name = "DIR")]
+    lake: PathBuf,
+    /// Address to listen on; port 0 picks a free port. Only 127.0.0.1 unless told otherwise.
+    #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// The key Firehose sends in X-Amz-Firehose-Access-Key (also required on /cloudwatch).
+    /// Without it, anyone who can reach the address can deliver records.
+    #[arg(long, value_name = "KEY", env = "FLOWSCOPE_FIREHOSE_ACCESS_KEY")]
+    firehose_access_key: Option<String>,
+    /// Metric filters and alarms (docs/alarms.md), evaluated as records arrive.
+    #[arg(long, value_name = "FILE")]
+    alarms: Option<PathBuf>,
+    /// Do not send alarm notifications (states still change and show).
+    #[arg(long)]
+    no_notify: bool,
+    /// Threat-intel lists for the findings (as `flowscope detect --threat-intel`).
+    #[arg(long, value_name = "FILE")]
+    threat_intel: Vec<PathBuf>,
+    /// Detection rules file (as `flowscope detect --rules`).
+    #[arg(long, value_name = "FILE")]
+    rules: Option<PathBuf>,
+    /// The format of delivered lines, as given to `aws ec2 create-flow-logs --log-format`
+    /// (Firehose records carry no header); the default format if not given.
+    #[arg(long, value_name = "FORMAT")]
+    log_format: Option<String>,
+    /// Commit buffered deliveries to the lake at least this often (seconds).
+    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+    flush_interval: u64,
+    /// Commit as soon as this many records are buffered.
+    #[arg(long, value_name = "N", default_value_t = 100_000)]
+    flush_records: u64,
+    /// Largest request body taken, in bytes (Firehose sends up to 64 MiB).
+    #[arg(long, value_name = "BYTES", default_value_t = flowscope_server::delivery::MAX_BODY)]
+    max_body: usize,
+}
+
+pub fn run(args: Args) -> anyhow::Result<Outcome> {
+    let mut options = Options::new(&args.lake);
+    options.access_key = args.firehose_access_key.filter(|k| !k.is_empty());
+    options.alarms = args.alarms.as_deref().map(AlarmsFile::load).transpose()?;
+    options.notify = !args.no_notify;
+    options.detect = DetectSettings {
+        config: match &args.rules {
+            Some(path) => DetectConfig::load(path)?,
+            None => DetectConfig::default(),
+        },
+        intel: load_intel(&args.threat_intel)?,
+    };
+    options.log_format = args
+        .log_format
+        .as_deref()
+        .map(LogFormat::parse)
+        .transpose()
+        .context("--log-format")?;
+    options.max_body = args.max_body;
+    options.flush_interval = Duration::from_secs(args.flush_interval.max(1));
+    options.flush_records = args.flush_records.max(1);
+    runtime()?.block_on(async {
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", args.listen))?;
+        let app = App::open(&options)
+            .await
+            .with_context(|| format!("cannot serve {}", args.lake.display()))?;
+        let addr = listener.local_addr()?;
+        println!("flowscope: serving {} at {}", args.lake.display(), url_of(addr));
+        if options.access_key.is_none() {
+            eprintln!(
+                "flowscope: note: no --firehose-access-key: /firehose and /cloudwatch take deliveries from anyone who can reach {addr}"
+            );
+        }
+        let shutdown = async {
+            let _ = tokio::signal::ctrl_c().await;
+        };
+        serve(app, listener, options.flush_interval, shutdown).await?;
+        eprintln!("flowscope: stopped; buffered deliveries committed");
+        anyhow::Ok(())
+    })?;
+    Ok(Outcome::Success)
+}

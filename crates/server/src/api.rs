@@ -1,0 +1,343 @@
+//! The JSON API: SQL and Logs Insights queries, findings, diagnoses, alarms, status, and the
+//! OpenAPI document that describes them.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use arrow_array::{Array, RecordBatch};
+use arrow_cast::display::{ArrayFormatter, FormatOptions};
+use arrow_schema::DataType;
+use axum::Json;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use datafusion::dataframe::DataFrame;
+use flowscope_detect::diagnose::{DiagnoseFilter, diagnose};
+use flowscope_detect::{Detector, Severity};
+use flowscope_query::TimeRange;
+use futures::StreamExt;
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use crate::App;
+
+/// Rows a query answer holds at most unless the request asks for fewer.
+pub const MAX_ROWS: usize = 10_000;
+
+/// A JSON error answer: `{"error": message, "position": {"line", "column", "offset"}}`.
+pub fn error(status: StatusCode, message: impl Into<String>, position: Option<Value>) -> Response {
+    let mut body = Map::new();
+    body.insert("error".into(), Value::String(message.into()));
+    if let Some(p) = position {
+        body.insert("position".into(), p);
+    }
+    (status, Json(Value::Object(body))).into_response()
+}
+
+fn query_error(e: &flowscope_query::Error, text: &str) -> Response {
+    let position = e.position().map(|p| {
+        let (line, column) = p.line_col(text);
+        json!({"line": line, "column": column, "offset": p.offset, "length": p.len})
+    });
+    error(StatusCode::BAD_REQUEST, e.to_string(), position)
+}
+
+/// A column's values as JSON: numbers as numbers, booleans as booleans, nulls as null,
+/// everything else as its text.
+fn column_values(array: &dyn Array, out: &mut [Vec<Value>]) -> Result<(), String> {
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::*;
+    macro_rules! numbers {
+        ($t:ty) => {{
+            let a = array.as_primitive::<$t>();
+            for (i, row) in out.iter_mut().enumerate() {
+                row.push(if a.is_null(i) {
+                    Value::Null
+                } else {
+                    json!(a.value(i))
+                });
+            }
+        }};
+    }
+    match array.data_type() {
+        DataType::Int8 => numbers!(Int8Type),
+        DataType::Int16 => numbers!(Int16Type),
+        DataType::Int32 => numbers!(Int32Type),
+        DataType::Int64 => numbers!(Int64Type),
+        DataType::UInt8 => numbers!(UInt8Type),
+        DataType::UInt16 => numbers!(UInt16Type),
+        DataType::UInt32 => numbers!(UInt32Type),
+        DataType::UInt64 => numbers!(UInt64Type),
+        DataType::Float32 => numbers!(Float32Type),
+        DataType::Float64 => {
+            let a = array.as_primitive::<Float64Type>();
+            for (i, row) in out.iter_mut().enumerate() {
+                let v = a.value(i);
+                row.push(if a.is_null(i) || !v.is_finite() {
+                    Value::Null
+                } else {
+                    json!(v)
+                });
+            }
+        }
+        DataType::Boolean => {
+            let a = array.as_boolean();
+            for (i, row) in out.iter_mut().enumerate() {
+                row.push(if a.is_null(i) {
+                    Value::Null
+                } else {
+                    json!(a.value(i))
+                });
+            }
+        }
+        _ => {
+            let f = ArrayFormatter::try_new(array, &FormatOptions::default())
+                .map_err(|e| e.to_string())?;
+            for (i, row) in out.iter_mut().enumerate() {
+                row.push(if array.is_null(i) {
+                    Value::Null
+                } else {
+                    Value::String(f.value(i).to_string())
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Runs a planned query into `{"columns", "rows", "truncated", "elapsed_ms"}`, reading at most
+/// `limit` rows (the rest are not computed).
+async fn answer(frame: DataFrame, limit: usize, clock: Instant) -> Response {
+    let columns: Vec<String> = frame
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    let mut stream = match frame.execute_stream().await {
+        Ok(s) => s,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string(), None),
+    };
+    let mut rows: Vec<Vec<Value>> = Vec::new();
+    let mut truncated = false;
+    while let Some(batch) = stream.next().await {
+        let batch: RecordBatch = match batch {
+            Ok(b) => b,
+            Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string(), None),
+        };
+        let take = batch.num_rows().min(limit - rows.len());
+        let batch = batch.slice(0, take);
+        let mut new: Vec<Vec<Value>> = vec![Vec::with_capacity(columns.len()); take];
+        for c in batch.columns() {
+            if let Err(e) = column_values(c.as_ref(), &mut new) {
+                return error(StatusCode::INTERNAL_SERVER_ERROR, e, None);
+            }
+        }
+        rows.extend(new);
+        if rows.len() >= limit {
+            truncated = true;
+            break;
+        }
+    }
+    Json(json!({
+        "columns": columns,
+        "rows": rows,
+        "truncated": truncated,
+        "elapsed_ms": clock.elapsed().as_secs_f64() * 1000.0,
+    }))
+    .into_response()
+}
+
+/// `POST /api/sql` body.
+#[derive(Deserialize)]
+pub struct SqlRequest {
+    sql: String,
+    #[serde(default)]
+    limit: Option<usize>,
+}
+
+/// `POST /api/sql`: one SQL statement over `flows`.
+pub async fn sql(
+    State(app): State<Arc<App>>,
+    body: Result<Json<SqlRequest>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let Json(req) = match body {
+        Ok(b) => b,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.body_text(), None),
+    };
+    let clock = Instant::now();
+    let limit = req.limit.unwrap_or(MAX_ROWS).clamp(1, MAX_ROWS);
+    match app.engine.sql(&req.sql).await {
+        Ok(frame) => answer(frame, limit, clock).await,
+        Err(e) => query_error(&e, &req.sql),
+    }
+}
+
+/// A time given as Unix seconds or as text (`-1h`, RFC 3339).
+#[derive(Deserialize)]
+#[serde(untagged)]
+pub enum TimeArg {
+    /// Unix seconds.
+    Seconds(i64),
+    /// Text, as `--start` takes it.
+    Text(String),
+}
+
+impl TimeArg {
+    fn text(&self) -> String {
+        match self {
+            Self::Seconds(s) => s.to_string(),
+            Self::Text(t) => t.clone(),
+        }
+    }
+}
+
+fn range(start: Option<&TimeArg>, end: Option<&TimeArg>) -> Result<TimeRange, Box<Response>> {
+    let now = crate::now_ms() / 1000;
+    let (s, e) = (start.map(TimeArg::text), end.map(TimeArg::text));
+    TimeRange::parse(s.as_deref(), e.as_deref(), now)
+        .map_err(|e| Box::new(error(StatusCode::BAD_REQUEST, e.to_string(), None)))
+}
+
+/// `POST /api/insights` body.
+#[derive(Deserialize)]
+pub struct InsightsRequest {
+    query: String,
+    #[serde(default)]
+    start: Option<TimeArg>,
+    #[serde(default)]
+    end: Option<TimeArg>,
+    #[serde(default)]
+    limit: Option<usize>,
+}
+
+/// `POST /api/insights`: a CloudWatch Logs Insights query.
+pub async fn insights(
+    State(app): State<Arc<App>>,
+    body: Result<Json<InsightsRequest>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let Json(req) = match body {
+        Ok(b) => b,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.body_text(), None),
+    };
+    let clock = Instant::now();
+    let range = match range(req.start.as_ref(), req.end.as_ref()) {
+        Ok(r) => r,
+        Err(resp) => return *resp,
+    };
+    let limit = req.limit.unwrap_or(MAX_ROWS).clamp(1, MAX_ROWS);
+    match app.engine.insights(&req.query, range).await {
+        Ok(plan) => answer(plan.frame, limit, clock).await,
+        Err(e) => query_error(&e, &req.query),
+    }
+}
+
+/// Query string of `GET /api/findings`.
+#[derive(Deserialize)]
+pub struct FindingsQuery {
+    start: Option<String>,
+    end: Option<String>,
+    min_severity: Option<String>,
+}
+
+/// `GET /api/findings`: every detection over the range, most severe first.
+pub async fn findings(State(app): State<Arc<App>>, Query(q): Query<FindingsQuery>) -> Response {
+    let clock = Instant::now();
+    let range = match range(
+        q.start.map(TimeArg::Text).as_ref(),
+        q.end.map(TimeArg::Text).as_ref(),
+    ) {
+        Ok(r) => r,
+        Err(resp) => return *resp,
+    };
+    let min = match q.min_severity.as_deref().map(str::parse::<Severity>) {
+        None => Severity::Low,
+        Some(Ok(s)) => s,
+        Some(Err(e)) => return error(StatusCode::BAD_REQUEST, e.to_string(), None),
+    };
+    let detector = Detector::new(
+        &app.engine,
+        app.detect.config.clone(),
+        app.detect.intel.clone(),
+        range,
+    );
+    match detector.run().await {
+        Ok(report) => {
+            let findings: Vec<_> = report
+                .findings
+                .iter()
+                .filter(|f| f.severity >= min)
+                .collect();
+            Json(json!({
+                "findings": findings,
+                "warnings": report.warnings,
+                "elapsed_ms": clock.elapsed().as_secs_f64() * 1000.0,
+            }))
+            .into_response()
+        }
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), None),
+    }
+}
+
+/// Query string of `GET /api/diagnose`.
+#[derive(Deserialize)]
+pub struct DiagnoseQuery {
+    src: Option<String>,
+    dst: Option<String>,
+    port: Option<u16>,
+    start: Option<String>,
+    end: Option<String>,
+}
+
+/// `GET /api/diagnose`: why connections are rejected.
+pub async fn diagnoses(State(app): State<Arc<App>>, Query(q): Query<DiagnoseQuery>) -> Response {
+    let range = match range(
+        q.start.map(TimeArg::Text).as_ref(),
+        q.end.map(TimeArg::Text).as_ref(),
+    ) {
+        Ok(r) => r,
+        Err(resp) => return *resp,
+    };
+    for a in [&q.src, &q.dst].into_iter().flatten() {
+        if a.parse::<std::net::IpAddr>().is_err() {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("{a:?} is not an IP address"),
+                None,
+            );
+        }
+    }
+    let filter = DiagnoseFilter {
+        src: q.src,
+        dst: q.dst,
+        port: q.port,
+        range,
+    };
+    match diagnose(&app.engine, &filter).await {
+        Ok(d) => Json(json!({ "diagnoses": d })).into_response(),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), None),
+    }
+}
+
+/// `GET /api/alarms`: the live alarms' states.
+pub async fn alarms(State(app): State<Arc<App>>) -> Response {
+    match &app.alarms {
+        Some(a) => Json(a.snapshot()).into_response(),
+        None => Json(json!({ "alarms": [] })).into_response(),
+    }
+}
+
+/// `GET /api/status`: intake counters and the lake's path.
+pub async fn status(State(app): State<Arc<App>>) -> Response {
+    Json(json!({
+        "lake": app.engine.root().display().to_string(),
+        "intake": app.intake.stats().await,
+        "firehose_access_key": app.access_key.is_some(),
+    }))
+    .into_response()
+}
+
+/// `GET /api/openapi.json`.
+pub async fn openapi() -> Response {
+    Json(crate::openapi::document()).into_response()
+}

@@ -1,0 +1,339 @@
+//! Records arriving over HTTP (Firehose deliveries, CloudWatch Logs subscription payloads):
+//! decoded, made durable in a write-ahead log before they are acknowledged, readable by queries
+//! at once (the engine's [`Pending`] buffer), and committed to the lake in batches.
+//!
+//! Exactly once: every delivery has an id (Firehose's `requestId`; a checksum of the payload
+//! for CloudWatch). An id already in the log or in the lake's manifest (a committed delivery is
+//! a source of its commit) is acknowledged again and not taken twice. After a crash the log is
+//! replayed at start-up; a delivery whose commit had completed is recognised by its id.
+
+use std::collections::HashSet;
+use std::fs::{self, File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use arrow_array::RecordBatch;
+use flowscope_detect::metrics::Accumulator;
+use flowscope_lake::ingest::{append, lake_batch};
+use flowscope_lake::{Lake, SourceEntry, SourceIdentity, TextOptions, TextReader};
+use flowscope_query::Pending;
+use flowscope_record::LogFormat;
+use serde::{Deserialize, Serialize};
+use tokio::sync::Mutex;
+
+use crate::error::{Error, Result};
+
+/// The checksum recorded for a delivery in the lake's manifest: its identity is its id alone.
+const DELIVERY_CHECKSUM: &str = "delivery-id";
+
+/// Rejections kept for `/api/status`.
+const KEPT_REJECTIONS: usize = 50;
+
+/// One accepted delivery as the write-ahead log holds it.
+#[derive(Debug, Serialize, Deserialize)]
+struct LogEntry {
+    /// `firehose/<requestId>` or `cloudwatch/<checksum>`.
+    id: String,
+    /// The flow log lines, newline-separated.
+    text: String,
+}
+
+/// Counters shown by `/api/status`.
+#[derive(Debug, Default, Serialize)]
+pub struct Stats {
+    /// Deliveries taken in.
+    pub deliveries: u64,
+    /// Deliveries answered again without taking them (a retried id).
+    pub duplicates: u64,
+    /// Requests refused (bad key, bad body).
+    pub refused: u64,
+    /// Records taken in.
+    pub records: u64,
+    /// Lines rejected (kept out, reported).
+    pub rejected: u64,
+    /// Commits made to the lake.
+    pub commits: u64,
+    /// Records waiting in the buffer.
+    pub pending: u64,
+    /// The latest rejections: delivery, line, field and reason.
+    pub last_rejections: Vec<String>,
+}
+
+/// What a delivery did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Taken {
+    /// Taken in: records, rejected lines.
+    New(u64, u64),
+    /// Already taken before.
+    Duplicate,
+}
+
+struct Inner {
+    lake: Lake,
+    wal: File,
+    wal_path: PathBuf,
+    seen: HashSet<SourceIdentity>,
+    /// Lake-schema rows not committed yet, and the deliveries they came from.
+    rows: Vec<RecordBatch>,
+    sources: Vec<SourceEntry>,
+    stats: Stats,
+}
+
+/// The lake's single writer while the server runs.
+pub struct Intake {
+    inner: Mutex<Inner>,
+    pending: Pending,
+    format: Option<LogFormat>,
+    /// Metric filters fed as records arrive (live alarms).
+    pub metrics: Option<Arc<std::sync::Mutex<Accumulator>>>,
+    /// Total requests refused (outside the lock, for handlers that refuse early).
+    refused: AtomicU64,
+}
+
+fn identity(id: &str) -> SourceIdentity {
+    SourceIdentity::new(id, 0, DELIVERY_CHECKSUM)
+}
+
+impl Intake {
+    /// Takes the lake's write lock, replays the write-ahead log and commits what it held.
+    ///
+    /// # Errors
+    /// [`Error::Lake`] when the lake cannot be opened for writing (another writer runs) or the
+    /// log cannot be read or committed.
+    pub fn open(
+        root: &Path,
+        pending: Pending,
+        format: Option<LogFormat>,
+        metrics: Option<Arc<std::sync::Mutex<Accumulator>>>,
+    ) -> Result<Self> {
+        let lake = Lake::open(root)?;
+        let dir = root.join("_flowscope").join("intake");
+        fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        let wal_path = dir.join("wal.jsonl");
+        let seen = lake.ingested()?;
+        let replay = read_log(&wal_path)?;
+        let wal = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&wal_path)
+            .map_err(|e| Error::io(&wal_path, e))?;
+        let intake = Self {
+            inner: Mutex::new(Inner {
+                lake,
+                wal,
+                wal_path,
+                seen,
+                rows: Vec::new(),
+                sources: Vec::new(),
+                stats: Stats::default(),
+            }),
+            pending,
+            format,
+            metrics,
+            refused: AtomicU64::new(0),
+        };
+        Ok(intake.with_replayed(replay))
+    }
+
+    fn with_replayed(self, entries: Vec<LogEntry>) -> Self {
+        {
+            let mut inner = self.inner.try_lock().expect("not shared yet");
+            for e in entries {
+                if inner.seen.contains(&identity(&e.id)) {
+                    continue;
+                }
+                match self.decode(&e.id, e.text.as_bytes()) {
+                    Ok((batches, records, rejected, _)) => {
+                        inner.seen.insert(identity(&e.id));
+                        inner.rows.extend(batches);
+                        inner.sources.push(SourceEntry {
+                            key: e.id.clone(),
+                            size: 0,
+                            checksum: DELIVERY_CHECKSUM.into(),
+                            records,
+                            rejected,
+                        });
+                        tracing::info!(delivery = %e.id, records, "replayed from the intake log");
+                    }
+                    Err(err) => tracing::warn!(delivery = %e.id, error = %err, "replay failed"),
+                }
+            }
+        }
+        self
+    }
+
+    /// Decodes flow log text into lake-schema batches: (batches, records, rejected lines,
+    /// rejection messages).
+    fn decode(&self, id: &str, text: &[u8]) -> Result<(Vec<RecordBatch>, u64, u64, Vec<String>)> {
+        let options = TextOptions {
+            format: self.format.clone(),
+            ..TextOptions::default()
+        };
+        let mut reader = TextReader::from_bytes(id.to_string(), text.to_vec(), &options)?;
+        let format = reader.format().clone();
+        let mut batches = Vec::new();
+        let mut records = 0;
+        while let Some(batch) = reader.next_batch()? {
+            records += batch.num_rows() as u64;
+            batches.push(lake_batch(&batch, &format)?);
+        }
+        let rejections: Vec<String> = reader
+            .take_rejections()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        Ok((batches, records, reader.rejected(), rejections))
+    }
+
+    /// Feeds every delivery taken from now on to `metrics` (live alarms).
+    pub fn with_metrics(mut self, metrics: Arc<std::sync::Mutex<Accumulator>>) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// Counts a request refused before it reached the intake.
+    pub fn refuse(&self) {
+        self.refused.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Takes one delivery: decodes it, appends it to the write-ahead log (fsynced), makes its
+    /// records readable, and answers. A known id is answered [`Taken::Duplicate`].
+    ///
+    /// # Errors
+    /// [`Error::Lake`] / [`Error::Io`] when the log cannot be written: nothing was taken.
+    pub async fn take(&self, id: &str, text: String) -> Result<Taken> {
+        let mut inner = self.inner.lock().await;
+        if inner.seen.contains(&identity(id)) {
+            inner.stats.duplicates += 1;
+            return Ok(Taken::Duplicate);
+        }
+        let (batches, records, rejected, rejections) = self.decode(id, text.as_bytes())?;
+        let entry = serde_json::to_string(&LogEntry {
+            id: id.to_string(),
+            text,
+        })
+        .expect("log entries serialise");
+        let path = inner.wal_path.clone();
+        let wal = &mut inner.wal;
+        tokio::task::block_in_place(|| {
+            wal.write_all(entry.as_bytes())?;
+            wal.write_all(b"\n")?;
+            wal.sync_data()
+        })
+        .map_err(|e| Error::io(&path, e))?;
+        // Durable: now visible, and remembered.
+        let table = batches
+            .iter()
+            .map(|b| self.pending.to_table(b))
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| Error::Invalid(e.to_string()))?;
+        self.pending.extend(table).await;
+        if let Some(m) = &self.metrics {
+            let mut acc = m.lock().expect("metrics lock");
+            for b in &batches {
+                if let Err(e) = acc.add(b) {
+                    tracing::warn!(error = %e, "metric filters could not read a delivery");
+                }
+            }
+        }
+        inner.seen.insert(identity(id));
+        inner.rows.extend(batches);
+        inner.sources.push(SourceEntry {
+            key: id.to_string(),
+            size: 0,
+            checksum: DELIVERY_CHECKSUM.into(),
+            records,
+            rejected,
+        });
+        let stats = &mut inner.stats;
+        stats.deliveries += 1;
+        stats.records += records;
+        stats.rejected += rejected;
+        stats.pending += records;
+        for r in rejections {
+            tracing::warn!(delivery = id, "{r}");
+            stats.last_rejections.push(r);
+        }
+        let excess = stats.last_rejections.len().saturating_sub(KEPT_REJECTIONS);
+        stats.last_rejections.drain(..excess);
+        Ok(Taken::New(records, rejected))
+    }
+
+    /// Records waiting to be committed.
+    pub async fn pending_records(&self) -> u64 {
+        self.inner.lock().await.stats.pending
+    }
+
+    /// Commits the buffered records to the lake as one commit (the deliveries as its sources),
+    /// then empties the log. Readers see the records throughout: the buffer is emptied in the
+    /// same step that publishes the files.
+    ///
+    /// # Errors
+    /// When the commit fails; the records stay buffered and logged.
+    pub async fn flush(&self) -> Result<u64> {
+        let mut inner = self.inner.lock().await;
+        if inner.sources.is_empty() {
+            return Ok(0);
+        }
+        let rows = std::mem::take(&mut inner.rows);
+        let sources = std::mem::take(&mut inner.sources);
+        let n: u64 = rows.iter().map(|b| b.num_rows() as u64).sum();
+        let lake = &inner.lake;
+        let result = self
+            .pending
+            .drain(|_| {
+                tokio::task::block_in_place(|| append(lake, &rows, sources.clone()).map(drop))
+            })
+            .await;
+        if let Err(e) = result {
+            inner.rows = rows;
+            inner.sources = sources;
+            return Err(e.into());
+        }
+        // Committed: the log's entries are in the lake's manifest now.
+        let path = inner.wal_path.clone();
+        inner.wal = tokio::task::block_in_place(|| {
+            let f = File::create(&path)?;
+            f.sync_all()?;
+            Ok::<_, std::io::Error>(f)
+        })
+        .map_err(|e| Error::io(&path, e))?;
+        inner.stats.commits += 1;
+        inner.stats.pending = 0;
+        tracing::info!(records = n, "committed buffered deliveries to the lake");
+        Ok(n)
+    }
+
+    /// The counters.
+    pub async fn stats(&self) -> serde_json::Value {
+        let inner = self.inner.lock().await;
+        let mut v = serde_json::to_value(&inner.stats).expect("stats serialise");
+        v["refused"] = (inner.stats.refused + self.refused.load(Ordering::Relaxed)).into();
+        v
+    }
+}
+
+/// Reads the log's complete entries (a torn last line, never acknowledged, is dropped).
+fn read_log(path: &Path) -> Result<Vec<LogEntry>> {
+    let file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io(path, e)),
+    };
+    let mut out = Vec::new();
+    for (n, line) in BufReader::new(file).lines().enumerate() {
+        let line = line.map_err(|e| Error::io(path, e))?;
+        match serde_json::from_str::<LogEntry>(&line) {
+            Ok(e) => out.push(e),
+            Err(e) => tracing::warn!(
+                log = %path.display(),
+                line = n + 1,
+                error = %e,
+                "skipping an incomplete intake log entry"
+            ),
+        }
+    }
+    Ok(out)
+}

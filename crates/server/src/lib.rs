@@ -1,0 +1,392 @@
+//! `flowscope serve`: the dashboard, the JSON API, the Firehose HTTP endpoint and CloudWatch
+//! Logs subscription intake, and live alarms, over one lake.
+//!
+//! The server is the lake's only writer while it runs. Deliveries are written to an intake log
+//! (fsynced) before they are acknowledged, are readable by queries at once, and are committed
+//! to the lake in batches (see [`intake`]).
+
+pub mod api;
+pub mod dashboard;
+pub mod delivery;
+pub mod error;
+pub mod intake;
+pub mod live;
+pub mod openapi;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use flowscope_detect::alarm::AlarmsFile;
+use flowscope_detect::metrics::Accumulator;
+use flowscope_detect::{DetectConfig, ThreatIntel};
+use flowscope_query::{Engine, TimeRange};
+use flowscope_record::LogFormat;
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+
+pub use error::{Error, Result};
+use intake::{Intake, Taken};
+use live::LiveAlarms;
+
+/// Detections' settings for `/api/findings`.
+#[derive(Debug, Clone, Default)]
+pub struct DetectSettings {
+    /// Thresholds, disabled detections, custom rules.
+    pub config: DetectConfig,
+    /// Known-bad networks.
+    pub intel: ThreatIntel,
+}
+
+/// How to serve.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The lake.
+    pub lake: PathBuf,
+    /// The key Firehose must send in `X-Amz-Firehose-Access-Key` (and `/cloudwatch` too);
+    /// `None` takes deliveries from anyone who can reach the address.
+    pub access_key: Option<String>,
+    /// Metric filters and alarms evaluated as data arrives.
+    pub alarms: Option<AlarmsFile>,
+    /// Send alarm notifications.
+    pub notify: bool,
+    /// Detections for `/api/findings`.
+    pub detect: DetectSettings,
+    /// The format of delivered lines (Firehose records have no header); default format if
+    /// `None`.
+    pub log_format: Option<LogFormat>,
+    /// Largest request body taken, bytes (compressed size).
+    pub max_body: usize,
+    /// Commit buffered deliveries at least this often.
+    pub flush_interval: Duration,
+    /// Commit as soon as this many records are buffered.
+    pub flush_records: u64,
+}
+
+impl Options {
+    /// Defaults for a lake: no key, no alarms, 64 MiB bodies, commits every 60 s or 100,000
+    /// records.
+    pub fn new(lake: impl Into<PathBuf>) -> Self {
+        Self {
+            lake: lake.into(),
+            access_key: None,
+            alarms: None,
+            notify: true,
+            detect: DetectSettings::default(),
+            log_format: None,
+            max_body: delivery::MAX_BODY,
+            flush_interval: Duration::from_secs(60),
+            flush_records: 100_000,
+        }
+    }
+}
+
+/// What the handlers share.
+pub struct App {
+    /// Queries (the lake and the intake's buffer).
+    pub engine: Engine,
+    /// The lake's writer.
+    pub intake: Intake,
+    /// Live alarms, when configured.
+    pub alarms: Option<LiveAlarms>,
+    /// Detections' settings.
+    pub detect: DetectSettings,
+    access_key: Option<String>,
+    max_body: usize,
+    flush_records: u64,
+    flush_now: Notify,
+}
+
+impl App {
+    /// Opens the lake for serving: the engine, the intake (replaying and committing its log),
+    /// and the alarms' metrics over the records already in the lake.
+    ///
+    /// # Errors
+    /// When the lake cannot be opened or written, or the metrics cannot be computed.
+    pub async fn open(options: &Options) -> Result<Arc<Self>> {
+        if !flowscope_lake::Lake::exists(&options.lake) {
+            std::fs::create_dir_all(&options.lake).map_err(|e| Error::io(&options.lake, e))?;
+            drop(flowscope_lake::Lake::open(&options.lake)?);
+        }
+        let (engine, pending) = Engine::open_with_pending(&options.lake).await?;
+        let metrics = match &options.alarms {
+            Some(file) => Some(Arc::new(std::sync::Mutex::new(Accumulator::new(
+                &file.metric_filters,
+            )?))),
+            None => None,
+        };
+        let intake = Intake::open(engine.root(), pending, options.log_format.clone(), None)?;
+        intake.flush().await?;
+        // The records already in the lake go through the filters once; deliveries from now on
+        // are fed by the intake.
+        let intake = match &metrics {
+            Some(m) => {
+                let computed = flowscope_detect::metrics::compute(
+                    &engine,
+                    &options.alarms.as_ref().expect("alarms").metric_filters,
+                    TimeRange::default(),
+                )
+                .await?;
+                m.lock().expect("metrics lock").metrics = computed;
+                intake.with_metrics(Arc::clone(m))
+            }
+            None => intake,
+        };
+        let alarms = match (&options.alarms, &metrics) {
+            (Some(file), Some(m)) => {
+                let live = LiveAlarms::new(file, Arc::clone(m), options.notify);
+                live.catch_up();
+                Some(live)
+            }
+            _ => None,
+        };
+        Ok(Arc::new(Self {
+            engine,
+            intake,
+            alarms,
+            detect: options.detect.clone(),
+            access_key: options.access_key.clone(),
+            max_body: options.max_body,
+            flush_records: options.flush_records,
+            flush_now: Notify::new(),
+        }))
+    }
+
+    /// 401 without a key, 403 with a wrong one, when a key is configured.
+    fn check_key(&self, headers: &HeaderMap) -> Result<(), (StatusCode, String)> {
+        let Some(expected) = &self.access_key else {
+            return Ok(());
+        };
+        match headers.get("x-amz-firehose-access-key") {
+            None => Err((
+                StatusCode::UNAUTHORIZED,
+                "missing X-Amz-Firehose-Access-Key".into(),
+            )),
+            Some(given) if constant_time_eq(given.as_bytes(), expected.as_bytes()) => Ok(()),
+            Some(_) => Err((
+                StatusCode::FORBIDDEN,
+                "wrong X-Amz-Firehose-Access-Key".into(),
+            )),
+        }
+    }
+
+    /// After a delivery: evaluate alarms, and wake the committer when the buffer is full.
+    async fn after_delivery(&self) {
+        if let Some(a) = &self.alarms {
+            for t in a.evaluate() {
+                tracing::info!(alarm = %t.alarm_name, from = t.old_state.name(), to = t.new_state.name(), "alarm state changed");
+            }
+        }
+        if self.intake.pending_records().await >= self.flush_records {
+            self.flush_now.notify_one();
+        }
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The wall clock in milliseconds: only for Firehose's response `timestamp` and for relative
+/// times (`-1h`) in API requests; alarms and commits go by the records' own times.
+#[allow(clippy::disallowed_methods)]
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Firehose's response: `{"requestId", "timestamp"}`, plus `errorMessage` on failure.
+fn firehose_reply(status: StatusCode, request_id: &str, message: Option<String>) -> Response {
+    let mut body = json!({"requestId": request_id, "timestamp": now_ms()});
+    if let Some(m) = message {
+        let mut m = m;
+        m.truncate(8192);
+        body["errorMessage"] = m.into();
+    }
+    (status, axum::Json(body)).into_response()
+}
+
+/// Reads a body up to the limit, inflating `Content-Encoding: gzip`.
+async fn read_body(
+    app: &App,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Vec<u8>, (StatusCode, String)> {
+    let bytes = axum::body::to_bytes(body, app.max_body)
+        .await
+        .map_err(|_| {
+            (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("body larger than {} bytes (or cut off)", app.max_body),
+            )
+        })?;
+    let gzip = headers
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("gzip"));
+    if gzip {
+        delivery::gunzip(&bytes, delivery::MAX_BODY).map_err(|e| {
+            let status = if e.0.contains("more than") {
+                StatusCode::PAYLOAD_TOO_LARGE
+            } else {
+                StatusCode::BAD_REQUEST
+            };
+            (status, e.0)
+        })
+    } else {
+        Ok(bytes.to_vec())
+    }
+}
+
+/// `POST /firehose`.
+async fn firehose(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> Response {
+    let header_id = headers
+        .get("x-amz-firehose-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    if let Err((status, message)) = app.check_key(&headers) {
+        app.intake.refuse();
+        return firehose_reply(status, &header_id, Some(message));
+    }
+    let bytes = match read_body(&app, &headers, body).await {
+        Ok(b) => b,
+        Err((status, message)) => {
+            app.intake.refuse();
+            return firehose_reply(status, &header_id, Some(message));
+        }
+    };
+    let request = match delivery::firehose(&bytes) {
+        Ok(r) => r,
+        Err(e) => {
+            app.intake.refuse();
+            return firehose_reply(StatusCode::BAD_REQUEST, &header_id, Some(e.0));
+        }
+    };
+    if !header_id.is_empty() && header_id != request.request_id {
+        app.intake.refuse();
+        return firehose_reply(
+            StatusCode::BAD_REQUEST,
+            &request.request_id,
+            Some("X-Amz-Firehose-Request-Id differs from the body's requestId".into()),
+        );
+    }
+    let id = format!("firehose/{}", request.request_id);
+    match app.intake.take(&id, request.text).await {
+        Ok(taken) => {
+            if matches!(taken, Taken::New(..)) {
+                app.after_delivery().await;
+            }
+            firehose_reply(StatusCode::OK, &request.request_id, None)
+        }
+        Err(e) => {
+            tracing::error!(delivery = %id, error = %e, "could not take a delivery");
+            firehose_reply(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &request.request_id,
+                Some(e.to_string()),
+            )
+        }
+    }
+}
+
+/// `POST /cloudwatch`.
+async fn cloudwatch(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> Response {
+    let refuse = |status: StatusCode, message: String| {
+        app.intake.refuse();
+        api::error(status, message, None)
+    };
+    if let Err((status, message)) = app.check_key(&headers) {
+        return refuse(status, message);
+    }
+    let bytes = match read_body(&app, &headers, body).await {
+        Ok(b) => b,
+        Err((status, message)) => return refuse(status, message),
+    };
+    let (payload, lines) = match delivery::cloudwatch(&bytes) {
+        Ok(p) => p,
+        Err(e) => return refuse(StatusCode::BAD_REQUEST, e.0),
+    };
+    if lines.is_empty() {
+        return axum::Json(json!({"records": 0, "rejected": 0, "duplicate": false}))
+            .into_response();
+    }
+    let id = format!("cloudwatch/{:016x}", xxhash_rust::xxh3::xxh3_64(&payload));
+    match app.intake.take(&id, lines).await {
+        Ok(Taken::New(records, rejected)) => {
+            app.after_delivery().await;
+            axum::Json(json!({"records": records, "rejected": rejected, "duplicate": false}))
+                .into_response()
+        }
+        Ok(Taken::Duplicate) => {
+            axum::Json(json!({"records": 0, "rejected": 0, "duplicate": true})).into_response()
+        }
+        Err(e) => api::error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), None),
+    }
+}
+
+/// The routes.
+pub fn router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/", get(dashboard::index))
+        .route("/assets/{name}", get(dashboard::asset))
+        .route("/api/sql", post(api::sql))
+        .route("/api/insights", post(api::insights))
+        .route("/api/findings", get(api::findings))
+        .route("/api/diagnose", get(api::diagnoses))
+        .route("/api/alarms", get(api::alarms))
+        .route("/api/status", get(api::status))
+        .route("/api/openapi.json", get(api::openapi))
+        .route("/firehose", post(firehose))
+        .route("/cloudwatch", post(cloudwatch))
+        // Intake bodies are read with their own limit; the JSON API's bodies are small.
+        .layer(DefaultBodyLimit::max(1 << 20))
+        .with_state(app)
+}
+
+/// Serves on `listener` until `shutdown` completes, committing buffered deliveries every
+/// `flush_interval`, when `flush_records` are buffered, and before returning.
+///
+/// # Errors
+/// When serving fails or the last commit does.
+pub async fn serve(
+    app: Arc<App>,
+    listener: TcpListener,
+    flush_interval: Duration,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    let committer = {
+        let app = Arc::clone(&app);
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    () = tokio::time::sleep(flush_interval) => {}
+                    () = app.flush_now.notified() => {}
+                }
+                if let Err(e) = app.intake.flush().await {
+                    tracing::error!(error = %e, "commit failed; the deliveries stay in the intake log");
+                }
+            }
+        })
+    };
+    let result = axum::serve(listener, router(Arc::clone(&app)))
+        .with_graceful_shutdown(shutdown)
+        .await;
+    committer.abort();
+    app.intake.flush().await?;
+    result.map_err(|e| Error::Invalid(format!("server failed: {e}")))
+}
+
+/// The address a listener is bound to, as a URL.
+pub fn url_of(addr: SocketAddr) -> String {
+    format!("http://{addr}/")
+}
