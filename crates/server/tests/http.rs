@@ -1,0 +1,498 @@
+//! HTTP tests of every endpoint, against a real server on 127.0.0.1 (a port the OS picks).
+
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use flowscope_detect::alarm::AlarmsFile;
+use flowscope_server::{App, Options, router};
+use serde_json::{Value, json};
+use tokio::task::JoinHandle;
+
+const KEY: &str = "test-key-0123";
+
+/// A default-format line (version 2) at `start`.
+fn line(src: &str, dst: &str, sport: u16, dport: u16, action: &str, start: i64) -> String {
+    format!(
+        "2 123456789012 eni-0a1b2c3d4e5f60001 {src} {dst} {sport} {dport} 6 4 240 {start} {} {action} OK",
+        start + 30
+    )
+}
+
+fn firehose_body(id: &str, records: &[String]) -> Vec<u8> {
+    let records: Vec<Value> = records
+        .iter()
+        .map(|r| json!({"data": STANDARD.encode(r)}))
+        .collect();
+    serde_json::to_vec(
+        &json!({"requestId": id, "timestamp": 1_700_000_000_000_i64, "records": records}),
+    )
+    .unwrap()
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    e.write_all(data).unwrap();
+    e.finish().unwrap()
+}
+
+struct Server {
+    url: String,
+    app: Arc<App>,
+    task: JoinHandle<()>,
+    http: reqwest::Client,
+}
+
+impl Server {
+    async fn start(options: Options) -> Self {
+        let app = App::open(&options).await.unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let router = router(Arc::clone(&app));
+        let task = tokio::spawn(async move {
+            axum::serve(listener, router).await.unwrap();
+        });
+        Self {
+            url,
+            app,
+            task,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// Stops without committing: what a crash leaves behind.
+    async fn crash(self) {
+        self.task.abort();
+        let _ = self.task.await;
+        drop(self.app);
+    }
+
+    async fn post(&self, path: &str, headers: &[(&str, &str)], body: Vec<u8>) -> (u16, Value) {
+        let mut req = self
+            .http
+            .post(format!("{}{path}", self.url))
+            .header("content-type", "application/json");
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let resp = req.body(body).send().await.unwrap();
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    async fn get(&self, path: &str) -> (u16, String) {
+        let resp = self
+            .http
+            .get(format!("{}{path}", self.url))
+            .send()
+            .await
+            .unwrap();
+        (resp.status().as_u16(), resp.text().await.unwrap())
+    }
+
+    async fn deliver(&self, id: &str, records: &[String]) -> (u16, Value) {
+        self.post(
+            "/firehose",
+            &[
+                ("X-Amz-Firehose-Access-Key", KEY),
+                ("X-Amz-Firehose-Request-Id", id),
+            ],
+            firehose_body(id, records),
+        )
+        .await
+    }
+
+    async fn sql(&self, sql: &str) -> Value {
+        let (status, v) = self
+            .post(
+                "/api/sql",
+                &[],
+                serde_json::to_vec(&json!({"sql": sql})).unwrap(),
+            )
+            .await;
+        assert_eq!(status, 200, "{v}");
+        v
+    }
+
+    async fn count(&self) -> i64 {
+        self.sql("SELECT count(*) FROM flows").await["rows"][0][0]
+            .as_i64()
+            .unwrap()
+    }
+}
+
+fn options(lake: &Path) -> Options {
+    let mut o = Options::new(lake);
+    o.access_key = Some(KEY.into());
+    o.max_body = 256 * 1024;
+    o
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn firehose_deliveries_land_exactly_once_and_survive_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    let s = Server::start(options(&lake)).await;
+    let t0 = 1_762_070_400; // 2025-11-02T08:00:00Z
+    let batch: Vec<String> = (0..5)
+        .map(|i| {
+            line(
+                "10.0.1.5",
+                "10.0.2.9",
+                40000 + i,
+                443,
+                "ACCEPT",
+                t0 + i as i64,
+            )
+        })
+        .collect();
+
+    // Keys: none, wrong, right.
+    let body = firehose_body("r-1", &batch);
+    let (status, v) = s.post("/firehose", &[], body.clone()).await;
+    assert_eq!(status, 401, "{v}");
+    assert!(v["errorMessage"].as_str().unwrap().contains("missing"));
+    let (status, v) = s
+        .post(
+            "/firehose",
+            &[("X-Amz-Firehose-Access-Key", "nope")],
+            body.clone(),
+        )
+        .await;
+    assert_eq!(status, 403, "{v}");
+    assert_eq!(s.count().await, 0, "refused deliveries leave nothing");
+
+    let (status, v) = s.deliver("r-1", &batch).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["requestId"], "r-1");
+    assert!(v["timestamp"].as_i64().unwrap() > 1_600_000_000_000);
+    assert!(v.get("errorMessage").is_none());
+    // Visible at once, before any commit.
+    assert_eq!(s.count().await, 5);
+    let v = s
+        .sql("SELECT date, hour, srcaddr FROM flows WHERE dstport = 443 LIMIT 1")
+        .await;
+    assert_eq!(v["rows"][0], json!(["2025-11-02", 8, "10.0.1.5"]));
+    // A retry of the same request is answered 200 and not taken twice.
+    let (status, _) = s.deliver("r-1", &batch).await;
+    assert_eq!(status, 200);
+    assert_eq!(s.count().await, 5);
+
+    // Hostile and malformed bodies: 400 and no effect.
+    let k = [("X-Amz-Firehose-Access-Key", KEY)];
+    for (body, needle) in [
+        (
+            b"{\"requestId\": \"x\", \"records\": [".to_vec(),
+            "not a Firehose delivery request",
+        ),
+        (br#"{"records": []}"#.to_vec(), "requestId"),
+        (
+            br#"{"requestId": "b", "records": [{"data": "***"}]}"#.to_vec(),
+            "records[0].data is not base64",
+        ),
+        (b"\xff\xfe".to_vec(), "not a Firehose delivery request"),
+    ] {
+        let (status, v) = s.post("/firehose", &k, body).await;
+        assert_eq!(status, 400, "{v}");
+        assert!(v["errorMessage"].as_str().unwrap().contains(needle), "{v}");
+    }
+    let (status, v) = s
+        .post(
+            "/firehose",
+            &[
+                ("X-Amz-Firehose-Access-Key", KEY),
+                ("X-Amz-Firehose-Request-Id", "other"),
+            ],
+            firehose_body("r-9", &batch),
+        )
+        .await;
+    assert_eq!(status, 400, "{v}");
+    // Oversized: plain, and a small gzip body that inflates past the limit of 64 MiB.
+    let big = firehose_body(
+        "big",
+        &[line("10.0.1.5", "10.0.2.9", 1, 2, "ACCEPT", t0).repeat(3000)],
+    );
+    let (status, _) = s.post("/firehose", &k, big).await;
+    assert_eq!(status, 413);
+    let bomb = gzip(&vec![b' '; 70 << 20]);
+    assert!(bomb.len() < 256 * 1024);
+    let (status, v) = s
+        .post(
+            "/firehose",
+            &[
+                ("X-Amz-Firehose-Access-Key", KEY),
+                ("Content-Encoding", "gzip"),
+            ],
+            bomb,
+        )
+        .await;
+    assert_eq!(status, 413, "{v}");
+    // A gzip-encoded delivery is taken.
+    let zipped = gzip(&firehose_body("r-2", &batch[..2]));
+    let (status, v) = s
+        .post(
+            "/firehose",
+            &[
+                ("X-Amz-Firehose-Access-Key", KEY),
+                ("Content-Encoding", "gzip"),
+            ],
+            zipped,
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(s.count().await, 7);
+    // Bad lines are rejected and counted; the good ones in the same delivery kept.
+    let mixed = vec![
+        line("10.0.1.6", "10.0.2.9", 40001, 22, "REJECT", t0 + 60),
+        "2 123456789012 eni-x 10.0.1.6 not-an-address 1 2 6 1 1 1 1 ACCEPT OK".to_string(),
+    ];
+    let (status, _) = s.deliver("r-3", &mixed).await;
+    assert_eq!(status, 200);
+    assert_eq!(s.count().await, 8);
+    let (_, status_body) = s.get("/api/status").await;
+    let st: Value = serde_json::from_str(&status_body).unwrap();
+    assert_eq!(st["intake"]["deliveries"], 3);
+    assert_eq!(st["intake"]["duplicates"], 1);
+    assert_eq!(st["intake"]["records"], 8);
+    assert_eq!(st["intake"]["rejected"], 1);
+    assert!(st["intake"]["refused"].as_u64().unwrap() >= 8, "{st}");
+    let why = st["intake"]["last_rejections"][0].as_str().unwrap();
+    assert!(why.starts_with("firehose/r-3:2: dstaddr"), "{why}");
+
+    // Crash before any commit: the intake log brings every acknowledged record back, once.
+    s.crash().await;
+    let s = Server::start(options(&lake)).await;
+    assert_eq!(s.count().await, 8);
+    let (status, _) = s.deliver("r-1", &batch).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        s.count().await,
+        8,
+        "a retried delivery after the restart is not taken again"
+    );
+    // Committed to the lake: readable without the server.
+    s.app.intake.flush().await.unwrap();
+    s.crash().await;
+    let engine = flowscope_query::Engine::open(&lake).await.unwrap();
+    let n = engine
+        .sql("SELECT count(*) AS n FROM flows")
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    assert_eq!(
+        arrow_cast::display::array_value_to_string(n[0].column(0), 0).unwrap(),
+        "8"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cloudwatch_payloads_queries_and_documents() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(options(&dir.path().join("lake"))).await;
+    let t0 = 1_762_070_400;
+    let events: Vec<Value> = (0..4)
+        .map(|i| {
+            json!({"id": i.to_string(), "timestamp": (t0 + i) * 1000,
+            "message": line("10.0.3.7", "198.51.100.23", 50000 + i as u16, 443, "ACCEPT", t0 + i)})
+        })
+        .collect();
+    let payload = serde_json::to_vec(
+        &json!({"messageType": "DATA_MESSAGE", "owner": "123456789012",
+        "logGroup": "vpc-flow-logs", "logStream": "eni-0a1b2c3d4e5f60001-all",
+        "subscriptionFilters": ["all"], "logEvents": events}),
+    )
+    .unwrap();
+    let k = [("X-Amz-Firehose-Access-Key", KEY)];
+    let (status, v) = s.post("/cloudwatch", &[], gzip(&payload)).await;
+    assert_eq!(status, 401, "{v}");
+    let (status, v) = s.post("/cloudwatch", &k, gzip(&payload)).await;
+    assert_eq!((status, v["records"].as_i64()), (200, Some(4)), "{v}");
+    let (status, v) = s
+        .post(
+            "/cloudwatch",
+            &k,
+            STANDARD.encode(gzip(&payload)).into_bytes(),
+        )
+        .await;
+    assert_eq!((status, &v["duplicate"]), (200, &json!(true)), "{v}");
+    let (status, v) = s.post("/cloudwatch", &k, b"not a payload".to_vec()).await;
+    assert_eq!(status, 400, "{v}");
+    assert_eq!(s.count().await, 4);
+
+    // SQL: numbers as numbers, errors with positions.
+    let v = s
+        .sql("SELECT dstport, sum(bytes) AS b, avg(packets) AS p, min(srcaddr) AS a FROM flows GROUP BY dstport")
+        .await;
+    assert_eq!(v["columns"], json!(["dstport", "b", "p", "a"]));
+    assert_eq!(v["rows"], json!([[443, 960, 4.0, "10.0.3.7"]]));
+    let (status, v) = s
+        .post(
+            "/api/sql",
+            &[],
+            br#"{"sql": "SELECT srcaddr,\n  nosuch FROM flows"}"#.to_vec(),
+        )
+        .await;
+    assert_eq!(status, 400);
+    assert_eq!(v["position"]["line"], 2, "{v}");
+    assert_eq!(v["position"]["column"], 3, "{v}");
+    let (status, v) = s.post("/api/sql", &[], b"{\"sql\": ".to_vec()).await;
+    assert_eq!(status, 400, "{v}");
+    assert!(v["error"].is_string());
+    // Logs Insights with a range.
+    let body = json!({"query": "filter dstPort = 443 | stats count(*) as n by srcAddr",
+        "start": t0, "end": t0 + 2});
+    let (status, v) = s
+        .post("/api/insights", &[], serde_json::to_vec(&body).unwrap())
+        .await;
+    assert_eq!(status, 200, "{v}");
+    let n_index = v["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .position(|c| c == "n")
+        .unwrap();
+    assert_eq!(v["rows"][0][n_index], 2);
+    let (status, v) = s
+        .post(
+            "/api/insights",
+            &[],
+            br#"{"query": "stats count(* by"}"#.to_vec(),
+        )
+        .await;
+    assert_eq!(status, 400, "{v}");
+    assert!(v["position"]["column"].as_i64().is_some(), "{v}");
+
+    // Findings, diagnoses, alarms, status, OpenAPI, dashboard.
+    let (status, body) = s.get("/api/findings").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(serde_json::from_str::<Value>(&body).unwrap()["findings"].is_array());
+    let (status, _) = s.get("/api/findings?min_severity=extreme").await;
+    assert_eq!(status, 400);
+    let (status, body) = s.get("/api/diagnose?src=10.0.3.7").await;
+    assert_eq!(status, 200, "{body}");
+    let (status, _) = s.get("/api/diagnose?src=nonsense").await;
+    assert_eq!(status, 400);
+    let (status, body) = s.get("/api/alarms").await;
+    assert_eq!((status, body.as_str()), (200, r#"{"alarms":[]}"#));
+    let (status, body) = s.get("/api/openapi.json").await;
+    assert_eq!(status, 200);
+    let doc: Value = serde_json::from_str(&body).unwrap();
+    for path in [
+        "/api/sql",
+        "/api/insights",
+        "/api/findings",
+        "/api/diagnose",
+        "/api/alarms",
+        "/firehose",
+        "/cloudwatch",
+    ] {
+        assert!(doc["paths"][path].is_object(), "{path} documented");
+    }
+    let (status, html) = s.get("/").await;
+    assert_eq!(status, 200);
+    assert!(html.contains("/assets/uPlot.iife.min.js") && html.contains("/assets/app.js"));
+    let (status, js) = s.get("/assets/uPlot.iife.min.js").await;
+    assert_eq!(status, 200);
+    assert!(js.contains("uPlot"));
+    assert_eq!(s.get("/assets/nope.js").await.0, 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alarms_change_state_as_deliveries_arrive() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = options(&dir.path().join("lake"));
+    let alarms = r#"
+[[metric_filters]]
+filter_name = "rejected-ssh"
+filter_pattern = '[version, account, eni, source, destination, srcport, destport="22", protocol="6", packets, bytes, windowstart, windowend, action="REJECT", flowlogstatus]'
+metric_name = "RejectedSSH"
+metric_namespace = "flowscope"
+metric_value = "1"
+
+[[alarms]]
+alarm_name = "ssh-probes"
+metric_name = "RejectedSSH"
+namespace = "flowscope"
+statistic = "Sum"
+period = 60
+threshold = 3
+comparison_operator = "GreaterThanOrEqualToThreshold"
+evaluation_periods = 1
+treat_missing_data = "notBreaching"
+"#;
+    o.alarms = Some(AlarmsFile::parse(alarms, "alarms.toml").unwrap());
+    o.notify = false;
+    let s = Server::start(o).await;
+    let state = |v: &Value| v["alarms"][0]["state"].as_str().unwrap().to_string();
+    let alarms_now =
+        || async { serde_json::from_str::<Value>(&s.get("/api/alarms").await.1).unwrap() };
+    assert_eq!(state(&alarms_now().await), "INSUFFICIENT_DATA");
+    let t0 = 1_762_070_400;
+    // Minute 0: quiet. Minute 1: four rejected SSH attempts. Minute 3: quiet again.
+    s.deliver(
+        "a",
+        &[line("10.0.1.5", "10.0.2.9", 40000, 443, "ACCEPT", t0)],
+    )
+    .await;
+    let probes: Vec<String> = (0..4)
+        .map(|i| {
+            line(
+                "203.0.113.5",
+                "10.0.2.9",
+                41000 + i,
+                22,
+                "REJECT",
+                t0 + 60 + i as i64,
+            )
+        })
+        .collect();
+    s.deliver("b", &probes).await;
+    // Minute 1 is complete only once a later record arrives.
+    assert_eq!(state(&alarms_now().await), "OK");
+    s.deliver(
+        "c",
+        &[line("10.0.1.5", "10.0.2.9", 40001, 443, "ACCEPT", t0 + 120)],
+    )
+    .await;
+    let v = alarms_now().await;
+    assert_eq!(state(&v), "ALARM", "{v}");
+    assert!(
+        v["alarms"][0]["last_transition"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("[4]"),
+        "{v}"
+    );
+    // With missing data, CloudWatch evaluates the newest datapoints in the evaluation range
+    // (N + 2 periods): the breaching minute 1 counts until minutes 2 to 4 are all missing.
+    s.deliver(
+        "d",
+        &[line("10.0.1.5", "10.0.2.9", 40002, 443, "ACCEPT", t0 + 240)],
+    )
+    .await;
+    assert_eq!(state(&alarms_now().await), "ALARM");
+    s.deliver(
+        "e",
+        &[line("10.0.1.5", "10.0.2.9", 40003, 443, "ACCEPT", t0 + 300)],
+    )
+    .await;
+    let v = alarms_now().await;
+    assert_eq!(state(&v), "OK", "{v}");
+    let transitions: Vec<&str> = v["alarms"][0]["transitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["new_state"].as_str().unwrap())
+        .collect();
+    assert_eq!(transitions, ["OK", "ALARM", "OK"]);
+    tokio::time::sleep(Duration::from_millis(10)).await;
+}
