@@ -237,6 +237,9 @@ async function runQuery() {
       const line = text.split("\n")[err.position.line - 1] || "";
       msg += `\n(line ${err.position.line}, column ${err.position.column})\n${line}\n${" ".repeat(Math.max(err.position.column - 1, 0))}^`;
     }
+    $("query-result").innerHTML = "";
+    if (charts["query-chart"]) { charts["query-chart"].destroy(); delete charts["query-chart"]; }
+    $("query-chart").innerHTML = "";
     $("query-error").textContent = msg;
     $("query-error").hidden = false;
     window.flowscope.queryRows = -1;
