@@ -127,13 +127,36 @@ impl Engine {
     /// # Errors
     /// [`Error::Query`] for unknown columns, functions, type errors, with their position.
     pub async fn plan_statement(&self, statement: Statement, text: &str) -> Result<DataFrame> {
+        self.plan_with(statement, text, SQLOptions::new().with_allow_dml(false))
+            .await
+    }
+
+    /// Plans a text holding exactly one query: anything that would change the session or the
+    /// files (CREATE, DROP, SET, INSERT, COPY) is refused — for SQL from the network.
+    ///
+    /// # Errors
+    /// As [`Engine::sql`].
+    pub async fn query_only(&self, text: &str) -> Result<DataFrame> {
+        let statement = self.single_statement(text)?;
+        let options = SQLOptions::new()
+            .with_allow_dml(false)
+            .with_allow_ddl(false)
+            .with_allow_statements(false);
+        self.plan_with(statement, text, options).await
+    }
+
+    async fn plan_with(
+        &self,
+        statement: Statement,
+        text: &str,
+        options: SQLOptions,
+    ) -> Result<DataFrame> {
         let state = self.ctx.state();
         let plan = state
             .statement_to_plan(statement)
             .await
             .map_err(|e| Error::from_sql(e, text))?;
-        SQLOptions::new()
-            .with_allow_dml(false)
+        options
             .verify_plan(&plan)
             .map_err(|e| Error::from_sql(e, text))?;
         self.ctx
@@ -148,6 +171,11 @@ impl Engine {
     /// As [`Engine::parse_sql`] and [`Engine::plan_statement`]; more than one statement is an
     /// error.
     pub async fn sql(&self, text: &str) -> Result<DataFrame> {
+        let statement = self.single_statement(text)?;
+        self.plan_statement(statement, text).await
+    }
+
+    fn single_statement(&self, text: &str) -> Result<Statement> {
         let mut statements = self.parse_sql(text)?;
         if statements.len() != 1 {
             return Err(Error::query(
@@ -155,7 +183,7 @@ impl Engine {
                 None,
             ));
         }
-        self.plan_statement(statements.remove(0), text).await
+        Ok(statements.remove(0))
     }
 
     /// Plans a Logs Insights query over the records whose `start` is in `range`.

@@ -167,7 +167,7 @@ pub async fn sql(
     };
     let clock = Instant::now();
     let limit = req.limit.unwrap_or(MAX_ROWS).clamp(1, MAX_ROWS);
-    match app.engine.sql(&req.sql).await {
+    match app.engine.query_only(&req.sql).await {
         Ok(frame) => answer(frame, limit, clock).await,
         Err(e) => query_error(&e, &req.sql),
     }

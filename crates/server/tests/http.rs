@@ -344,6 +344,24 @@ async fn cloudwatch_payloads_queries_and_documents() {
     assert_eq!(status, 400);
     assert_eq!(v["position"]["line"], 2, "{v}");
     assert_eq!(v["position"]["column"], 3, "{v}");
+    // SQL from the network reads; it never changes the session or writes files.
+    for statement in [
+        "DROP TABLE flows",
+        "CREATE EXTERNAL TABLE x STORED AS CSV LOCATION '/etc/hostname'",
+        "COPY (SELECT 1) TO '/tmp/flowscope-api-copy.csv'",
+        "SET datafusion.execution.batch_size = 1",
+    ] {
+        let (status, v) = s
+            .post(
+                "/api/sql",
+                &[],
+                serde_json::to_vec(&json!({"sql": statement})).unwrap(),
+            )
+            .await;
+        assert_eq!(status, 400, "{statement}: {v}");
+    }
+    assert!(!Path::new("/tmp/flowscope-api-copy.csv").exists());
+    assert_eq!(s.count().await, 4, "flows still there");
     let (status, v) = s.post("/api/sql", &[], b"{\"sql\": ".to_vec()).await;
     assert_eq!(status, 400, "{v}");
     assert!(v["error"].is_string());
