@@ -428,6 +428,27 @@ async fn cloudwatch_payloads_queries_and_documents() {
 async fn alarms_change_state_as_deliveries_arrive() {
     let dir = tempfile::tempdir().unwrap();
     let mut o = options(&dir.path().join("lake"));
+    // A webhook that collects the notifications.
+    let received: Arc<std::sync::Mutex<Vec<Value>>> = Arc::default();
+    let hook = {
+        let received = Arc::clone(&received);
+        axum::Router::new().route(
+            "/hook",
+            axum::routing::post(move |body: String| {
+                let received = Arc::clone(&received);
+                async move {
+                    received
+                        .lock()
+                        .unwrap()
+                        .push(serde_json::from_str(&body).unwrap());
+                    "ok"
+                }
+            }),
+        )
+    };
+    let hook_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook_url = format!("http://{}/hook", hook_listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(hook_listener, hook).await.unwrap() });
     let alarms = r#"
 [[metric_filters]]
 filter_name = "rejected-ssh"
@@ -446,9 +467,16 @@ threshold = 3
 comparison_operator = "GreaterThanOrEqualToThreshold"
 evaluation_periods = 1
 treat_missing_data = "notBreaching"
-"#;
-    o.alarms = Some(AlarmsFile::parse(alarms, "alarms.toml").unwrap());
-    o.notify = false;
+alarm_actions = ["hook"]
+ok_actions = ["hook"]
+
+[[notifications]]
+name = "hook"
+webhook = "HOOK"
+"#
+    .replace("HOOK", &hook_url);
+    o.alarms = Some(AlarmsFile::parse(&alarms, "alarms.toml").unwrap());
+    o.notify = true;
     let s = Server::start(o).await;
     let state = |v: &Value| v["alarms"][0]["state"].as_str().unwrap().to_string();
     let alarms_now =
@@ -512,5 +540,23 @@ treat_missing_data = "notBreaching"
         .map(|t| t["new_state"].as_str().unwrap())
         .collect();
     assert_eq!(transitions, ["OK", "ALARM", "OK"]);
-    tokio::time::sleep(Duration::from_millis(10)).await;
+    // Each transition was sent to the webhook, SNS-shaped, in order.
+    for _ in 0..100 {
+        if received.lock().unwrap().len() >= 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let got = received.lock().unwrap().clone();
+    let states: Vec<String> = got
+        .iter()
+        .map(|m| {
+            let inner: Value = serde_json::from_str(m["Message"].as_str().unwrap()).unwrap();
+            assert_eq!(inner["AlarmName"], "ssh-probes");
+            inner["NewStateValue"].as_str().unwrap().to_string()
+        })
+        .collect();
+    let mut sorted = states.clone();
+    sorted.sort();
+    assert_eq!(sorted, ["ALARM", "OK", "OK"], "{got:?}");
 }
