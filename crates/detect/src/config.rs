@@ -35,12 +35,15 @@ pub struct Thresholds {
     pub exfiltration_window: i64,
     /// Beaconing: fewest connections (default 8).
     pub beacon_connections: u64,
-    /// Beaconing: largest standard deviation of the interval, as a fraction of its mean
-    /// (default 0.1).
+    /// Beaconing: how far an interval may be from the median interval and still keep the
+    /// rhythm, as a fraction of the median (default 0.1).
     pub beacon_jitter: f64,
-    /// Beaconing: shortest mean interval, seconds (default 10).
+    /// Beaconing: the share of intervals that must keep the rhythm (default 0.8); the rest
+    /// are missed beats and reused source ports.
+    pub beacon_regular_share: f64,
+    /// Beaconing: shortest median interval, seconds (default 10).
     pub beacon_min_interval: f64,
-    /// Beaconing: longest mean interval, seconds (default 3600).
+    /// Beaconing: longest median interval, seconds (default 3600).
     pub beacon_max_interval: f64,
     /// Beaconing: largest mean bytes per connection (default 20,000).
     pub beacon_max_bytes: f64,
@@ -72,6 +75,7 @@ impl Default for Thresholds {
             exfiltration_window: 600,
             beacon_connections: 8,
             beacon_jitter: 0.1,
+            beacon_regular_share: 0.8,
             beacon_min_interval: 10.0,
             beacon_max_interval: 3_600.0,
             beacon_max_bytes: 20_000.0,

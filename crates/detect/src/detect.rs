@@ -659,7 +659,10 @@ impl<'a> Detector<'a> {
     async fn beaconing(&self) -> Result<Vec<Finding>> {
         let t = self.t();
         // Pairs with enough connections first; intervals only for those, and the rhythm
-        // tests in SQL so only beacons come back.
+        // tests in SQL so only beacons come back. A connection is one source port; over a
+        // long range a beacon's source ports repeat and beats are missed, so the rhythm is
+        // judged by the median interval and the share of intervals close to it, not by a
+        // standard deviation that one merged connection would ruin.
         let sql = format!(
             "WITH base AS (SELECT srcaddr, dstaddr, dstport, srcport, start, \"end\", bytes \
              FROM flows WHERE action = 'ACCEPT' AND log_status = 'OK' AND srcport > dstport \
@@ -672,27 +675,40 @@ impl<'a> Detector<'a> {
              ON b.srcaddr = k.srcaddr AND b.dstaddr = k.dstaddr AND b.dstport = k.dstport \
              GROUP BY b.srcaddr, b.dstaddr, b.dstport, b.srcport), \
              g AS (SELECT *, t - lag(t) OVER (PARTITION BY srcaddr, dstaddr, dstport ORDER BY t) \
-             AS gap FROM c) \
+             AS gap FROM c), \
+             m AS (SELECT srcaddr, dstaddr, dstport, median(gap) AS med FROM g \
+             WHERE gap IS NOT NULL GROUP BY srcaddr, dstaddr, dstport \
+             HAVING median(gap) >= {min} AND median(gap) <= {max}), \
+             r AS (SELECT g.*, m.med, abs(g.gap - m.med) <= {jitter} * m.med AS regular \
+             FROM g JOIN m ON g.srcaddr = m.srcaddr AND g.dstaddr = m.dstaddr \
+             AND g.dstport = m.dstport) \
              SELECT srcaddr, dstaddr, dstport, count(*) AS connections, \
-             avg(gap) AS mean_gap, stddev(gap) AS sd_gap, avg(b) AS mean_bytes, \
-             sum(b) AS bytes, sum(n) AS records, min(t) AS first_seen, max(e) AS last_seen \
-             FROM g GROUP BY srcaddr, dstaddr, dstport \
-             HAVING count(*) >= {n} AND avg(gap) >= {min} AND avg(gap) <= {max} \
-             AND stddev(gap) <= {jitter} * avg(gap) AND avg(b) <= {bytes}",
+             max(med) AS median_gap, avg(CASE WHEN regular THEN gap END) AS mean_gap, \
+             stddev(CASE WHEN regular THEN gap END) AS sd_gap, \
+             sum(CASE WHEN regular THEN 1 ELSE 0 END) AS regular_gaps, count(gap) AS gaps, \
+             avg(b) AS mean_bytes, sum(b) AS bytes, sum(n) AS records, min(t) AS first_seen, \
+             max(e) AS last_seen \
+             FROM r GROUP BY srcaddr, dstaddr, dstport \
+             HAVING count(*) >= {n} AND avg(b) <= {bytes} \
+             AND sum(CASE WHEN regular THEN 1 ELSE 0 END) >= {share} * count(gap)",
             range = self.range_sql("", 0),
             n = t.beacon_connections,
             min = t.beacon_min_interval,
             max = t.beacon_max_interval,
             jitter = t.beacon_jitter,
             bytes = t.beacon_max_bytes,
+            share = t.beacon_regular_share,
         );
         let mut out = Vec::new();
         for r in rows::query(self.engine, &sql).await? {
+            let median = float(&r, "median_gap");
             let (mean, sd) = (float(&r, "mean_gap"), float(&r, "sd_gap"));
             let bytes = float(&r, "mean_bytes");
-            if !(mean >= t.beacon_min_interval
-                && mean <= t.beacon_max_interval
-                && sd <= t.beacon_jitter * mean
+            let (regular, gaps) = (int(&r, "regular_gaps"), int(&r, "gaps"));
+            if !(median >= t.beacon_min_interval
+                && median <= t.beacon_max_interval
+                && gaps > 0
+                && regular as f64 >= t.beacon_regular_share * gaps as f64
                 && bytes <= t.beacon_max_bytes)
             {
                 continue;
@@ -707,8 +723,9 @@ impl<'a> Detector<'a> {
                 Technique::new("T1071", "Application Layer Protocol"),
                 &r,
                 format!(
-                    "{src} connected to {dst} port {port} {n} times, every {mean:.0} s ± {sd:.1} s, \
-                     {bytes:.0} bytes each on average — the rhythm of a command-and-control beacon"
+                    "{src} connected to {dst} port {port} {n} times, every {mean:.0} s ± {sd:.1} s \
+                     ({regular} of {gaps} intervals), {bytes:.0} bytes each on average — the \
+                     rhythm of a command-and-control beacon"
                 ),
                 &format!(
                     "action = 'ACCEPT' AND srcaddr = {} AND dstaddr = {} AND dstport = {port}",
@@ -726,6 +743,13 @@ impl<'a> Detector<'a> {
             f.evidence
                 .figures
                 .insert("interval_stddev_seconds".into(), json!(sd));
+            f.evidence
+                .figures
+                .insert("median_interval_seconds".into(), json!(median));
+            f.evidence
+                .figures
+                .insert("regular_intervals".into(), json!(regular));
+            f.evidence.figures.insert("intervals".into(), json!(gaps));
             f.evidence.destinations = vec![dst];
             f.evidence.ports = vec![port];
             out.push(f);
