@@ -19,6 +19,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    Demo(commands::demo::Args),
     Convert(commands::convert::Args),
     Ingest(commands::ingest::Args),
     Lake(commands::lake::Args),
@@ -62,6 +63,7 @@ fn main() -> ExitCode {
         )
         .init();
     let result = match cli.command {
+        Command::Demo(args) => commands::demo::run(args),
         Command::Convert(args) => commands::convert::run(args),
         Command::Ingest(args) => commands::ingest::run(args),
         Command::Lake(args) => commands::lake::run(args),

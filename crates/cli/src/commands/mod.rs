@@ -2,6 +2,7 @@
 
 pub mod alarms;
 pub mod convert;
+pub mod demo;
 pub mod detect;
 pub mod diagnose;
 pub mod fields;

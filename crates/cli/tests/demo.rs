@@ -1,0 +1,194 @@
+//! `flowscope demo`: a fresh folder to a report naming every injected incident, then the
+//! dashboard and API serving the same lake.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use serde_json::Value;
+
+fn flowscope() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_flowscope"))
+}
+
+/// The report's traffic line (records, interfaces, bytes).
+fn traffic_line(report: &str) -> String {
+    let mut lines = report.lines().skip_while(|l| *l != "TRAFFIC");
+    lines.nth(1).expect("a TRAFFIC section").trim().to_string()
+}
+
+fn check_report(report: &str, demo: &Path) {
+    let truth: Value =
+        serde_json::from_slice(&std::fs::read(demo.join("vpc/truth.json")).unwrap()).unwrap();
+    let incidents = truth["incidents"].as_array().unwrap();
+    assert_eq!(incidents.len(), 8, "{truth}");
+    assert!(
+        report.contains("INJECTED INCIDENTS (truth.json): 8 of 8 found"),
+        "{report}"
+    );
+    assert!(!report.contains("MISSED"), "{report}");
+    for incident in incidents {
+        let kind = incident["kind"].as_str().unwrap();
+        let line = report
+            .lines()
+            .skip_while(|l| !l.starts_with("INJECTED INCIDENTS"))
+            .find(|l| l.split_whitespace().nth(1) == Some(kind))
+            .unwrap_or_else(|| panic!("no line for {kind}:\n{report}"));
+        assert_eq!(line.split_whitespace().next(), Some("ok"), "{line}");
+        let source = incident["sources"][0].as_str().unwrap();
+        assert!(line.contains(source), "{line}");
+    }
+    for detection in [
+        "vertical_port_scan",
+        "horizontal_sweep",
+        "ssh_brute_force",
+        "rdp_brute_force",
+        "data_exfiltration",
+        "beaconing",
+        "threat_intel",
+    ] {
+        assert!(
+            report
+                .lines()
+                .any(|l| l.contains(&format!(" {detection} "))),
+            "{detection} missing from the findings:\n{report}"
+        );
+    }
+    assert!(report.contains("nacl_inbound_return"), "{report}");
+    assert!(report.contains("10.0.20.40 -> 10.0.30.11:5432"), "{report}");
+    assert!(report.contains("DIG DEEPER"), "{report}");
+    assert!(
+        traffic_line(report).contains("flow log records from"),
+        "{report}"
+    );
+}
+
+#[test]
+fn demo_reports_every_incident_then_serves_the_dashboard() {
+    let tmp = tempfile::tempdir().unwrap();
+    let demo = tmp.path().join("demo");
+
+    // A folder with someone else's files is never touched.
+    std::fs::create_dir(&demo).unwrap();
+    std::fs::write(demo.join("notes.txt"), "mine").unwrap();
+    let out = flowscope()
+        .args(["demo", "--no-serve", "--duration", "1h", "--dir"])
+        .arg(&demo)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("is not a flowscope demo folder"), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(demo.join("notes.txt")).unwrap(),
+        "mine"
+    );
+    std::fs::remove_file(demo.join("notes.txt")).unwrap();
+
+    // --no-serve: the batch part and the report, then exit 0.
+    let out = flowscope()
+        .args(["demo", "--no-serve", "--duration", "1h", "--dir"])
+        .arg(&demo)
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&out.stdout).to_string();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{report}\n{err}");
+    check_report(&report, &demo);
+    assert!(err.contains("[2/5] ingesting"), "{err}");
+    assert!(demo.join("vpc/AWSLogs").is_dir());
+    assert!(demo.join("threat-intel.txt").is_file());
+    let first_traffic = traffic_line(&report);
+
+    // Again in the same folder, serving: the earlier demo is replaced (no doubled records),
+    // the same report is printed, and the dashboard and API answer on the printed address.
+    let mut child = flowscope()
+        .args([
+            "demo",
+            "--duration",
+            "1h",
+            "--listen",
+            "127.0.0.1:0",
+            "--dir",
+        ])
+        .arg(&demo)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut report = String::new();
+    let url = loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(600))
+            .expect("the demo printed its dashboard address");
+        if let Some(at) = line.find("http://") {
+            break line[at..].trim().to_string();
+        }
+        report.push_str(&line);
+        report.push('\n');
+    };
+    check_report(&report, &demo);
+    assert_eq!(traffic_line(&report), first_traffic);
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let base = url.trim_end_matches('/').to_string();
+    let result = rt.block_on(async {
+        let http = reqwest::Client::new();
+        let page = http.get(&url).send().await?;
+        assert_eq!(page.status(), 200);
+        let html = page.text().await?;
+        assert!(html.contains("flowscope"), "{html}");
+        let findings: Value = serde_json::from_str(
+            &http
+                .get(format!("{base}/api/findings"))
+                .send()
+                .await?
+                .text()
+                .await?,
+        )
+        .unwrap();
+        let ids: Vec<&str> = findings["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["detection"].as_str().unwrap())
+            .collect();
+        for id in [
+            "vertical_port_scan",
+            "ssh_brute_force",
+            "data_exfiltration",
+            "beaconing",
+        ] {
+            assert!(ids.contains(&id), "{id} not served: {ids:?}");
+        }
+        let alarms: Value = serde_json::from_str(
+            &http
+                .get(format!("{base}/api/alarms"))
+                .send()
+                .await?
+                .text()
+                .await?,
+        )
+        .unwrap();
+        assert!(
+            alarms.to_string().contains("rejected-ssh-hourly"),
+            "{alarms}"
+        );
+        Ok::<(), reqwest::Error>(())
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    result.unwrap();
+}
