@@ -5,12 +5,8 @@ mod common;
 use std::fs::{self, File};
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use assert_cmd::Command;
-use etherparse::PacketBuilder;
-use pcap_file::DataLink;
-use pcap_file::pcap::{PcapHeader, PcapPacket, PcapWriter};
 use predicates::prelude::*;
 
 fn flowscope() -> Command {
@@ -271,40 +267,13 @@ log_destination = "parquet-bucket"
 destination_options = { file_format = "parquet", hive_compatible_partitions = true, per_hour_partition = true }
 "#;
 
-fn capture(path: &Path) {
-    let header = PcapHeader {
-        datalink: DataLink::ETHERNET,
-        ..Default::default()
-    };
-    let mut w = PcapWriter::with_header(File::create(path).unwrap(), header).unwrap();
-    let t0 = 1_700_000_000u64;
-    let mut frame = |t: u64, src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16, syn: bool| {
-        let mut b = PacketBuilder::ethernet2([2; 6], [4; 6])
-            .ipv4(src, dst, 64)
-            .tcp(sport, dport, 1, 1000);
-        if syn {
-            b = b.syn();
-        } else {
-            b = b.ack(1);
-        }
-        let mut f = Vec::new();
-        b.write(&mut f, &[0; 100]).unwrap();
-        w.write_packet(&PcapPacket::new(Duration::from_secs(t), f.len() as u32, &f))
-            .unwrap();
-    };
-    // A client reaches the web server's public address on 443; a scanner tries 22.
-    frame(t0, [198, 51, 100, 5], [54, 1, 2, 3], 40000, 443, true);
-    frame(t0 + 1, [10, 0, 1, 10], [198, 51, 100, 5], 443, 40000, false);
-    frame(t0 + 70, [203, 0, 113, 9], [54, 1, 2, 3], 50000, 22, true);
-}
-
 #[test]
 fn pcap_replay_delivers_cloudwatch_streams_and_hive_parquet() {
     let dir = tempfile::tempdir().unwrap();
     let topology = dir.path().join("vpc.toml");
     fs::write(&topology, TOPOLOGY).unwrap();
     let pcap = dir.path().join("web.pcap");
-    capture(&pcap);
+    common::capture(&pcap);
     let out = dir.path().join("out");
     flowscope()
         .args(["simulate", "--topology"])
@@ -385,7 +354,7 @@ fn simulate_to_an_s3_bucket() {
     )
     .unwrap();
     let pcap = dir.path().join("web.pcap");
-    capture(&pcap);
+    common::capture(&pcap);
     flowscope()
         .env("AWS_ACCESS_KEY_ID", "testing")
         .env("AWS_SECRET_ACCESS_KEY", "testing")
@@ -496,7 +465,7 @@ fn pcap_replay_to_a_firehose_http_endpoint() {
     );
     fs::write(&topology, format!("{TOPOLOGY}{firehose}")).unwrap();
     let pcap = dir.path().join("web.pcap");
-    capture(&pcap);
+    common::capture(&pcap);
     flowscope()
         .args(["simulate", "--topology"])
         .arg(&topology)

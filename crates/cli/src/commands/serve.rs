@@ -22,7 +22,12 @@ pub struct Args {
     #[arg(long, value_name = "DIR")]
     lake: PathBuf,
     /// Address to listen on; port 0 picks a free port. Only 127.0.0.1 unless told otherwise.
-    #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:8080")]
+    #[arg(
+        long,
+        value_name = "ADDR:PORT",
+        default_value = "127.0.0.1:8080",
+        env = "FLOWSCOPE_LISTEN"
+    )]
     listen: SocketAddr,
     /// The key Firehose sends in X-Amz-Firehose-Access-Key (also required on /cloudwatch).
     /// Without it, anyone who can reach the address can deliver records.

@@ -74,3 +74,38 @@ pub fn boto3(endpoint: &str, code: &str, args: &[&str]) -> String {
     );
     String::from_utf8(out.stdout).unwrap()
 }
+
+/// Writes a small Ethernet capture with pcap-file: a client reaching 54.1.2.3:443 and its
+/// reply from 10.0.1.10, then a scanner trying port 22 (November 2023).
+pub fn capture(path: &std::path::Path) {
+    let header = pcap_file::pcap::PcapHeader {
+        datalink: pcap_file::DataLink::ETHERNET,
+        ..Default::default()
+    };
+    let mut w =
+        pcap_file::pcap::PcapWriter::with_header(std::fs::File::create(path).unwrap(), header)
+            .unwrap();
+    let t0 = 1_700_000_000u64;
+    let mut frame = |t: u64, src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16, syn: bool| {
+        let mut b = etherparse::PacketBuilder::ethernet2([2; 6], [4; 6])
+            .ipv4(src, dst, 64)
+            .tcp(sport, dport, 1, 1000);
+        if syn {
+            b = b.syn();
+        } else {
+            b = b.ack(1);
+        }
+        let mut f = Vec::new();
+        b.write(&mut f, &[0; 100]).unwrap();
+        w.write_packet(&pcap_file::pcap::PcapPacket::new(
+            Duration::from_secs(t),
+            f.len() as u32,
+            &f,
+        ))
+        .unwrap();
+    };
+    // A client reaches the web server's public address on 443; a scanner tries 22.
+    frame(t0, [198, 51, 100, 5], [54, 1, 2, 3], 40000, 443, true);
+    frame(t0 + 1, [10, 0, 1, 10], [198, 51, 100, 5], 443, 40000, false);
+    frame(t0 + 70, [203, 0, 113, 9], [54, 1, 2, 3], 50000, 22, true);
+}
