@@ -1,10 +1,10 @@
 //! `flowscope demo`: a fresh folder to a report naming every injected incident, then the
 //! dashboard and API serving the same lake.
 
-use std::io::{BufRead, BufReader};
+mod common;
+
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -104,7 +104,8 @@ fn demo_reports_every_incident_then_serves_the_dashboard() {
 
     // Again in the same folder, serving: the earlier demo is replaced (no doubled records),
     // the same report is printed, and the dashboard and API answer on the printed address.
-    let mut child = flowscope()
+    let mut command = flowscope();
+    command
         .args([
             "demo",
             "--duration",
@@ -113,37 +114,13 @@ fn demo_reports_every_incident_then_serves_the_dashboard() {
             "127.0.0.1:0",
             "--dir",
         ])
-        .arg(&demo)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let mut report = String::new();
-    let url = loop {
-        let line = rx
-            .recv_timeout(Duration::from_secs(600))
-            .expect("the demo printed its dashboard address");
-        if let Some(at) = line.find("http://") {
-            break line[at..].trim().to_string();
-        }
-        report.push_str(&line);
-        report.push('\n');
-    };
+        .arg(&demo);
+    let (mut child, url, report) = common::start_server(command, Duration::from_secs(600))
+        .unwrap_or_else(|seen| panic!("the demo printed no dashboard address:\n{seen}"));
     check_report(&report, &demo);
     assert_eq!(traffic_line(&report), first_traffic);
 
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let base = url.trim_end_matches('/').to_string();
     let result = rt.block_on(async {
         let http = reqwest::Client::new();
         let page = http.get(&url).send().await?;
@@ -152,7 +129,7 @@ fn demo_reports_every_incident_then_serves_the_dashboard() {
         assert!(html.contains("flowscope"), "{html}");
         let findings: Value = serde_json::from_str(
             &http
-                .get(format!("{base}/api/findings"))
+                .get(format!("{url}/api/findings"))
                 .send()
                 .await?
                 .text()
@@ -175,7 +152,7 @@ fn demo_reports_every_incident_then_serves_the_dashboard() {
         }
         let alarms: Value = serde_json::from_str(
             &http
-                .get(format!("{base}/api/alarms"))
+                .get(format!("{url}/api/alarms"))
                 .send()
                 .await?
                 .text()

@@ -10,10 +10,9 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::{Child, Command};
 use std::time::Duration;
 
 /// One fenced block and the directives above it.
@@ -195,42 +194,12 @@ impl Tour {
             "{}\nexport -p > \"$READMETEST_ENV\"\nexec {last}",
             setup.join("\n")
         );
-        let mut child = self
-            .bash(&script)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut seen = String::new();
-        let url = loop {
-            match rx.recv_timeout(Duration::from_secs(900)) {
-                Ok(line) => {
-                    if let Some(at) = line.find("http://") {
-                        break line[at..].trim().trim_end_matches('/').to_string();
-                    }
-                    seen.push_str(&line);
-                    seen.push('\n');
-                }
-                Err(_) => {
-                    let _ = child.kill();
-                    panic!(
-                        "README.md:{}: no address printed:\n{script}\n{seen}",
-                        block.line
-                    );
-                }
-            }
-        };
-        (child, url, seen)
+        common::start_server(self.bash(&script), Duration::from_secs(900)).unwrap_or_else(|seen| {
+            panic!(
+                "README.md:{}: no address printed:\n{script}\n{seen}",
+                block.line
+            )
+        })
     }
 }
 

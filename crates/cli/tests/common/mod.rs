@@ -109,3 +109,46 @@ pub fn capture(path: &std::path::Path) {
     frame(t0 + 1, [10, 0, 1, 10], [198, 51, 100, 5], 443, 40000, false);
     frame(t0 + 70, [203, 0, 113, 9], [54, 1, 2, 3], 50000, 22, true);
 }
+
+/// Spawns a server command and reads its standard output until it prints an `http://`
+/// address; returns the child, the address (no trailing slash) and the lines printed before
+/// it, or `Err` with those lines if none came within `timeout`.
+pub fn start_server(
+    mut command: StdCommand,
+    timeout: Duration,
+) -> Result<(Child, String, String), String> {
+    use std::io::{BufRead, BufReader};
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = String::new();
+    loop {
+        match rx.recv_timeout(timeout) {
+            Ok(line) => {
+                if let Some(at) = line.find("http://") {
+                    let url = line[at..].trim().trim_end_matches('/').to_string();
+                    return Ok((child, url, seen));
+                }
+                seen.push_str(&line);
+                seen.push('\n');
+            }
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(seen);
+            }
+        }
+    }
+}
