@@ -102,6 +102,46 @@ fn demo_reports_every_incident_then_serves_the_dashboard() {
     assert!(demo.join("threat-intel.txt").is_file());
     let first_traffic = traffic_line(&report);
 
+    // The commands the report suggests work as printed (all but `serve`, started below).
+    let bin = tmp.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_flowscope"), bin.join("flowscope")).unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let suggested: Vec<&str> = report
+        .lines()
+        .skip_while(|l| *l != "DIG DEEPER")
+        .skip(1)
+        .take_while(|l| !l.trim().is_empty())
+        .map(str::trim)
+        .collect();
+    assert!(suggested.len() >= 6, "{report}");
+    for line in suggested
+        .iter()
+        .filter(|l| !l.starts_with("flowscope serve"))
+    {
+        let out = Command::new("bash")
+            .args(["-c", line])
+            .env("PATH", &path)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && !stdout.trim().is_empty(),
+            "`{line}`: {}\n{stdout}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if line.starts_with("flowscope detect") {
+            assert!(
+                stdout.contains("\"detection\":\"data_exfiltration\""),
+                "{stdout}"
+            );
+        }
+        if line.starts_with("flowscope diagnose") {
+            assert!(stdout.contains("10.0.20.40"), "{stdout}");
+        }
+    }
+
     // Again in the same folder, serving: the earlier demo is replaced (no doubled records),
     // the same report is printed, and the dashboard and API answer on the printed address.
     let mut command = flowscope();
