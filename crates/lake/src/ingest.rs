@@ -325,7 +325,7 @@ fn work(
         observer.failed(&error);
         counters.failed.fetch_add(1, Ordering::SeqCst);
     };
-    let (key, size, checksum, payload) = match identify(input) {
+    let (key, size, checksum, earlier, payload) = match identify(input) {
         Ok(identified) => identified,
         Err(error) => {
             fail(error);
@@ -334,7 +334,14 @@ fn work(
     };
     counters.bytes.fetch_add(size, Ordering::SeqCst);
     let identity = SourceIdentity::new(&key, size, &checksum);
-    if !known.lock().expect("not poisoned").insert(identity) {
+    let fresh = {
+        let mut known = known.lock().expect("not poisoned");
+        let seen_as_earlier = earlier
+            .as_deref()
+            .is_some_and(|c| known.contains(&SourceIdentity::new(&key, size, c)));
+        !seen_as_earlier && known.insert(identity)
+    };
+    if !fresh {
         counters.skipped.fetch_add(1, Ordering::SeqCst);
         observer.source_done(&key, size, true);
         return None;
@@ -381,8 +388,12 @@ fn work(
     Some(entry)
 }
 
-/// The key, size and checksum a source is remembered by, and where its bytes are.
-fn identify(input: &Input) -> Result<(String, u64, String, Payload)> {
+/// The key, size and checksum a source is remembered by, the checksum earlier versions
+/// remembered it by (if different), and where its bytes are.
+///
+/// The checksum is the xxh3 of the bytes wherever they come from, so a file taken from a local
+/// copy and later from its bucket (same key from `AWSLogs/` on) is the same source.
+fn identify(input: &Input) -> Result<(String, u64, String, Option<String>, Payload)> {
     match input {
         Input::File(path) => {
             let name = path.display().to_string();
@@ -395,6 +406,7 @@ fn identify(input: &Input) -> Result<(String, u64, String, Payload)> {
                     source_key(path),
                     size,
                     checksum,
+                    None,
                     Payload::File(path.clone()),
                 ));
             }
@@ -405,17 +417,26 @@ fn identify(input: &Input) -> Result<(String, u64, String, Payload)> {
                 source_key(path),
                 bytes.len() as u64,
                 checksum,
+                None,
                 Payload::Bytes(Bytes::from(bytes)),
             ))
         }
         Input::Object(object) => {
             let key = aws_relative(object.url());
             let bytes = object.fetch()?;
-            let checksum = match &object.etag {
-                Some(etag) => format!("etag:{}", etag.trim_matches('"')),
-                None => xxh3_checksum(xxhash_rust::xxh3::xxh3_64(&bytes)),
-            };
-            Ok((key, bytes.len() as u64, checksum, Payload::Bytes(bytes)))
+            let checksum = xxh3_checksum(xxhash_rust::xxh3::xxh3_64(&bytes));
+            // Lakes written before the checksum was the content's remember objects by ETag.
+            let earlier = object
+                .etag
+                .as_ref()
+                .map(|etag| format!("etag:{}", etag.trim_matches('"')));
+            Ok((
+                key,
+                bytes.len() as u64,
+                checksum,
+                earlier,
+                Payload::Bytes(bytes),
+            ))
         }
         Input::Stdin => Err(Error::io(
             "-",

@@ -34,7 +34,8 @@ pub struct SourceEntry {
     pub key: String,
     /// Size in bytes.
     pub size: u64,
-    /// Content fingerprint: `xxh3:<hex>` of the bytes, or `etag:<etag>` for objects.
+    /// Content fingerprint: `xxh3:<hex>` of the bytes, local file or object alike (lakes
+    /// written by earlier versions hold `etag:<etag>` for objects, still recognised).
     pub checksum: String,
     /// Records taken from it.
     pub records: u64,
