@@ -112,7 +112,6 @@ impl Tour {
             env: vec![
                 ("PATH".into(), path),
                 ("FLOWSCOPE_LISTEN".into(), "127.0.0.1:0".into()),
-                ("READMETEST_ENV".into(), String::new()),
             ],
             _moto: None,
         }
@@ -127,11 +126,7 @@ impl Tour {
                 "READMETEST_ENV",
                 self.bin.join("env.sh").display().to_string(),
             );
-        for (k, v) in &self.env {
-            if k != "READMETEST_ENV" {
-                c.env(k, v);
-            }
-        }
+        c.envs(self.env.iter().map(|(k, v)| (k, v)));
         c
     }
 

@@ -558,11 +558,5 @@ struct Check {
 }
 
 fn is_private(ip: &str) -> bool {
-    match ip.parse::<std::net::IpAddr>() {
-        Ok(std::net::IpAddr::V4(v4)) => {
-            v4.is_private() || (v4.octets()[0] == 100 && (v4.octets()[1] & 0xc0) == 64)
-        }
-        Ok(std::net::IpAddr::V6(v6)) => (v6.segments()[0] & 0xfe00) == 0xfc00,
-        Err(_) => false,
-    }
+    ip.parse().is_ok_and(flowscope_record::net::is_private)
 }
