@@ -1,12 +1,13 @@
 //! The built-in detections and custom rules, run over one lake.
 //!
-//! Every detection is SQL over the `flows` table, so each finding carries a query that shows the
-//! records behind it. Detections look at who **initiated** a flow:
+//! The built-in detections share one pass over the lake ([`crate::scan`]) that gathers what each
+//! needs; every finding still carries a SQL query over the `flows` table that shows the records
+//! behind it. Detections look at who **initiated** a flow:
 //! - a rejected record is a request unless the reverse tuple (same addresses and ports, swapped)
 //!   was accepted somewhere in the lake — then it is a reply that a stateless network ACL
 //!   dropped, and the server that sent it is not scanning anybody. The rejected requests are
-//!   computed once (one anti-join over the lake) into the in-memory table `rejected_requests`,
-//!   which the scan, sweep and spike detections share;
+//!   registered as the in-memory table `rejected_requests`, which the vertical scan and spike
+//!   detections query;
 //! - an accepted record is taken as sent by its initiator when its source port is not lower than
 //!   its destination port (the client's ephemeral port is above the service port).
 //!
@@ -29,6 +30,7 @@ use crate::error::{Error, Result};
 use crate::finding::{Evidence, Finding, Severity, Technique, rfc3339};
 use crate::intel::ThreatIntel;
 use crate::rows::{self, Row, float, int, quote, text, texts};
+use crate::scan::{self, Needs, Scan};
 
 /// The ids of the built-in detections.
 pub const BUILT_IN: [&str; 9] = [
@@ -116,20 +118,25 @@ impl<'a> Detector<'a> {
     pub async fn run(&self) -> Result<Report> {
         let mut report = Report::default();
         let clock = Instant::now();
-        let bounds = rows::query(
-            self.engine,
-            &format!(
-                "SELECT min(start) AS lo, max(\"end\") AS hi, count(*) AS n FROM flows \
-                 WHERE log_status = 'OK'{}",
-                self.range_sql("", 0)
-            ),
-        )
-        .await?;
-        let (lo, hi, n) = bounds
-            .first()
-            .map(|r| (int(r, "lo"), int(r, "hi"), int(r, "n")))
-            .unwrap_or_default();
-        report.timings.push(("bounds".into(), clock.elapsed()));
+        let needs = Needs {
+            rejected: ["vertical_port_scan", "rejected_spike"]
+                .iter()
+                .any(|d| self.enabled(d)),
+            sweep: self.enabled("horizontal_sweep"),
+            brute_ports: [("ssh_brute_force", 22), ("rdp_brute_force", 3389)]
+                .iter()
+                .filter(|(d, _)| self.enabled(d))
+                .map(|(_, p)| *p)
+                .collect(),
+            exfiltration: self.enabled("data_exfiltration"),
+            beaconing: self.enabled("beaconing"),
+            intel: self.enabled("threat_intel") && !self.intel.is_empty(),
+            exposed: self.enabled("exposed_sensitive_port") && !self.t().sensitive_ports.is_empty(),
+        };
+        let scan = scan::scan(self.engine, self.range, self.t(), &self.intel, &needs).await?;
+        let n = scan.records;
+        let (lo, hi) = scan.span.unwrap_or_default();
+        report.timings.push(("scan".into(), clock.elapsed()));
         if n == 0 {
             report
                 .warnings
@@ -140,12 +147,9 @@ impl<'a> Detector<'a> {
             self.range.end.unwrap_or(hi + 1),
         );
         let mut found = Vec::new();
-        let needs_rejected = ["vertical_port_scan", "horizontal_sweep", "rejected_spike"]
-            .iter()
-            .any(|d| self.enabled(d));
-        if needs_rejected && n > 0 {
+        if needs.rejected && n > 0 {
             let clock = Instant::now();
-            self.materialise_rejected_requests().await?;
+            self.materialise_rejected_requests(&scan)?;
             report
                 .timings
                 .push((REJECTED_REQUESTS.into(), clock.elapsed()));
@@ -158,14 +162,14 @@ impl<'a> Detector<'a> {
                 let clock = Instant::now();
                 let mut f = match id {
                     "vertical_port_scan" => self.vertical_scan().await?,
-                    "horizontal_sweep" => self.horizontal_sweep().await?,
-                    "ssh_brute_force" => self.brute_force(22).await?,
-                    "rdp_brute_force" => self.brute_force(3389).await?,
-                    "data_exfiltration" => self.exfiltration(span).await?,
-                    "beaconing" => self.beaconing().await?,
-                    "threat_intel" => self.threat_intel().await?,
+                    "horizontal_sweep" => self.horizontal_sweep(&scan),
+                    "ssh_brute_force" => self.brute_force(22, &scan),
+                    "rdp_brute_force" => self.brute_force(3389, &scan),
+                    "data_exfiltration" => self.exfiltration(span, &scan),
+                    "beaconing" => self.beaconing(&scan).await?,
+                    "threat_intel" => self.threat_intel(&scan),
                     "rejected_spike" => self.rejected_spike(span).await?,
-                    "exposed_sensitive_port" => self.exposed_ports().await?,
+                    "exposed_sensitive_port" => self.exposed_ports(&scan),
                     _ => Vec::new(),
                 };
                 if matches!(id, "data_exfiltration" | "beaconing" | "threat_intel") {
@@ -195,25 +199,10 @@ impl<'a> Detector<'a> {
         Ok(report)
     }
 
-    /// The rejected records nobody answered: rejected, and no accepted record with the
-    /// reverse tuple. Registered as `rejected_requests`.
-    fn rejected_requests_sql(&self) -> String {
-        format!(
-            "SELECT r.interface_id, r.srcaddr, r.dstaddr, r.srcport, r.dstport, r.protocol, \
-             r.packets, r.bytes, r.start, r.\"end\" FROM flows r \
-             WHERE r.action = 'REJECT' AND r.log_status = 'OK'{} AND NOT EXISTS (\
-             SELECT 1 FROM flows f WHERE f.action = 'ACCEPT' AND f.srcaddr = r.dstaddr \
-             AND f.dstaddr = r.srcaddr AND f.srcport = r.dstport AND f.dstport = r.srcport \
-             AND f.protocol = r.protocol{})",
-            self.range_sql("r.", 0),
-            self.range_sql("f.", 900)
-        )
-    }
-
-    async fn materialise_rejected_requests(&self) -> Result<()> {
-        let frame = self.engine.sql(&self.rejected_requests_sql()).await?;
-        let schema = Arc::new(frame.schema().as_arrow().clone());
-        let batches = frame.collect().await?;
+    /// Registers the rejected records nobody answered (no accepted record with the reverse
+    /// tuple) as `rejected_requests`.
+    fn materialise_rejected_requests(&self, scan: &Scan) -> Result<()> {
+        let (schema, batches) = scan.rejected_requests()?;
         let table = MemTable::try_new(schema, vec![batches])?;
         let ctx = self.engine.context();
         ctx.deregister_table(REJECTED_REQUESTS)?;
@@ -317,37 +306,9 @@ impl<'a> Detector<'a> {
         Ok(out)
     }
 
-    async fn horizontal_sweep(&self) -> Result<Vec<Finding>> {
-        let t = self.t();
-        let n = t.horizontal_sweep_hosts;
-        // One pass: requests (source port above destination port) and accepted replies, keyed
-        // by (initiator, port, protocol, host, ephemeral port), folded to connections, then to
-        // hosts, then to (initiator, port). No join, and lists only for the rows that remain.
-        let sql = format!(
-            "WITH u AS (SELECT srcaddr AS s, dstport AS p, protocol AS pr, dstaddr AS h, \
-             srcport AS e, action = 'REJECT' AS rej, false AS ans, 1 AS req, bytes, start, \
-             \"end\" FROM flows WHERE srcport > dstport AND log_status = 'OK'{range} \
-             UNION ALL SELECT dstaddr, srcport, protocol, srcaddr, dstport, false, true, 0, 0, \
-             NULL, NULL FROM flows WHERE srcport < dstport AND action = 'ACCEPT'{slack}), \
-             conn AS (SELECT s, p, pr, h, bool_or(rej) AS refused, bool_or(ans) AS answered, \
-             sum(req) AS records, sum(bytes) AS bytes, min(start) AS first_seen, \
-             max(\"end\") AS last_seen FROM u GROUP BY s, p, pr, h, e HAVING sum(req) > 0), \
-             hosts AS (SELECT s, p, pr, h, bool_or(refused) AS refused, \
-             bool_or(refused OR NOT answered) AS unanswered, sum(records) AS records, \
-             sum(bytes) AS bytes, min(first_seen) AS first_seen, max(last_seen) AS last_seen \
-             FROM conn GROUP BY s, p, pr, h) \
-             SELECT s AS srcaddr, p AS dstport, pr AS protocol, count(*) AS hosts, \
-             sum(CASE WHEN unanswered THEN 1 ELSE 0 END) AS unanswered, \
-             sum(CASE WHEN refused THEN 1 ELSE 0 END) AS refused, sum(records) AS records, \
-             sum(bytes) AS bytes, min(first_seen) AS first_seen, max(last_seen) AS last_seen, \
-             array_agg(CASE WHEN unanswered THEN h END) AS destinations FROM hosts \
-             GROUP BY s, p, pr HAVING sum(CASE WHEN unanswered THEN 1 ELSE 0 END) >= {n} \
-             ORDER BY unanswered DESC, srcaddr LIMIT 100",
-            range = self.range_sql("", 0),
-            slack = self.range_sql("", 900),
-        );
+    fn horizontal_sweep(&self, scan: &Scan) -> Vec<Finding> {
         let mut out = Vec::new();
-        for r in rows::query(self.engine, &sql).await? {
+        for r in scan.sweep(self.t().horizontal_sweep_hosts, 100) {
             let Some(src) = text(&r, "srcaddr") else {
                 continue;
             };
@@ -388,63 +349,19 @@ impl<'a> Detector<'a> {
             f.evidence.ports = vec![port];
             out.push(f);
         }
-        Ok(out)
+        out
     }
 
-    async fn brute_force(&self, port: u16) -> Result<Vec<Finding>> {
+    fn brute_force(&self, port: u16, scan: &Scan) -> Vec<Finding> {
         let t = self.t();
         let (id, service) = if port == 22 {
             ("ssh_brute_force", "SSH")
         } else {
             ("rdp_brute_force", "RDP")
         };
-        let w = t.brute_force_window.max(1);
-        let filter = format!(
-            "protocol = 6 AND dstport = {port} AND srcport > dstport AND log_status = 'OK'{}",
-            self.range_sql("", 0)
-        );
         // Busy windows only (repeated attempts on the same hosts; one try per host is a
-        // sweep), counted per connection: the threshold is applied before any list is made.
-        let sql = format!(
-            "WITH a AS (SELECT srcaddr, dstaddr, srcport, min(start) / {w} AS bucket, \
-             bool_or(action = 'REJECT') AS refused, count(*) AS records, sum(bytes) AS bytes, \
-             min(start) AS first_seen, max(\"end\") AS last_seen FROM flows WHERE {filter} \
-             GROUP BY srcaddr, dstaddr, srcport), \
-             h AS (SELECT srcaddr, bucket, dstaddr, count(*) AS attempts, \
-             sum(CASE WHEN refused THEN 0 ELSE 1 END) AS accepted, sum(records) AS records, \
-             sum(bytes) AS bytes, min(first_seen) AS first_seen, max(last_seen) AS last_seen \
-             FROM a GROUP BY srcaddr, bucket, dstaddr) \
-             SELECT srcaddr, bucket, sum(attempts) AS attempts, count(*) AS hosts, \
-             sum(accepted) AS accepted, sum(records) AS records, sum(bytes) AS bytes, \
-             min(first_seen) AS first_seen, max(last_seen) AS last_seen \
-             FROM h GROUP BY srcaddr, bucket HAVING sum(attempts) >= {} \
-             AND sum(attempts) >= 3 * count(*)",
-            t.brute_force_attempts
-        );
-        let busy = rows::query(self.engine, &sql).await?;
-        // The destinations and interfaces of the busy sources, per window.
-        let mut lists: HashMap<String, Vec<WindowLists>> = HashMap::new();
-        if !busy.is_empty() {
-            let srcs = busy
-                .iter()
-                .filter_map(|r| text(r, "srcaddr"))
-                .collect::<BTreeSet<_>>()
-                .iter()
-                .map(|a| quote(a))
-                .collect::<Vec<_>>()
-                .join(", ");
-            let sql = format!(
-                "SELECT srcaddr, start / {w} AS bucket, array_agg(DISTINCT dstaddr) AS d, \
-                 array_agg(DISTINCT interface_id) AS i FROM flows \
-                 WHERE {filter} AND srcaddr IN ({srcs}) GROUP BY srcaddr, start / {w}"
-            );
-            for r in rows::query(self.engine, &sql).await? {
-                lists
-                    .entry(text(&r, "srcaddr").unwrap_or_default())
-                    .or_default()
-                    .push((int(&r, "bucket"), texts(&r, "d"), texts(&r, "i")));
-            }
-        }
+        // sweep), counted per connection, with the destinations and interfaces of each window.
+        let (busy, lists) = scan.brute_force(port, t.brute_force_window, t.brute_force_attempts);
         let mut out = Vec::new();
         for episode in episodes(busy.iter().collect(), "srcaddr") {
             let src = text(episode[0], "srcaddr").unwrap_or_default();
@@ -512,49 +429,18 @@ impl<'a> Detector<'a> {
             f.evidence.ports = vec![port];
             out.push(f);
         }
-        Ok(out)
+        out
     }
 
-    async fn exfiltration(&self, span: (i64, i64)) -> Result<Vec<Finding>> {
+    fn exfiltration(&self, span: (i64, i64), scan: &Scan) -> Vec<Finding> {
         let t = self.t();
         let w = t.exfiltration_window.max(1);
-        let per_window = |having: &str, sources: &str| {
-            format!(
-                "SELECT interface_id, srcaddr, dstaddr, dstport, start / {w} AS bucket, \
-                 sum(bytes) AS bytes, count(*) AS records, min(start) AS first_seen, \
-                 max(\"end\") AS last_seen FROM flows WHERE action = 'ACCEPT' \
-                 AND log_status = 'OK' AND srcport >= dstport AND is_private_ip(srcaddr) \
-                 AND NOT is_private_ip(dstaddr){}{sources} \
-                 GROUP BY interface_id, srcaddr, dstaddr, dstport, start / {w}{having}",
-                self.range_sql("", 0)
-            )
-        };
-        // Sources with a window over the absolute threshold (seen at one interface at least),
-        // then every window of theirs for the baseline: never every source's windows.
-        let over = rows::query(
-            self.engine,
-            &per_window(
-                &format!(" HAVING sum(bytes) >= {}", t.exfiltration_bytes),
-                "",
-            ),
-        )
-        .await?;
-        if over.is_empty() {
-            return Ok(Vec::new());
+        // Every window of the sources with a window over the absolute threshold (seen at one
+        // interface at least), for the baseline: never every source's windows.
+        let rows = scan.exfiltration(t.exfiltration_bytes);
+        if rows.is_empty() {
+            return Vec::new();
         }
-        let sources = over
-            .iter()
-            .filter_map(|r| text(r, "srcaddr"))
-            .collect::<BTreeSet<_>>()
-            .iter()
-            .map(|a| quote(a))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let rows = rows::query(
-            self.engine,
-            &per_window("", &format!(" AND srcaddr IN ({sources})")),
-        )
-        .await?;
         // One view of each (source, destination, port, window): the interface that saw most.
         let mut best: HashMap<(String, String, i64, i64), Row> = HashMap::new();
         let mut interfaces: HashMap<(String, String, i64), BTreeSet<String>> = HashMap::new();
@@ -653,54 +539,23 @@ impl<'a> Detector<'a> {
             f.evidence.ports = vec![port as u16];
             out.push(f);
         }
-        Ok(out)
+        out
     }
 
-    async fn beaconing(&self) -> Result<Vec<Finding>> {
+    async fn beaconing(&self, scan: &Scan) -> Result<Vec<Finding>> {
         let t = self.t();
-        // Pairs with enough connections first; intervals only for those, and the rhythm
-        // tests in SQL so only beacons come back. A connection is one source port; over a
-        // long range a beacon's source ports repeat and beats are missed, so the rhythm is
-        // judged by the median interval and the share of intervals close to it, not by a
-        // standard deviation that one merged connection would ruin.
-        let sql = format!(
-            "WITH base AS (SELECT srcaddr, dstaddr, dstport, srcport, start, \"end\", bytes \
-             FROM flows WHERE action = 'ACCEPT' AND log_status = 'OK' AND srcport > dstport \
-             AND NOT is_private_ip(dstaddr){range}), \
-             cand AS (SELECT srcaddr, dstaddr, dstport FROM (SELECT srcaddr, dstaddr, dstport, \
-             srcport FROM base GROUP BY srcaddr, dstaddr, dstport, srcport) \
-             GROUP BY srcaddr, dstaddr, dstport HAVING count(*) >= {n}), \
-             c AS (SELECT b.srcaddr, b.dstaddr, b.dstport, b.srcport, min(b.start) AS t, \
-             max(b.\"end\") AS e, sum(b.bytes) AS b, count(*) AS n FROM base b JOIN cand k \
-             ON b.srcaddr = k.srcaddr AND b.dstaddr = k.dstaddr AND b.dstport = k.dstport \
-             GROUP BY b.srcaddr, b.dstaddr, b.dstport, b.srcport), \
-             g AS (SELECT *, t - lag(t) OVER (PARTITION BY srcaddr, dstaddr, dstport ORDER BY t) \
-             AS gap FROM c), \
-             m AS (SELECT srcaddr, dstaddr, dstport, median(gap) AS med FROM g \
-             WHERE gap IS NOT NULL GROUP BY srcaddr, dstaddr, dstport \
-             HAVING median(gap) >= {min} AND median(gap) <= {max}), \
-             r AS (SELECT g.*, m.med, abs(g.gap - m.med) <= {jitter} * m.med AS regular \
-             FROM g JOIN m ON g.srcaddr = m.srcaddr AND g.dstaddr = m.dstaddr \
-             AND g.dstport = m.dstport) \
-             SELECT srcaddr, dstaddr, dstport, count(*) AS connections, \
-             max(med) AS median_gap, avg(CASE WHEN regular THEN gap END) AS mean_gap, \
-             stddev(CASE WHEN regular THEN gap END) AS sd_gap, \
-             sum(CASE WHEN regular THEN 1 ELSE 0 END) AS regular_gaps, count(gap) AS gaps, \
-             avg(b) AS mean_bytes, sum(b) AS bytes, sum(n) AS records, min(t) AS first_seen, \
-             max(e) AS last_seen \
-             FROM r GROUP BY srcaddr, dstaddr, dstport \
-             HAVING count(*) >= {n} AND avg(b) <= {bytes} \
-             AND sum(CASE WHEN regular THEN 1 ELSE 0 END) >= {share} * count(gap)",
-            range = self.range_sql("", 0),
-            n = t.beacon_connections,
-            min = t.beacon_min_interval,
-            max = t.beacon_max_interval,
-            jitter = t.beacon_jitter,
-            bytes = t.beacon_max_bytes,
-            share = t.beacon_regular_share,
+        // A connection is one source port; over a long range a beacon's source ports repeat
+        // and beats are missed, so the rhythm is judged by the median interval and the share
+        // of intervals close to it, not by a standard deviation that one merged connection
+        // would ruin.
+        let rows = scan.beaconing(
+            t.beacon_connections,
+            t.beacon_min_interval,
+            t.beacon_max_interval,
+            t.beacon_jitter,
         );
         let mut out = Vec::new();
-        for r in rows::query(self.engine, &sql).await? {
+        for r in rows {
             let median = float(&r, "median_gap");
             let (mean, sd) = (float(&r, "mean_gap"), float(&r, "sd_gap"));
             let bytes = float(&r, "mean_bytes");
@@ -801,43 +656,14 @@ impl<'a> Detector<'a> {
         Ok(())
     }
 
-    async fn threat_intel(&self) -> Result<Vec<Finding>> {
-        if self.intel.is_empty() {
-            return Ok(Vec::new());
-        }
-        let range = self.range_sql("", 0);
-        // Every public address once, checked as it streams by (a lake can hold millions).
-        let mut bad: BTreeMap<String, (String, String)> = BTreeMap::new();
-        rows::each_text(
-            self.engine,
-            &format!(
-                "SELECT srcaddr AS a FROM flows WHERE NOT is_private_ip(srcaddr){range} \
-                 UNION SELECT dstaddr AS a FROM flows WHERE NOT is_private_ip(dstaddr){range}"
-            ),
-            |a| {
-                if let Ok(ip) = a.parse::<IpAddr>()
-                    && let Some((label, cidr)) = self.intel.lookup(ip)
-                {
-                    let net = format!("{}/{}", cidr.network(), cidr.prefix());
-                    bad.insert(a.to_string(), (label.to_string(), net));
-                }
-            },
-        )
-        .await?;
+    fn threat_intel(&self, scan: &Scan) -> Vec<Finding> {
+        // Every address was looked up once as the scan met it.
+        let bad = scan.listed_addresses();
         if bad.is_empty() {
-            return Ok(Vec::new());
+            return Vec::new();
         }
-        let list = bad.keys().map(|a| quote(a)).collect::<Vec<_>>().join(", ");
-        let sql = format!(
-            "SELECT srcaddr, dstaddr, array_agg(DISTINCT dstport) AS ports, count(*) AS records, \
-             sum(bytes) AS bytes, sum(CASE WHEN action = 'ACCEPT' THEN 1 ELSE 0 END) AS accepted, \
-             min(start) AS first_seen, max(\"end\") AS last_seen, \
-             array_agg(DISTINCT interface_id) AS interfaces FROM flows \
-             WHERE (srcaddr IN ({list}) OR dstaddr IN ({list})) AND srcport >= dstport \
-             AND log_status = 'OK'{range} GROUP BY srcaddr, dstaddr"
-        );
         let mut out = Vec::new();
-        for r in rows::query(self.engine, &sql).await? {
+        for r in scan.threat_intel() {
             let src = text(&r, "srcaddr").unwrap_or_default();
             let dst = text(&r, "dstaddr").unwrap_or_default();
             let mut ports: Vec<u16> = texts(&r, "ports")
@@ -902,7 +728,7 @@ impl<'a> Detector<'a> {
             f.evidence.ports = ports;
             out.push(f);
         }
-        Ok(out)
+        out
     }
 
     async fn rejected_spike(&self, span: (i64, i64)) -> Result<Vec<Finding>> {
@@ -977,35 +803,12 @@ impl<'a> Detector<'a> {
         Ok(out)
     }
 
-    async fn exposed_ports(&self) -> Result<Vec<Finding>> {
+    fn exposed_ports(&self, scan: &Scan) -> Vec<Finding> {
         let t = self.t();
-        if t.sensitive_ports.is_empty() {
-            return Ok(Vec::new());
-        }
-        let ports = t
-            .sensitive_ports
-            .iter()
-            .map(u16::to_string)
-            .collect::<Vec<_>>()
-            .join(", ");
         // Accepted requests from the internet that the host answered (a NAT gateway's
         // interface accepts unsolicited packets it then drops: those get no answer).
-        let sql = format!(
-            "WITH req AS (SELECT interface_id, srcaddr, dstaddr, srcport, dstport, protocol, \
-             bytes, start, \"end\" FROM flows WHERE action = 'ACCEPT' AND log_status = 'OK' \
-             AND dstport IN ({ports}) AND srcport > dstport AND NOT is_private_ip(srcaddr){}) \
-             SELECT dstaddr, dstport, count(DISTINCT srcaddr) AS sources, count(*) AS records, \
-             sum(bytes) AS bytes, min(start) AS first_seen, max(\"end\") AS last_seen, \
-             array_agg(DISTINCT srcaddr) AS srcs, array_agg(DISTINCT interface_id) AS interfaces \
-             FROM req WHERE EXISTS (SELECT 1 FROM flows f WHERE f.action = 'ACCEPT' \
-             AND f.srcaddr = req.dstaddr AND f.dstaddr = req.srcaddr \
-             AND f.srcport = req.dstport AND f.dstport = req.srcport \
-             AND f.protocol = req.protocol{}) GROUP BY dstaddr, dstport",
-            self.range_sql("", 0),
-            self.range_sql("f.", 900)
-        );
         let mut out = Vec::new();
-        for r in rows::query(self.engine, &sql).await? {
+        for r in scan.exposed() {
             let dst = text(&r, "dstaddr").unwrap_or_default();
             let port = int(&r, "dstport") as u16;
             let n = int(&r, "sources");
@@ -1042,7 +845,7 @@ impl<'a> Detector<'a> {
             f.evidence.ports = vec![port];
             out.push(f);
         }
-        Ok(out)
+        out
     }
 
     /// Folds findings whose source is a NAT gateway into the instances behind it.
@@ -1272,9 +1075,6 @@ pub fn records_sql(condition: &str, first: i64, last: i64) -> String {
          AND start <= {last} ORDER BY start, interface_id"
     )
 }
-
-/// One window of a source: its number, the destinations and the interfaces seen in it.
-type WindowLists = (i64, Vec<String>, Vec<String>);
 
 /// Totals over rows carrying `records`, `bytes`, `first_seen`, `last_seen`.
 struct Aggregate {

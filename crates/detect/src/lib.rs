@@ -2,8 +2,8 @@
 //! exfiltration, beaconing and known-bad addresses; the SG-versus-NACL reasoning behind
 //! rejected connections; CloudWatch-style metric filters and alarms with notifications.
 //!
-//! Everything reads the lake through [`flowscope_query::Engine`], so detections are SQL and each
-//! finding carries the query that shows its records.
+//! Everything reads the lake through [`flowscope_query::Engine`]: the built-in detections share
+//! one pass over its columns ([`scan`]), and each finding carries the SQL that shows its records.
 
 pub mod alarm;
 pub mod config;
@@ -16,6 +16,7 @@ pub mod intel;
 pub mod metrics;
 pub mod notify;
 pub mod rows;
+pub mod scan;
 
 pub use config::{CustomRule, DetectConfig, Thresholds};
 pub use detect::{Detector, Report};

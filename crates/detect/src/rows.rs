@@ -100,31 +100,3 @@ pub fn texts(row: &Row, name: &str) -> Vec<String> {
 pub fn quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
 }
-
-/// Runs one SQL statement and calls `each` with the first column of every row as text (nulls
-/// skipped), batch by batch: for results too large to hold as rows.
-///
-/// # Errors
-/// [`Error::Query`] when the SQL does not plan or run.
-pub async fn each_text(engine: &Engine, sql: &str, mut each: impl FnMut(&str)) -> Result<()> {
-    use datafusion::arrow::array::{Array, AsArray};
-    use datafusion::arrow::compute::cast;
-    use datafusion::arrow::datatypes::DataType;
-    use futures::StreamExt;
-
-    let mut stream = engine.sql(sql).await?.execute_stream().await?;
-    while let Some(batch) = stream.next().await {
-        let batch = batch?;
-        if batch.num_columns() == 0 {
-            continue;
-        }
-        let column = cast(batch.column(0), &DataType::Utf8)?;
-        let strings = column.as_string::<i32>();
-        for i in 0..strings.len() {
-            if strings.is_valid(i) {
-                each(strings.value(i));
-            }
-        }
-    }
-    Ok(())
-}

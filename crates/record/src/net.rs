@@ -112,12 +112,48 @@ fn private_ranges() -> &'static [Cidr] {
 
 /// Whether `ip` is a private address: 10/8, 172.16/12, 192.168/16, 100.64/10 or fc00::/7.
 pub fn is_private(ip: IpAddr) -> bool {
-    private_ranges().iter().any(|c| c.contains(ip))
+    match ip {
+        IpAddr::V4(v4) => is_private_v4(u32::from(v4)),
+        IpAddr::V6(_) => private_ranges().iter().any(|c| c.contains(ip)),
+    }
+}
+
+/// [`is_private`] for an IPv4 address given as its number (a few bit tests, for hot loops).
+pub fn is_private_v4(a: u32) -> bool {
+    a >> 24 == 10 || a >> 20 == 0xac1 || a >> 16 == 0xc0a8 || a >> 22 == 0x191
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn private_v4_bit_tests_match_the_ranges() {
+        let v4: Vec<Cidr> = super::private_ranges()
+            .iter()
+            .filter(|c| c.is_ipv4())
+            .cloned()
+            .collect();
+        // Every /12 boundary region and a spread of addresses in between.
+        let mut a: u32 = 0;
+        loop {
+            for probe in [a, a.wrapping_add(1), a.wrapping_sub(1), a | 0x000f_ffff] {
+                let ip = IpAddr::V4(probe.into());
+                assert_eq!(
+                    is_private_v4(probe),
+                    v4.iter().any(|c| c.contains(ip)),
+                    "{ip}"
+                );
+            }
+            let Some(next) = a.checked_add(0x0004_0000) else {
+                break;
+            };
+            a = next;
+        }
+        assert!(is_private("100.127.255.255".parse().unwrap()));
+        assert!(!is_private("100.128.0.0".parse().unwrap()));
+        assert!(is_private("fd00::1".parse().unwrap()));
+    }
 
     #[test]
     fn cidr_membership_both_families() {
