@@ -98,19 +98,6 @@ impl<'a> Detector<'a> {
         &self.config.thresholds
     }
 
-    /// `AND start >= .. AND start < ..` for the range, widened by `slack` seconds, on columns
-    /// of `alias` (`""` for none).
-    fn range_sql(&self, alias: &str, slack: i64) -> String {
-        let mut s = String::new();
-        if let Some(lo) = self.range.start {
-            s.push_str(&format!(" AND {alias}start >= {}", lo - slack));
-        }
-        if let Some(hi) = self.range.end {
-            s.push_str(&format!(" AND {alias}start < {}", hi + slack));
-        }
-        s
-    }
-
     /// Runs every enabled detection and custom rule.
     ///
     /// # Errors
@@ -244,7 +231,7 @@ impl<'a> Detector<'a> {
                     "SELECT srcaddr, dstaddr, array_agg(DISTINCT dstport) AS ports FROM flows \
                      WHERE action = 'ACCEPT' AND srcport >= dstport AND srcaddr IN ({srcs}){} \
                      GROUP BY srcaddr, dstaddr",
-                    self.range_sql("", 0)
+                    scan::range_sql(&self.range, "", 0)
                 ),
             )
             .await?;

@@ -26,6 +26,7 @@ use serde::Serialize;
 use crate::error::Result;
 use crate::finding::rfc3339;
 use crate::rows::{self, Row, int, quote, text};
+use crate::scan::{SLACK, range_sql};
 
 /// Why a group of records was rejected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -100,23 +101,12 @@ pub struct DiagnoseFilter {
     pub range: TimeRange,
 }
 
-fn range_sql(range: &TimeRange, alias: &str, slack: i64) -> String {
-    let mut s = String::new();
-    if let Some(lo) = range.start {
-        s.push_str(&format!(" AND {alias}start >= {}", lo - slack));
-    }
-    if let Some(hi) = range.end {
-        s.push_str(&format!(" AND {alias}start < {}", hi + slack));
-    }
-    s
-}
-
 fn reverse_accepted(range: &TimeRange) -> String {
     format!(
         "SELECT 1 FROM flows f WHERE f.action = 'ACCEPT' AND f.srcaddr = r.dstaddr \
          AND f.dstaddr = r.srcaddr AND f.srcport = r.dstport AND f.dstport = r.srcport \
          AND f.protocol = r.protocol{}",
-        range_sql(range, "f.", 900)
+        range_sql(range, "f.", SLACK)
     )
 }
 
@@ -161,7 +151,7 @@ pub async fn diagnose(engine: &Engine, filter: &DiagnoseFilter) -> Result<Vec<Di
              AND acc.sp = rr.srcport AND acc.dp = rr.dstport AND acc.ai <> rr.interface_id \
              GROUP BY rr.interface_id, rr.srcaddr, rr.dstaddr, rr.dstport, rr.protocol",
             reverse_accepted(range),
-            range_sql(range, "f.", 900)
+            range_sql(range, "f.", SLACK)
         ),
     )
     .await?;
@@ -250,7 +240,7 @@ pub async fn diagnose(engine: &Engine, filter: &DiagnoseFilter) -> Result<Vec<Di
                 quote(&eni),
                 quote(&initiator),
                 quote(&responder),
-                range_sql(range, "", 900)
+                range_sql(range, "", SLACK)
             ),
         )
         .await?

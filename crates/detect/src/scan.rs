@@ -46,6 +46,19 @@ use crate::rows::Row;
 /// Seconds around the time range in which the other side of a connection is looked for.
 pub const SLACK: i64 = 900;
 
+/// `AND start >= .. AND start < ..` for `range`, widened by `slack` seconds, on columns of
+/// `alias` (`""` for none).
+pub(crate) fn range_sql(range: &TimeRange, alias: &str, slack: i64) -> String {
+    let mut s = String::new();
+    if let Some(lo) = range.start {
+        s.push_str(&format!(" AND {alias}start >= {}", lo - slack));
+    }
+    if let Some(hi) = range.end {
+        s.push_str(&format!(" AND {alias}start < {}", hi + slack));
+    }
+    s
+}
+
 type Map<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
 /// An address as a number: an IPv4 address is its value; anything else (IPv6, or text that is
@@ -114,9 +127,6 @@ impl Names {
     fn addr(&mut self, text: &str) -> Addr {
         if let Some(v4) = dotted_quad(text.as_bytes()) {
             return u64::from(v4);
-        }
-        if let Ok(v4) = text.parse::<Ipv4Addr>() {
-            return u64::from(u32::from(v4));
         }
         let key = xxh3_64(text.as_bytes()) | NAMED;
         self.addrs.entry(key).or_insert_with(|| Named {
@@ -285,15 +295,6 @@ struct Rec {
     end: i64,
 }
 
-/// One connection to the internet, for beaconing.
-#[derive(Debug, Clone, Copy)]
-struct Connection {
-    first: i64,
-    last: i64,
-    bytes: u64,
-    records: u64,
-}
-
 /// A sweep: one (initiator, port, protocol) with enough hosts that never answered or refused.
 struct Sweep {
     src: Addr,
@@ -376,13 +377,7 @@ pub async fn scan(
     intel: &ThreatIntel,
     needs: &Needs,
 ) -> Result<Scan> {
-    let mut filter = String::new();
-    if let Some(lo) = range.start {
-        filter.push_str(&format!(" AND start >= {}", lo - SLACK));
-    }
-    if let Some(hi) = range.end {
-        filter.push_str(&format!(" AND start < {}", hi + SLACK));
-    }
+    let filter = range_sql(&range, "", SLACK);
     let sql = format!("SELECT {COLUMNS} FROM flows WHERE log_status = 'OK'{filter}");
     // One task per partition of the plan: each decodes its files and folds its records into
     // its own state, on its own core; the states are merged at the end.
@@ -1042,19 +1037,15 @@ impl Scan {
         let mut rows = Vec::new();
         for group in runs(&self.beacons, |r| (r.src, r.dst, r.dstport)) {
             let rs = &self.beacons[group];
-            let mut conns: Vec<Connection> = runs(rs, |r| r.srcport)
+            // One connection per source port.
+            let mut conns: Vec<Totals> = runs(rs, |r| r.srcport)
                 .into_iter()
                 .map(|c| {
                     let mut t = Totals::default();
                     for r in &rs[c] {
                         t.add(r.bytes, r.start, r.end);
                     }
-                    Connection {
-                        first: t.first,
-                        last: t.last,
-                        bytes: t.bytes,
-                        records: t.records,
-                    }
+                    t
                 })
                 .collect();
             if (conns.len() as u64) < connections {
