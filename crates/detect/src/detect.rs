@@ -5,9 +5,8 @@
 //! behind it. Detections look at who **initiated** a flow:
 //! - a rejected record is a request unless the reverse tuple (same addresses and ports, swapped)
 //!   was accepted somewhere in the lake — then it is a reply that a stateless network ACL
-//!   dropped, and the server that sent it is not scanning anybody. The rejected requests are
-//!   registered as the in-memory table `rejected_requests`, which the vertical scan and spike
-//!   detections query;
+//!   dropped, and the server that sent it is not scanning anybody. The vertical scan and the
+//!   rejected-traffic spike read the rejected requests the pass keeps;
 //! - an accepted record is taken as sent by its initiator when its source port is not lower than
 //!   its destination port (the client's ephemeral port is above the service port).
 //!
@@ -18,11 +17,10 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use datafusion::datasource::MemTable;
 use flowscope_query::{Engine, TimeRange};
+use futures::StreamExt;
 use serde_json::json;
 
 use crate::config::{CustomRule, DetectConfig, Language, Thresholds};
@@ -51,9 +49,6 @@ pub const DEFAULT_COLUMNS: &str = "version, account_id, interface_id, srcaddr, d
 
 /// Findings that get sample records (the most severe first).
 pub const MAX_SAMPLED: usize = 25;
-
-/// The name of the shared in-memory table of rejected requests.
-pub const REJECTED_REQUESTS: &str = "rejected_requests";
 
 /// What a run found, and how long each step took.
 #[derive(Debug, Default)]
@@ -134,13 +129,6 @@ impl<'a> Detector<'a> {
             self.range.end.unwrap_or(hi + 1),
         );
         let mut found = Vec::new();
-        if needs.rejected && n > 0 {
-            let clock = Instant::now();
-            self.materialise_rejected_requests(&scan)?;
-            report
-                .timings
-                .push((REJECTED_REQUESTS.into(), clock.elapsed()));
-        }
         if n > 0 {
             for id in BUILT_IN {
                 if !self.enabled(id) {
@@ -148,14 +136,14 @@ impl<'a> Detector<'a> {
                 }
                 let clock = Instant::now();
                 let mut f = match id {
-                    "vertical_port_scan" => self.vertical_scan().await?,
+                    "vertical_port_scan" => self.vertical_scan(&scan).await?,
                     "horizontal_sweep" => self.horizontal_sweep(&scan),
                     "ssh_brute_force" => self.brute_force(22, &scan),
                     "rdp_brute_force" => self.brute_force(3389, &scan),
                     "data_exfiltration" => self.exfiltration(span, &scan),
                     "beaconing" => self.beaconing(&scan).await?,
                     "threat_intel" => self.threat_intel(&scan),
-                    "rejected_spike" => self.rejected_spike(span).await?,
+                    "rejected_spike" => self.rejected_spike(span, &scan),
                     "exposed_sensitive_port" => self.exposed_ports(&scan),
                     _ => Vec::new(),
                 };
@@ -186,34 +174,8 @@ impl<'a> Detector<'a> {
         Ok(report)
     }
 
-    /// Registers the rejected records nobody answered (no accepted record with the reverse
-    /// tuple) as `rejected_requests`.
-    fn materialise_rejected_requests(&self, scan: &Scan) -> Result<()> {
-        let (schema, batches) = scan.rejected_requests()?;
-        let table = MemTable::try_new(schema, vec![batches])?;
-        let ctx = self.engine.context();
-        ctx.deregister_table(REJECTED_REQUESTS)?;
-        ctx.register_table(REJECTED_REQUESTS, Arc::new(table))?;
-        Ok(())
-    }
-
-    async fn vertical_scan(&self) -> Result<Vec<Finding>> {
-        let t = self.t();
-        // Threshold first, lists only for the pairs over it: collecting lists (or distinct
-        // counts, one hash set per group) for every pair costs far more than grouping twice.
-        let sql = format!(
-            "WITH c AS (SELECT srcaddr, dstaddr FROM (SELECT srcaddr, dstaddr, dstport \
-             FROM {REJECTED_REQUESTS} GROUP BY srcaddr, dstaddr, dstport) \
-             GROUP BY srcaddr, dstaddr HAVING count(*) >= {}) \
-             SELECT r.srcaddr, r.dstaddr, count(DISTINCT r.dstport) AS ports, \
-             count(*) AS records, sum(r.bytes) AS bytes, min(r.start) AS first_seen, \
-             max(r.\"end\") AS last_seen, array_agg(DISTINCT r.interface_id) AS interfaces, \
-             min(r.dstport) AS lo, max(r.dstport) AS hi FROM {REJECTED_REQUESTS} r \
-             JOIN c ON r.srcaddr = c.srcaddr AND r.dstaddr = c.dstaddr \
-             GROUP BY r.srcaddr, r.dstaddr ORDER BY ports DESC, r.srcaddr, r.dstaddr",
-            t.vertical_scan_ports
-        );
-        let scans = rows::query(self.engine, &sql).await?;
+    async fn vertical_scan(&self, scan: &Scan) -> Result<Vec<Finding>> {
+        let scans = scan.vertical_scans();
         // The ports that did answer, for every scan at once.
         let mut answered: HashMap<(String, String), Vec<u16>> = HashMap::new();
         if !scans.is_empty() {
@@ -295,7 +257,7 @@ impl<'a> Detector<'a> {
 
     fn horizontal_sweep(&self, scan: &Scan) -> Vec<Finding> {
         let mut out = Vec::new();
-        for r in scan.sweep(self.t().horizontal_sweep_hosts, 100) {
+        for r in scan.sweep(100) {
             let Some(src) = text(&r, "srcaddr") else {
                 continue;
             };
@@ -340,7 +302,6 @@ impl<'a> Detector<'a> {
     }
 
     fn brute_force(&self, port: u16, scan: &Scan) -> Vec<Finding> {
-        let t = self.t();
         let (id, service) = if port == 22 {
             ("ssh_brute_force", "SSH")
         } else {
@@ -348,7 +309,7 @@ impl<'a> Detector<'a> {
         };
         // Busy windows only (repeated attempts on the same hosts; one try per host is a
         // sweep), counted per connection, with the destinations and interfaces of each window.
-        let (busy, lists) = scan.brute_force(port, t.brute_force_window, t.brute_force_attempts);
+        let (busy, lists) = scan.brute_force(port);
         let mut out = Vec::new();
         for episode in episodes(busy.iter().collect(), "srcaddr") {
             let src = text(episode[0], "srcaddr").unwrap_or_default();
@@ -424,7 +385,7 @@ impl<'a> Detector<'a> {
         let w = t.exfiltration_window.max(1);
         // Every window of the sources with a window over the absolute threshold (seen at one
         // interface at least), for the baseline: never every source's windows.
-        let rows = scan.exfiltration(t.exfiltration_bytes);
+        let rows = scan.exfiltration();
         if rows.is_empty() {
             return Vec::new();
         }
@@ -535,12 +496,7 @@ impl<'a> Detector<'a> {
         // and beats are missed, so the rhythm is judged by the median interval and the share
         // of intervals close to it, not by a standard deviation that one merged connection
         // would ruin.
-        let rows = scan.beaconing(
-            t.beacon_connections,
-            t.beacon_min_interval,
-            t.beacon_max_interval,
-            t.beacon_jitter,
-        );
+        let rows = scan.beaconing();
         let mut out = Vec::new();
         for r in rows {
             let median = float(&r, "median_gap");
@@ -718,16 +674,10 @@ impl<'a> Detector<'a> {
         out
     }
 
-    async fn rejected_spike(&self, span: (i64, i64)) -> Result<Vec<Finding>> {
+    fn rejected_spike(&self, span: (i64, i64), scan: &Scan) -> Vec<Finding> {
         let t = self.t();
         let w = t.rejected_spike_window.max(1);
-        let sql = format!(
-            "SELECT start / {w} AS bucket, count(*) AS records, sum(bytes) AS bytes, \
-             count(DISTINCT srcaddr) AS sources, min(start) AS first_seen, \
-             max(\"end\") AS last_seen, array_agg(DISTINCT interface_id) AS interfaces \
-             FROM {REJECTED_REQUESTS} GROUP BY start / {w} ORDER BY bucket"
-        );
-        let rows = rows::query(self.engine, &sql).await?;
+        let rows = scan.rejected_windows(w);
         let windows = ((span.1 - span.0) / w).max(1) as usize + 1;
         let mut counts: Vec<i64> = rows.iter().map(|r| int(r, "records")).collect();
         counts.resize(windows.max(counts.len()), 0);
@@ -743,15 +693,7 @@ impl<'a> Detector<'a> {
         let mut out = Vec::new();
         for episode in episodes(hot, "") {
             let agg = Aggregate::of(&episode);
-            let top = rows::query(
-                self.engine,
-                &format!(
-                    "SELECT srcaddr, count(*) AS n FROM {REJECTED_REQUESTS} WHERE start >= {} \
-                     AND start <= {} GROUP BY srcaddr ORDER BY n DESC, srcaddr LIMIT 3",
-                    agg.first, agg.last
-                ),
-            )
-            .await?;
+            let top = scan.top_sources(agg.first, agg.last, 3);
             let leader = top.first().map(|r| (text(r, "srcaddr"), int(r, "n")));
             let peak = episode.iter().map(|r| int(r, "records")).max().unwrap_or(0);
             let mut f = self.finding_from(
@@ -787,7 +729,7 @@ impl<'a> Detector<'a> {
                 .insert("peak_per_window".into(), json!(peak));
             out.push(f);
         }
-        Ok(out)
+        out
     }
 
     fn exposed_ports(&self, scan: &Scan) -> Vec<Finding> {
@@ -837,26 +779,25 @@ impl<'a> Detector<'a> {
 
     /// Folds findings whose source is a NAT gateway into the instances behind it.
     async fn fold_nat(&self, findings: Vec<Finding>) -> Result<Vec<Finding>> {
-        let mut behind: Vec<Vec<String>> = Vec::with_capacity(findings.len());
-        for f in &findings {
-            let (Some(src), Some(port)) = (&f.src, f.dst_port) else {
-                behind.push(Vec::new());
-                continue;
-            };
-            if f.evidence.interfaces.is_empty() {
-                behind.push(Vec::new());
-                continue;
-            }
-            let enis = f
-                .evidence
-                .interfaces
-                .iter()
-                .map(|i| quote(i))
-                .collect::<Vec<_>>()
-                .join(", ");
-            let rows = rows::query(
-                self.engine,
-                &format!(
+        // Per finding, the other sources that sent the same destination port at its
+        // interfaces at the same time: two queries at a time, answers in finding order.
+        let queries: Vec<Option<String>> = findings
+            .iter()
+            .map(|f| {
+                let (Some(src), Some(port)) = (&f.src, f.dst_port) else {
+                    return None;
+                };
+                if f.evidence.interfaces.is_empty() {
+                    return None;
+                }
+                let enis = f
+                    .evidence
+                    .interfaces
+                    .iter()
+                    .map(|i| quote(i))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                Some(format!(
                     "SELECT srcaddr, count(*) AS n FROM flows WHERE interface_id IN ({enis}) \
                      AND dstaddr = {} AND dstport = {port} AND srcaddr <> {} AND start >= {} \
                      AND start <= {} GROUP BY srcaddr ORDER BY n DESC",
@@ -864,11 +805,22 @@ impl<'a> Detector<'a> {
                     quote(src),
                     f.evidence.start - 120,
                     f.evidence.end + 120
-                ),
-            )
-            .await?;
-            behind.push(rows.iter().filter_map(|r| text(r, "srcaddr")).collect());
-        }
+                ))
+            })
+            .collect();
+        let behind: Vec<Vec<String>> = futures::stream::iter(queries)
+            .map(|sql| async move {
+                let Some(sql) = sql else {
+                    return Ok(Vec::new());
+                };
+                let rows = rows::query(self.engine, &sql).await?;
+                Ok::<_, Error>(rows.iter().filter_map(|r| text(r, "srcaddr")).collect())
+            })
+            .buffered(2)
+            .collect::<Vec<Result<Vec<String>>>>()
+            .await
+            .into_iter()
+            .collect::<Result<_>>()?;
         let mut out: Vec<Finding> = Vec::new();
         let mut folded: Vec<(usize, String, String)> = Vec::new();
         for (i, f) in findings.iter().enumerate() {
@@ -991,14 +943,38 @@ impl<'a> Detector<'a> {
         if n == 0 {
             return Ok(());
         }
-        // The most severe findings get samples (one query each).
-        for f in findings.iter_mut().take(MAX_SAMPLED) {
-            if !BUILT_IN.contains(&f.detection.as_str()) {
-                continue;
-            }
-            let sql = format!("{} LIMIT {n}", f.evidence.sql);
-            let rows = rows::query(self.engine, &sql).await?;
-            f.evidence.sample = rows.iter().map(default_line).collect();
+        // The most severe findings get samples, a few at a time. A finding can span a day of
+        // records while a sample is its first few: each query first reads only the first hour
+        // of the finding (the lake is partitioned by hour) and the rest only when that hour
+        // holds too few.
+        let jobs: Vec<(usize, String, i64, i64)> = findings
+            .iter()
+            .enumerate()
+            .take(MAX_SAMPLED)
+            .filter(|(_, f)| BUILT_IN.contains(&f.detection.as_str()))
+            .map(|(i, f)| (i, f.evidence.sql.clone(), f.evidence.start, f.evidence.end))
+            .collect();
+        let mut answers = futures::stream::iter(jobs)
+            .map(|(i, sql, first, last)| async move {
+                let split = first.saturating_add(3600);
+                let part = |filter: String, limit: usize| {
+                    format!(
+                        "SELECT * FROM ({sql}) AS records WHERE {filter} \
+                         ORDER BY start, interface_id LIMIT {limit}"
+                    )
+                };
+                let mut rows =
+                    rows::query(self.engine, &part(format!("start < {split}"), n)).await?;
+                if rows.len() < n && last >= split {
+                    let more = part(format!("start >= {split}"), n - rows.len());
+                    rows.extend(rows::query(self.engine, &more).await?);
+                }
+                Ok::<_, Error>((i, rows))
+            })
+            .buffer_unordered(2);
+        while let Some(answer) = answers.next().await {
+            let (i, rows) = answer?;
+            findings[i].evidence.sample = rows.iter().map(default_line).collect();
         }
         Ok(())
     }

@@ -84,6 +84,34 @@ impl ThreatIntel {
         }
     }
 
+    /// The IPv4 networks as sorted, disjoint, inclusive ranges of addresses (adjacent and
+    /// overlapping networks merged): whether an IPv4 address is on the list at all, by one
+    /// binary search.
+    pub fn v4_ranges(&self) -> Vec<(u32, u32)> {
+        let mut ranges: Vec<(u32, u32)> = self
+            .by_prefix
+            .iter()
+            .flat_map(|(prefix, nets)| nets.keys().map(move |net| (*prefix, *net)))
+            .filter_map(|(prefix, net)| match net {
+                IpAddr::V4(v4) if prefix <= 32 => {
+                    let lo = u32::from(v4);
+                    let host = u32::MAX.checked_shr(u32::from(prefix)).unwrap_or(0);
+                    Some((lo, lo | host))
+                }
+                _ => None,
+            })
+            .collect();
+        ranges.sort_unstable();
+        let mut merged: Vec<(u32, u32)> = Vec::with_capacity(ranges.len());
+        for (lo, hi) in ranges {
+            match merged.last_mut() {
+                Some(last) if lo <= last.1.saturating_add(1) => last.1 = last.1.max(hi),
+                _ => merged.push((lo, hi)),
+            }
+        }
+        merged
+    }
+
     /// The label of the most specific entry holding `addr`.
     pub fn lookup(&self, addr: IpAddr) -> Option<(&str, Cidr)> {
         for &prefix in &self.prefixes {
@@ -261,5 +289,52 @@ mod tests {
         assert_eq!(intel.len(), 3);
         let bad = intel.read("when,what\n1,2\n", "nohdr.csv", "x");
         assert_eq!(bad.rejected.len(), 1);
+    }
+
+    #[test]
+    fn v4_ranges_agree_with_lookups() {
+        let mut intel = ThreatIntel::new();
+        for cidr in [
+            "10.0.0.0/8",
+            "10.1.2.3", // inside the /8: merged
+            "192.0.2.0/25",
+            "192.0.2.128/25", // adjacent: one range
+            "198.51.100.7",
+            "2001:db8::/32", // IPv6: not a v4 range
+        ] {
+            intel.insert(Cidr::parse(cidr).unwrap(), "x");
+        }
+        let ranges = intel.v4_ranges();
+        assert_eq!(
+            ranges,
+            vec![
+                (0x0a00_0000, 0x0aff_ffff),
+                (0xc000_0200, 0xc000_02ff),
+                (0xc633_6407, 0xc633_6407)
+            ]
+        );
+        let listed = |ranges: &[(u32, u32)], a: u32| {
+            let i = ranges.partition_point(|(lo, _)| *lo <= a);
+            i > 0 && ranges[i - 1].1 >= a
+        };
+        let mut a = 0u32;
+        for _ in 0..200_000 {
+            a = a.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            for b in [
+                a,
+                a & 0xffff_ff00,
+                0x0a00_0000 | (a >> 8),
+                0xc000_0200 | (a & 0x1ff),
+            ] {
+                let via_lookup = intel
+                    .lookup(IpAddr::from(std::net::Ipv4Addr::from(b)))
+                    .is_some();
+                assert_eq!(listed(&ranges, b), via_lookup, "{b:#x}");
+            }
+        }
+        let mut everything = ThreatIntel::new();
+        everything.insert(Cidr::parse("0.0.0.0/0").unwrap(), "all");
+        everything.insert(Cidr::parse("255.255.255.255").unwrap(), "last");
+        assert_eq!(everything.v4_ranges(), vec![(0, u32::MAX)]);
     }
 }

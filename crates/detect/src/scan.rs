@@ -6,32 +6,39 @@
 //! files and folding its records on its own core — and keeps per detection only what it needs,
 //! with addresses and interfaces as numbers:
 //!
-//! - the fingerprints of all accepted records, so "was this answered?" (an accepted record with the
-//!   reverse tuple) is a set lookup instead of a join;
-//! - the rejected records (the candidates for rejected requests);
+//! - the fingerprints of all accepted records, to tell which records were answered (an accepted
+//!   record with the reverse tuple) without a join;
+//! - the rejected records (the candidates for rejected requests: those nobody answered);
 //! - the requests (source port above destination port), for the sweep;
 //! - the SSH/RDP requests, the accepted outbound records to the internet (exfiltration), the
 //!   accepted requests to the internet (beaconing), per (source, destination) the records with a
 //!   listed address, and the accepted requests from the internet to sensitive ports.
 //!
-//! The partitions' states are merged, the kept records sorted on both cores, and each detection
-//! groups its runs. What comes out is the same rows the detections' SQL used to return, so the
-//! findings, their summaries and the SQL that shows their records are unchanged.
+//! Then, on both cores, each partition's records straight from where its pass left them:
+//! - the accepted fingerprints are sorted, and "answered?" is found for all the records that ask
+//!   at once, by sorting their reverse tuples' fingerprints and walking both lists in order — on
+//!   lakes far larger than the cache, millions of hash-set lookups each cost a cache miss;
+//! - the sweep's requests are sorted so that each (initiator, port, protocol) group is one run;
+//! - for brute force, exfiltration and beaconing, a table of counts per group (sized to stay in
+//!   the cache) first drops the records of the groups that cannot reach the threshold, and only
+//!   the rest is sorted;
+//! - the vertical scan and the rejected-traffic spike group the rejected requests in memory.
+//!
+//! What comes out is the same rows the detections' SQL used to return, so the findings, their
+//! summaries and the SQL that shows their records are unchanged.
 //!
 //! A fingerprint is 64 bits of xxh3 over the tuple. A tuple taken for answered because another
 //! tuple has its fingerprint is expected about `lookups × accepted records / 2^64` times: 10^-5
 //! at 20 M records, 0.05 at a billion.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::hash::{BuildHasherDefault, Hasher};
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, Int32Array, Int64Array, RecordBatch, StringViewArray,
-};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::{DataType, Field, Int32Type, Int64Type, Schema, SchemaRef};
+use datafusion::arrow::datatypes::{DataType, Int32Type, Int64Type};
 use flowscope_query::{Engine, TimeRange};
 use flowscope_record::net::{is_private, is_private_v4};
 use futures::StreamExt;
@@ -188,52 +195,139 @@ fn tuple(src: Addr, dst: Addr, srcport: u16, dstport: u16, protocol: u8) -> u64 
     xxh3_64(&b)
 }
 
-/// A hasher for keys that are already hashes.
-#[derive(Default)]
-struct Identity(u64);
-
-impl Hasher for Identity {
-    fn finish(&self) -> u64 {
-        self.0
+/// Sorts the items of `parts` so that equal `key`s are together, in order of the top byte of
+/// their `hash` and then of `key` (with `hash` the identity on a uniform hash, simply sorted).
+/// One pass places the items by the hash's top byte (each part on its own core, straight from
+/// where the partition's pass left it), then each of the 256 runs is sorted while it is in the
+/// cache, half of them on each core. Returns the items and where each top byte's run starts
+/// (`bounds[b]..bounds[b + 1]`).
+fn sort_hashed<T, K>(
+    parts: Vec<Vec<T>>,
+    hash: impl Fn(&T) -> u64 + Sync,
+    key: impl Fn(&T) -> K + Sync,
+) -> (Vec<T>, [usize; 257])
+where
+    T: Copy + Default + Send + Sync,
+    K: Ord,
+{
+    let top = |item: &T| (hash(item) >> 56) as usize;
+    let top = &top;
+    let counts: Vec<[usize; 256]> = std::thread::scope(|s| {
+        let handles: Vec<_> = parts
+            .iter()
+            .map(|part| {
+                s.spawn(move || {
+                    let mut c = [0usize; 256];
+                    for item in part {
+                        c[top(item)] += 1;
+                    }
+                    c
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("sort worker panicked"))
+            .collect()
+    });
+    let mut bounds = [0usize; 257];
+    for b in 0..256 {
+        bounds[b + 1] = bounds[b] + counts.iter().map(|c| c[b]).sum::<usize>();
     }
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = (self.0 << 8) | u64::from(*b);
+    let mut sorted = vec![T::default(); bounds[256]];
+    // Each part gets its own slice of each run, so the parts are placed side by side.
+    let mut slices: Vec<Vec<&mut [T]>> = parts.iter().map(|_| Vec::with_capacity(256)).collect();
+    let mut rest: &mut [T] = &mut sorted;
+    for b in 0..256 {
+        for (p, c) in counts.iter().enumerate() {
+            let (head, tail) = std::mem::take(&mut rest).split_at_mut(c[b]);
+            slices[p].push(head);
+            rest = tail;
         }
     }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
+    std::thread::scope(|s| {
+        for (part, mut runs) in parts.iter().zip(slices) {
+            s.spawn(move || {
+                let mut cursor = [0usize; 256];
+                for item in part {
+                    let b = top(item);
+                    runs[b][cursor[b]] = *item;
+                    cursor[b] += 1;
+                }
+            });
+        }
+    });
+    drop(parts);
+    let (low, high) = sorted.split_at_mut(bounds[128]);
+    let sort_runs = |part: &mut [T], bounds: &[usize]| {
+        let base = bounds[0];
+        for w in bounds.windows(2) {
+            part[w[0] - base..w[1] - base].sort_unstable_by_key(&key);
+        }
+    };
+    join(
+        || sort_runs(low, &bounds[..=128]),
+        || sort_runs(high, &bounds[128..]),
+    );
+    (sorted, bounds)
 }
 
-type FingerprintSet = std::collections::HashSet<u64, BuildHasherDefault<Identity>>;
-
-/// The accepted records' fingerprints, in two halves (by the top bit) built side by side.
+/// The accepted records' fingerprints, sorted: whether records were answered is found for all
+/// of them at once by sorting their reverse tuples' fingerprints and walking both lists — reads
+/// in order, where millions of lookups in a hash set each miss the cache.
 struct Accepted {
-    halves: [FingerprintSet; 2],
+    sorted: Vec<u64>,
+    bounds: [usize; 257],
 }
 
 impl Accepted {
-    fn build(fingerprints: Vec<u64>) -> Self {
-        let fingerprints = &fingerprints;
-        let halves = both(|half| {
-            let mut set = FingerprintSet::with_capacity_and_hasher(
-                fingerprints.len() / 2 + 1,
-                BuildHasherDefault::default(),
-            );
-            set.extend(
-                fingerprints
-                    .iter()
-                    .copied()
-                    .filter(|f| (f >> 63) as usize == half),
-            );
-            set
-        });
-        Self { halves }
+    fn build(parts: Vec<Vec<u64>>) -> Self {
+        let (sorted, bounds) = sort_hashed(parts, |f| *f, |f| *f);
+        Self { sorted, bounds }
     }
 
-    fn contains(&self, fingerprint: u64) -> bool {
-        self.halves[(fingerprint >> 63) as usize].contains(&fingerprint)
+    /// Marks the records of `records` whose reverse tuple was accepted as answered.
+    fn mark(&self, records: &mut [Rec]) {
+        // The reverse tuples' fingerprints, in two parts so both cores place them.
+        let middle = records.len() / 2;
+        let records_ref = &*records;
+        let parts = both(|half| {
+            let range = if half == 0 {
+                0..middle
+            } else {
+                middle..records_ref.len()
+            };
+            records_ref[range.clone()]
+                .iter()
+                .zip(range)
+                .map(|(r, i)| (tuple(r.dst, r.src, r.dstport, r.srcport, r.protocol), i))
+                .collect::<Vec<(u64, usize)>>()
+        });
+        let (queries, bounds) = sort_hashed(parts.into(), |q| q.0, |q| q.0);
+        let found = both(|half| {
+            let (b0, b1) = (half * 128, half * 128 + 128);
+            let accepted = &self.sorted[self.bounds[b0]..self.bounds[b1]];
+            let mut found = Vec::new();
+            let mut j = 0;
+            for &(f, i) in &queries[bounds[b0]..bounds[b1]] {
+                while j < accepted.len() && accepted[j] < f {
+                    j += 1;
+                }
+                if accepted.get(j) == Some(&f) {
+                    found.push(i);
+                }
+            }
+            found
+        });
+        // Through a small table of flags (it stays in the cache) rather than straight into the
+        // records, which would be written in random order.
+        let mut answered = vec![false; records.len()];
+        for i in found.into_iter().flatten() {
+            answered[i] = true;
+        }
+        for (r, a) in records.iter_mut().zip(answered) {
+            r.answered = a;
+        }
     }
 }
 
@@ -241,6 +335,67 @@ impl Accepted {
 fn both<T: Send>(f: impl Fn(usize) -> T + Sync) -> [T; 2] {
     let (a, b) = join(|| f(0), || f(1));
     [a, b]
+}
+
+/// The hash of a group of records (up to three numbers).
+fn group(a: u64, b: u64, c: u64) -> u64 {
+    let mut bytes = [0u8; 24];
+    bytes[..8].copy_from_slice(&a.to_le_bytes());
+    bytes[8..16].copy_from_slice(&b.to_le_bytes());
+    bytes[16..].copy_from_slice(&c.to_le_bytes());
+    xxh3_64(&bytes)
+}
+
+/// The items whose group (`key`, a hash) may weigh at least `min` in all: most groups of a busy
+/// network are far below a detection's threshold, and sorting only the others is much cheaper
+/// than sorting everything.
+///
+/// The weights are summed per slot of a table indexed by the group's hash (16 MB at most, so
+/// it stays in the cache). A slot holds at least the weight of each group in it, so no group at
+/// or over `min` is dropped; a light group that shares a slot with others may pass, and the
+/// exact grouping that follows drops it. Built on both cores: each counts half of the slots,
+/// then each keeps from half of the items.
+fn crowded<T: Copy + Send + Sync>(
+    parts: &[Vec<T>],
+    min: u64,
+    key: impl Fn(&T) -> u64 + Sync,
+    weight: impl Fn(&T) -> u64 + Sync,
+) -> Vec<T> {
+    if min <= 1 {
+        return parts.concat();
+    }
+    let items = parts.iter().map(Vec::len).sum::<usize>();
+    let half_slots = (items.next_power_of_two() / 2).clamp(1 << 9, 1 << 21);
+    let mask = half_slots as u64 - 1;
+    let tables = both(|half| {
+        let mut table = vec![0u32; half_slots];
+        for item in parts.iter().flatten() {
+            let h = key(item);
+            if (h >> 63) as usize == half {
+                let slot = &mut table[(h & mask) as usize];
+                *slot = slot.saturating_add(u32::try_from(weight(item)).unwrap_or(u32::MAX));
+            }
+        }
+        table
+    });
+    // A full slot may hold more than it shows: it always passes.
+    let min = u32::try_from(min).unwrap_or(u32::MAX);
+    let keep = |part: &[T]| -> Vec<T> {
+        part.iter()
+            .filter(|item| {
+                let h = key(item);
+                tables[(h >> 63) as usize][(h & mask) as usize] >= min
+            })
+            .copied()
+            .collect()
+    };
+    let mut kept = Vec::new();
+    for pair in parts.chunks(2) {
+        let (a, b) = join(|| keep(&pair[0]), || pair.get(1).map(|p| keep(p)));
+        kept.extend(a);
+        kept.extend(b.unwrap_or_default());
+    }
+    kept
 }
 
 /// Totals of a group of records.
@@ -280,7 +435,7 @@ impl Totals {
 }
 
 /// One record, as the detections that keep records need it.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 struct Rec {
     interface: u64,
     src: Addr,
@@ -289,7 +444,8 @@ struct Rec {
     dstport: u16,
     protocol: u8,
     rejected: bool,
-    packets: i64,
+    /// Whether an accepted record has the reverse tuple (set where it is needed).
+    answered: bool,
     bytes: u64,
     start: i64,
     end: i64,
@@ -341,21 +497,24 @@ struct Listed {
 /// What the pass gathered.
 pub struct Scan {
     names: Names,
-    accepted: Accepted,
     /// OK records in the range.
     pub records: u64,
     /// The first `start` and last `end` of those records.
     pub span: Option<(i64, i64)>,
-    rejected: Vec<Rec>,
-    /// Requests, in two halves (by the initiator's parity), each sorted by initiator, port,
-    /// protocol and host.
+    thresholds: Thresholds,
+    /// Rejected records nobody answered (no accepted record with the reverse tuple).
+    requests: Vec<Rec>,
+    /// Requests in two halves (by the hash of their initiator, port and protocol), each sorted
+    /// by that hash's top byte and then initiator, port, protocol and host.
     sweep: [Vec<Rec>; 2],
+    /// SSH/RDP requests of the sources that may reach the brute-force threshold.
     brute: Vec<Rec>,
-    /// Accepted outbound records to the internet, sorted by source, interface, destination,
-    /// port and window.
+    /// Accepted outbound records to the internet of the sources that may have a window over
+    /// the exfiltration threshold, sorted by source, interface, destination, port and window.
     exfiltration: Vec<Rec>,
     window: i64,
-    /// Accepted requests to the internet, sorted by source, destination, port and source port.
+    /// Accepted requests to the internet of the (source, destination, port) groups that may
+    /// reach the beaconing threshold, sorted by source, destination, port and source port.
     beacons: Vec<Rec>,
     listed: Map<(Addr, Addr), Listed>,
     bad: BTreeMap<String, (String, String)>,
@@ -363,7 +522,8 @@ pub struct Scan {
 }
 
 /// The columns the pass reads.
-const COLUMNS: &str = "interface_id, srcaddr, dstaddr, srcport, dstport, protocol, packets, bytes, start, \"end\", action";
+const COLUMNS: &str =
+    "interface_id, srcaddr, dstaddr, srcport, dstport, protocol, bytes, start, \"end\", action";
 
 /// Reads the lake once for `needs`, records starting in `range` (and, for the other side of a
 /// connection, [`SLACK`] seconds around it).
@@ -385,9 +545,16 @@ pub async fn scan(
     let context = Arc::new(Context {
         range,
         intel: intel.clone(),
+        listed_v4: intel.v4_ranges(),
         needs: needs.clone(),
-        sensitive: thresholds.sensitive_ports.clone(),
+        brute_ports: Ports::of(&needs.brute_ports),
+        sensitive: Ports::of(if needs.exposed {
+            &thresholds.sensitive_ports
+        } else {
+            &[]
+        }),
         window: thresholds.exfiltration_window.max(1),
+        thresholds: thresholds.clone(),
     });
     let tasks: Vec<_> = streams
         .into_iter()
@@ -395,33 +562,63 @@ pub async fn scan(
             let context = Arc::clone(&context);
             tokio::spawn(async move {
                 let mut pass = Pass::new(context);
-                while let Some(batch) = stream.next().await {
+                let (mut reading, mut folding) = (Duration::ZERO, Duration::ZERO);
+                loop {
+                    let clock = Instant::now();
+                    let Some(batch) = stream.next().await else {
+                        break;
+                    };
+                    reading += clock.elapsed();
+                    let clock = Instant::now();
                     pass.batch(&batch?)?;
+                    folding += clock.elapsed();
                 }
+                tracing::debug!(?reading, ?folding, records = pass.records, "scan partition");
                 Ok::<Pass, crate::Error>(pass)
             })
         })
         .collect();
-    let mut merged: Option<Pass> = None;
+    let mut passes = Vec::new();
     for task in tasks {
-        let pass = task
-            .await
-            .map_err(|e| crate::Error::Invalid(format!("scan task failed: {e}")))??;
-        merged = Some(match merged {
-            Some(m) => m.merge(pass),
-            None => pass,
-        });
+        passes.push(
+            task.await
+                .map_err(|e| crate::Error::Invalid(format!("scan task failed: {e}")))??,
+        );
     }
-    Ok(merged.unwrap_or_else(|| Pass::new(context)).finish())
+    Ok(finish(context, passes))
 }
 
 /// What every partition's pass reads.
 struct Context {
     range: TimeRange,
     intel: ThreatIntel,
+    /// The list's IPv4 networks as sorted, disjoint ranges: most addresses are on no list, and
+    /// this answers them without a lookup.
+    listed_v4: Vec<(u32, u32)>,
+    thresholds: Thresholds,
     needs: Needs,
-    sensitive: Vec<u16>,
+    /// The brute-force detections' ports.
+    brute_ports: Ports,
+    /// The sensitive ports, when exposed ports are looked for.
+    sensitive: Ports,
     window: i64,
+}
+
+/// A set of ports, one bit each.
+struct Ports(Vec<u64>);
+
+impl Ports {
+    fn of(ports: &[u16]) -> Self {
+        let mut bits = vec![0u64; 1024];
+        for p in ports {
+            bits[usize::from(*p) / 64] |= 1 << (p % 64);
+        }
+        Self(bits)
+    }
+
+    fn contains(&self, port: u16) -> bool {
+        self.0[usize::from(port) / 64] & (1 << (port % 64)) != 0
+    }
 }
 
 /// The state of one partition's pass while batches arrive.
@@ -478,8 +675,12 @@ impl Pass {
 
     /// Whether `a` is a public address on the threat-intel list (looked up once per address).
     fn listed(&mut self, context: &Context, a: Addr) -> bool {
-        if a & NAMED == 0 && is_private_v4(a as u32) {
-            return false;
+        if a & NAMED == 0 {
+            let v4 = a as u32;
+            let i = context.listed_v4.partition_point(|(lo, _)| *lo <= v4);
+            if is_private_v4(v4) || i == 0 || context.listed_v4[i - 1].1 < v4 {
+                return false;
+            }
         }
         if let Some(known) = self.listed_cache.get(&a) {
             return *known;
@@ -510,11 +711,10 @@ impl Pass {
         let srcports = column(batch, 3, &DataType::Int32)?;
         let dstports = column(batch, 4, &DataType::Int32)?;
         let protocols = column(batch, 5, &DataType::Int32)?;
-        let packets = column(batch, 6, &DataType::Int64)?;
-        let bytes = column(batch, 7, &DataType::Int64)?;
-        let starts = column(batch, 8, &DataType::Int64)?;
-        let ends = column(batch, 9, &DataType::Int64)?;
-        let actions = column(batch, 10, &view)?;
+        let bytes = column(batch, 6, &DataType::Int64)?;
+        let starts = column(batch, 7, &DataType::Int64)?;
+        let ends = column(batch, 8, &DataType::Int64)?;
+        let actions = column(batch, 9, &view)?;
         let (interfaces, srcs, dsts, actions) = (
             interfaces.as_string_view(),
             srcs.as_string_view(),
@@ -526,8 +726,7 @@ impl Pass {
             dstports.as_primitive::<Int32Type>(),
             protocols.as_primitive::<Int32Type>(),
         );
-        let (packets, bytes, starts, ends) = (
-            packets.as_primitive::<Int64Type>(),
+        let (bytes, starts, ends) = (
             bytes.as_primitive::<Int64Type>(),
             starts.as_primitive::<Int64Type>(),
             ends.as_primitive::<Int64Type>(),
@@ -579,11 +778,7 @@ impl Pass {
                 dstport: dp,
                 protocol,
                 rejected: reject,
-                packets: if packets.is_null(i) {
-                    0
-                } else {
-                    packets.value(i)
-                },
+                answered: false,
                 bytes: if bytes.is_null(i) {
                     0
                 } else {
@@ -598,148 +793,197 @@ impl Pass {
         Ok(())
     }
 
-    /// Folds one record in; `eni` is its interface id, numbered only if the record is kept.
+    /// Folds one record in; `eni` is its interface id, numbered only for the records whose
+    /// detections show interfaces.
     fn record(&mut self, context: &Context, mut r: Rec, accept: bool, eni: Option<&str>) {
         let needs = &context.needs;
-        let keeps = (r.rejected && needs.rejected)
-            || (r.srcport > r.dstport
-                && (needs.brute_ports.contains(&r.dstport)
-                    || (needs.exposed && context.sensitive.contains(&r.dstport))))
-            || (r.srcport >= r.dstport && (needs.exfiltration || needs.intel));
-        if keeps && let Some(eni) = eni {
+        let (request, outbound) = (r.srcport > r.dstport, r.srcport >= r.dstport);
+        let rejected = r.rejected && needs.rejected;
+        let sweep = request && needs.sweep;
+        let brute = request && r.protocol == 6 && context.brute_ports.contains(r.dstport);
+        let beacon =
+            request && accept && needs.beaconing && self.names.private(r.dst) == Some(false);
+        let exposed = request
+            && accept
+            && context.sensitive.contains(r.dstport)
+            && self.names.private(r.src) == Some(false);
+        let exfiltration = outbound
+            && accept
+            && needs.exfiltration
+            && self.names.private(r.src) == Some(true)
+            && self.names.private(r.dst) == Some(false);
+        let listed =
+            outbound && needs.intel && (self.listed(context, r.src) | self.listed(context, r.dst));
+        if (rejected || brute || exposed || exfiltration || listed)
+            && let Some(eni) = eni
+        {
             r.interface = self.names.interface(eni);
         }
-        if r.rejected && needs.rejected {
-            self.rejected.push(r);
-        }
-        if r.srcport > r.dstport {
-            if needs.sweep {
-                self.sweep.push(r);
-            }
-            if r.protocol == 6 && needs.brute_ports.contains(&r.dstport) {
-                self.brute.push(r);
-            }
-            if accept && needs.beaconing && self.names.private(r.dst) == Some(false) {
-                self.beacons.push(r);
-            }
-            if accept
-                && needs.exposed
-                && context.sensitive.contains(&r.dstport)
-                && self.names.private(r.src) == Some(false)
-            {
-                self.exposed.push(r);
+        for (keep, to) in [
+            (rejected, &mut self.rejected),
+            (sweep, &mut self.sweep),
+            (brute, &mut self.brute),
+            (beacon, &mut self.beacons),
+            (exposed, &mut self.exposed),
+            (exfiltration, &mut self.exfiltration),
+        ] {
+            if keep {
+                to.push(r);
             }
         }
-        if r.srcport >= r.dstport {
-            if accept
-                && needs.exfiltration
-                && self.names.private(r.src) == Some(true)
-                && self.names.private(r.dst) == Some(false)
-            {
-                self.exfiltration.push(r);
-            }
-            if needs.intel && (self.listed(context, r.src) | self.listed(context, r.dst)) {
-                let l = self.listed.entry((r.src, r.dst)).or_default();
-                l.ports.insert(r.dstport);
-                l.totals.add(r.bytes, r.start, r.end);
-                l.accepted += u64::from(accept);
-                l.interfaces.insert(r.interface);
-            }
+        if listed {
+            let l = self.listed.entry((r.src, r.dst)).or_default();
+            l.ports.insert(r.dstport);
+            l.totals.add(r.bytes, r.start, r.end);
+            l.accepted += u64::from(accept);
+            l.interfaces.insert(r.interface);
         }
     }
 
-    /// Adds another partition's state to this one.
-    fn merge(mut self, o: Pass) -> Pass {
-        self.names.addrs.extend(o.names.addrs);
-        self.names.interfaces.extend(o.names.interfaces);
-        self.bad.extend(o.bad);
-        append(&mut self.accepted, o.accepted);
+    /// Adds another partition's small state (names, listed addresses, counts) to this one.
+    fn absorb(&mut self, o: &mut Pass) {
+        self.names.addrs.extend(std::mem::take(&mut o.names.addrs));
+        self.names
+            .interfaces
+            .extend(std::mem::take(&mut o.names.interfaces));
+        self.bad.append(&mut o.bad);
         self.records += o.records;
         self.span = match (self.span, o.span) {
             (Some(a), Some(b)) => Some((a.0.min(b.0), a.1.max(b.1))),
             (a, b) => a.or(b),
         };
-        append(&mut self.rejected, o.rejected);
-        append(&mut self.sweep, o.sweep);
-        append(&mut self.brute, o.brute);
-        append(&mut self.exfiltration, o.exfiltration);
-        append(&mut self.beacons, o.beacons);
-        for (key, l) in o.listed {
+        for (key, l) in std::mem::take(&mut o.listed) {
             let m = self.listed.entry(key).or_default();
             m.ports.extend(l.ports);
             m.totals.merge(&l.totals);
             m.accepted += l.accepted;
             m.interfaces.extend(l.interfaces);
         }
-        append(&mut self.exposed, o.exposed);
-        self
     }
+}
 
-    fn finish(self) -> Scan {
-        let window = self.context.window;
-        let needs_accepted = {
-            let n = &self.context.needs;
-            n.rejected || n.sweep || n.exposed
-        };
-        let (mut sweep, mut exfiltration, mut beacons) =
-            (self.sweep, self.exfiltration, self.beacons);
-        // Sort what is grouped later, on both cores: the sweep's requests in two halves by
-        // initiator, the exfiltration and beaconing records side by side.
-        let odd = partition(&mut sweep, |r| r.src % 2 == 0);
-        let mut odd_half = sweep.split_off(odd);
-        let sweep_key = |r: &Rec| (r.src, r.dstport, r.protocol, r.dst);
-        join(
-            || sweep.sort_unstable_by_key(sweep_key),
-            || odd_half.sort_unstable_by_key(sweep_key),
-        );
-        join(
-            || {
-                exfiltration.sort_unstable_by_key(|r| {
-                    (r.src, r.interface, r.dst, r.dstport, r.start / window)
-                })
+/// The kept records of every partition, by detection.
+#[derive(Default)]
+struct Parts {
+    accepted: Vec<Vec<u64>>,
+    rejected: Vec<Vec<Rec>>,
+    sweep: Vec<Vec<Rec>>,
+    brute: Vec<Vec<Rec>>,
+    exfiltration: Vec<Vec<Rec>>,
+    beacons: Vec<Vec<Rec>>,
+    exposed: Vec<Vec<Rec>>,
+}
+
+/// Brings the partitions' passes together: the small state merged, the kept records sorted and
+/// grouped (each partition's records placed straight from where its pass left them).
+fn finish(context: Arc<Context>, passes: Vec<Pass>) -> Scan {
+    let clock = Instant::now();
+    let (t, window) = (&context.thresholds, context.window);
+    let mut merged = Pass::new(Arc::clone(&context));
+    let mut parts = Parts::default();
+    for mut pass in passes {
+        merged.absorb(&mut pass);
+        parts.accepted.push(pass.accepted);
+        parts.rejected.push(pass.rejected);
+        parts.sweep.push(pass.sweep);
+        parts.brute.push(pass.brute);
+        parts.exfiltration.push(pass.exfiltration);
+        parts.beacons.push(pass.beacons);
+        parts.exposed.push(pass.exposed);
+    }
+    let needs_accepted = {
+        let n = &context.needs;
+        n.rejected || n.sweep || n.exposed
+    };
+    let accepted = Accepted::build(if needs_accepted {
+        parts.accepted
+    } else {
+        Vec::new()
+    });
+    let built = clock.elapsed();
+    // The rejected records nobody answered.
+    let mut requests = parts.rejected.concat();
+    accepted.mark(&mut requests);
+    requests.retain(|r| !r.answered);
+    // Requests by (initiator, port, protocol, host), each group within one half.
+    let (mut sweep, bounds) = sort_hashed(
+        parts.sweep,
+        |r| group(r.src, u64::from(r.dstport), u64::from(r.protocol)),
+        |r| (r.src, r.dstport, r.protocol, r.dst),
+    );
+    accepted.mark(&mut sweep);
+    let sweep_halves = bounds[128];
+    let mut exposed = parts.exposed.concat();
+    accepted.mark(&mut exposed);
+    drop(accepted);
+    let sorted = clock.elapsed();
+    // Only the groups that may reach a threshold are kept and sorted.
+    let brute = crowded(
+        &parts.brute,
+        t.brute_force_attempts,
+        |r| group(r.src, u64::from(r.dstport), 0),
+        |_| 1,
+    );
+    let mut beacons = crowded(
+        &parts.beacons,
+        t.beacon_connections,
+        |r| group(r.src, r.dst, u64::from(r.dstport)),
+        |_| 1,
+    );
+    let mut exfiltration = {
+        let heavy = crowded(
+            &parts.exfiltration,
+            t.exfiltration_bytes,
+            |r| {
+                group(
+                    r.src ^ r.interface.rotate_left(17),
+                    r.dst,
+                    (u64::from(r.dstport) << 48) ^ (r.start / window) as u64,
+                )
             },
-            || beacons.sort_unstable_by_key(|r| (r.src, r.dst, r.dstport, r.srcport)),
+            |r| r.bytes,
         );
-        Scan {
-            names: self.names,
-            accepted: Accepted::build(if needs_accepted {
-                self.accepted
-            } else {
-                Vec::new()
-            }),
-            records: self.records,
-            span: self.span,
-            rejected: self.rejected,
-            sweep: [sweep, odd_half],
-            brute: self.brute,
-            exfiltration,
-            window,
-            beacons,
-            listed: self.listed,
-            bad: self.bad,
-            exposed: self.exposed,
+        let sources: std::collections::HashSet<Addr> = heavy.iter().map(|r| r.src).collect();
+        let mut kept = Vec::new();
+        for part in parts.exfiltration {
+            kept.extend(part.into_iter().filter(|r| sources.contains(&r.src)));
         }
+        kept
+    };
+    join(
+        || {
+            exfiltration
+                .sort_unstable_by_key(|r| (r.src, r.interface, r.dst, r.dstport, r.start / window))
+        },
+        || beacons.sort_unstable_by_key(|r| (r.src, r.dst, r.dstport, r.srcport)),
+    );
+    tracing::debug!(
+        ?built,
+        sorted = ?(sorted - built),
+        kept = ?(clock.elapsed() - sorted),
+        requests = requests.len(),
+        sweep = sweep.len(),
+        brute = brute.len(),
+        beacons = beacons.len(),
+        exfiltration = exfiltration.len(),
+        "scan finished"
+    );
+    let second_half = sweep.split_off(sweep_halves);
+    Scan {
+        names: merged.names,
+        records: merged.records,
+        span: merged.span,
+        thresholds: t.clone(),
+        requests,
+        sweep: [sweep, second_half],
+        brute,
+        exfiltration,
+        window,
+        beacons,
+        listed: merged.listed,
+        bad: merged.bad,
+        exposed,
     }
-}
-
-/// Appends `more` to `to`, copying the shorter of the two.
-fn append<T>(to: &mut Vec<T>, mut more: Vec<T>) {
-    if more.len() > to.len() {
-        std::mem::swap(to, &mut more);
-    }
-    to.append(&mut more);
-}
-
-/// Moves the items for which `first` holds to the front; returns how many there are.
-fn partition<T>(items: &mut [T], first: impl Fn(&T) -> bool) -> usize {
-    let mut n = 0;
-    for i in 0..items.len() {
-        if first(&items[i]) {
-            items.swap(n, i);
-            n += 1;
-        }
-    }
-    n
 }
 
 /// Runs `a` and `b` on two threads.
@@ -759,11 +1003,6 @@ fn row(v: Value) -> Row {
 }
 
 impl Scan {
-    fn answered(&self, r: &Rec) -> bool {
-        self.accepted
-            .contains(tuple(r.dst, r.src, r.dstport, r.srcport, r.protocol))
-    }
-
     fn interfaces(&self, set: &BTreeSet<u64>) -> Vec<String> {
         let mut v: Vec<String> = set
             .iter()
@@ -774,77 +1013,130 @@ impl Scan {
         v
     }
 
-    /// The rejected records nobody answered, as a batch with the columns of
-    /// [`crate::detect::REJECTED_REQUESTS`].
-    ///
-    /// # Errors
-    /// [`crate::Error::Query`] when the batch cannot be built.
-    pub fn rejected_requests(&self) -> Result<(SchemaRef, Vec<RecordBatch>)> {
-        let schema: SchemaRef = Arc::new(Schema::new(vec![
-            Field::new("interface_id", DataType::Utf8View, true),
-            Field::new("srcaddr", DataType::Utf8View, true),
-            Field::new("dstaddr", DataType::Utf8View, true),
-            Field::new("srcport", DataType::Int32, true),
-            Field::new("dstport", DataType::Int32, true),
-            Field::new("protocol", DataType::Int32, true),
-            Field::new("packets", DataType::Int64, true),
-            Field::new("bytes", DataType::Int64, true),
-            Field::new("start", DataType::Int64, true),
-            Field::new("end", DataType::Int64, true),
-        ]));
-        let middle = self.rejected.len() / 2;
-        let halves = [&self.rejected[..middle], &self.rejected[middle..]];
-        let [a, b] = both(|half| self.request_batches(halves[half], &schema));
-        let mut batches = a?;
-        batches.extend(b?);
-        Ok((schema, batches))
-    }
-
-    fn request_batches(&self, rejected: &[Rec], schema: &SchemaRef) -> Result<Vec<RecordBatch>> {
-        let mut batches = Vec::new();
-        let requests: Vec<&Rec> = rejected.iter().filter(|r| !self.answered(r)).collect();
-        for chunk in requests.chunks(65_536) {
-            let columns: Vec<ArrayRef> = vec![
-                Arc::new(StringViewArray::from_iter_values(
-                    chunk.iter().map(|r| self.names.interface_text(r.interface)),
-                )),
-                Arc::new(StringViewArray::from_iter_values(
-                    chunk.iter().map(|r| self.names.text(r.src)),
-                )),
-                Arc::new(StringViewArray::from_iter_values(
-                    chunk.iter().map(|r| self.names.text(r.dst)),
-                )),
-                Arc::new(Int32Array::from_iter_values(
-                    chunk.iter().map(|r| i32::from(r.srcport)),
-                )),
-                Arc::new(Int32Array::from_iter_values(
-                    chunk.iter().map(|r| i32::from(r.dstport)),
-                )),
-                Arc::new(Int32Array::from_iter_values(
-                    chunk.iter().map(|r| i32::from(r.protocol)),
-                )),
-                Arc::new(Int64Array::from_iter_values(
-                    chunk.iter().map(|r| r.packets),
-                )),
-                Arc::new(Int64Array::from_iter_values(
-                    chunk.iter().map(|r| r.bytes as i64),
-                )),
-                Arc::new(Int64Array::from_iter_values(chunk.iter().map(|r| r.start))),
-                Arc::new(Int64Array::from_iter_values(chunk.iter().map(|r| r.end))),
-            ];
-            batches.push(RecordBatch::try_new(Arc::clone(schema), columns)?);
+    /// Vertical port scans: per (source, destination) refused on at least the threshold's
+    /// number of distinct ports, rows `srcaddr, dstaddr, ports, records, bytes, first_seen,
+    /// last_seen, interfaces, lo, hi` (the lowest and highest port), most ports first.
+    pub fn vertical_scans(&self) -> Vec<Row> {
+        let min = self.thresholds.vertical_scan_ports;
+        let mut pairs = crowded(
+            std::slice::from_ref(&self.requests),
+            min,
+            |r| group(r.src, r.dst, 0),
+            |_| 1,
+        );
+        pairs.sort_unstable_by_key(|r| (r.src, r.dst, r.dstport));
+        let mut found = Vec::new();
+        for pair in runs(&pairs, |r| (r.src, r.dst)) {
+            let rs = &pairs[pair];
+            let ports = runs(rs, |r| r.dstport).len();
+            if (ports as u64) < min {
+                continue;
+            }
+            let mut totals = Totals::default();
+            let mut interfaces = BTreeSet::new();
+            for r in rs {
+                totals.add(r.bytes, r.start, r.end);
+                interfaces.insert(r.interface);
+            }
+            let (src, dst) = (self.names.text(rs[0].src), self.names.text(rs[0].dst));
+            let (lo, hi) = (rs[0].dstport, rs[rs.len() - 1].dstport);
+            found.push((ports, src, dst, totals, interfaces, lo, hi));
         }
-        Ok(batches)
+        found.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| (&a.1, &a.2).cmp(&(&b.1, &b.2))));
+        found
+            .into_iter()
+            .map(|(ports, src, dst, t, interfaces, lo, hi)| {
+                row(json!({
+                    "srcaddr": src,
+                    "dstaddr": dst,
+                    "ports": ports,
+                    "records": t.records,
+                    "bytes": t.bytes,
+                    "first_seen": t.first,
+                    "last_seen": t.last,
+                    "interfaces": self.interfaces(&interfaces),
+                    "lo": lo,
+                    "hi": hi,
+                }))
+            })
+            .collect()
     }
 
-    /// Horizontal sweep: per (initiator, port, protocol) with at least `min_hosts` hosts that
-    /// never answered or refused, the rows `srcaddr, dstport, protocol, hosts, unanswered,
+    /// Rejected requests per window of `window` seconds — rows `bucket, records, bytes,
+    /// sources, first_seen, last_seen, interfaces` in window order.
+    pub fn rejected_windows(&self, window: i64) -> Vec<Row> {
+        let w = window.max(1);
+        // Per window: its totals, distinct sources and interfaces. Windows are few; the
+        // (window, source) pairs can be many and are counted by sorting.
+        let mut slots: Map<i64, u32> = Map::default();
+        let mut windows: Vec<(i64, Totals, u64, BTreeSet<u64>)> = Vec::new();
+        let mut sources: Vec<(u32, Addr)> = Vec::with_capacity(self.requests.len());
+        let mut interfaces: Map<(u32, u64), ()> = Map::default();
+        for r in &self.requests {
+            let bucket = r.start / w;
+            let slot = *slots.entry(bucket).or_insert_with(|| {
+                windows.push((bucket, Totals::default(), 0, BTreeSet::new()));
+                (windows.len() - 1) as u32
+            });
+            windows[slot as usize].1.add(r.bytes, r.start, r.end);
+            sources.push((slot, r.src));
+            interfaces.insert((slot, r.interface), ());
+        }
+        sources.sort_unstable();
+        sources.dedup();
+        for (slot, _) in sources {
+            windows[slot as usize].2 += 1;
+        }
+        for (slot, interface) in interfaces.into_keys() {
+            windows[slot as usize].3.insert(interface);
+        }
+        windows.sort_unstable_by_key(|w| w.0);
+        windows
+            .into_iter()
+            .map(|(bucket, t, sources, interfaces)| {
+                row(json!({
+                    "bucket": bucket,
+                    "records": t.records,
+                    "bytes": t.bytes,
+                    "sources": sources,
+                    "first_seen": t.first,
+                    "last_seen": t.last,
+                    "interfaces": self.interfaces(&interfaces),
+                }))
+            })
+            .collect()
+    }
+
+    /// The `n` sources with the most rejected requests starting in `[first, last]` — rows
+    /// `srcaddr, n`, most first.
+    pub fn top_sources(&self, first: i64, last: i64, n: usize) -> Vec<Row> {
+        let mut counts: Map<Addr, u64> = Map::default();
+        for r in self
+            .requests
+            .iter()
+            .filter(|r| r.start >= first && r.start <= last)
+        {
+            *counts.entry(r.src).or_default() += 1;
+        }
+        let mut top: Vec<(u64, String)> = counts
+            .into_iter()
+            .map(|(src, count)| (count, self.names.text(src)))
+            .collect();
+        top.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+        top.truncate(n);
+        top.into_iter()
+            .map(|(count, src)| row(json!({ "srcaddr": src, "n": count })))
+            .collect()
+    }
+
+    /// Horizontal sweep: per (initiator, port, protocol) with at least the threshold's number
+    /// of hosts that never answered or refused, the rows `srcaddr, dstport, protocol, hosts, unanswered,
     /// refused, records, bytes, first_seen, last_seen, destinations` (the unanswered hosts), most
     /// unanswered first, at most `limit`.
-    pub fn sweep(&self, min_hosts: u64, limit: usize) -> Vec<Row> {
+    pub fn sweep(&self, limit: usize) -> Vec<Row> {
+        let min_hosts = self.thresholds.horizontal_sweep_hosts;
         // Each half is sorted by (initiator, port, protocol, host): a run is a group, a run
-        // within it a host. Only groups with enough requests can have enough hosts, and a host
-        // already unanswered needs no more lookups.
+        // within it a host. Only groups with enough requests can have enough hosts.
         let [mut found, other] = both(|half| {
             let requests = &self.sweep[half];
             let mut out = Vec::new();
@@ -868,7 +1160,7 @@ impl Scan {
                     for r in &rs[host.clone()] {
                         sweep.totals.add(r.bytes, r.start, r.end);
                         refused |= r.rejected;
-                        unanswered = unanswered || r.rejected || !self.answered(r);
+                        unanswered = unanswered || r.rejected || !r.answered;
                     }
                     sweep.hosts += 1;
                     sweep.refused += u64::from(refused);
@@ -892,6 +1184,7 @@ impl Scan {
             b.1.unanswered
                 .cmp(&a.1.unanswered)
                 .then_with(|| a.0.cmp(&b.0))
+                .then_with(|| (a.1.port, a.1.protocol).cmp(&(b.1.port, b.1.protocol)))
         });
         found.truncate(limit);
         found
@@ -914,43 +1207,62 @@ impl Scan {
             .collect()
     }
 
-    /// Brute force on `port`: busy windows of `window` seconds per source with at least
-    /// `attempts` connections, three or more per host — rows `srcaddr, bucket, attempts, hosts,
+    /// Brute force on `port`: busy windows (of the threshold's seconds) per source with at least
+    /// the threshold's number of connections, three or more per host — rows `srcaddr, bucket, attempts, hosts,
     /// accepted, records, bytes, first_seen, last_seen` — and per busy source the destinations
     /// and interfaces of each window.
-    pub fn brute_force(
+    pub fn brute_force(&self, port: u16) -> (Vec<Row>, BTreeMap<String, Vec<WindowLists>>) {
+        // Two halves by source, side by side.
+        let [(mut rows, mut lists), (more_rows, more_lists)] = both(|half| {
+            let attempts: Vec<Rec> = self
+                .brute
+                .iter()
+                .filter(|r| r.dstport == port && (r.src % 2) as usize == half)
+                .copied()
+                .collect();
+            self.brute_force_of(attempts)
+        });
+        rows.extend(more_rows);
+        lists.extend(more_lists);
+        (rows, lists)
+    }
+
+    /// [`Scan::brute_force`] over the attempts of some sources.
+    fn brute_force_of(
         &self,
-        port: u16,
-        window: i64,
-        attempts: u64,
+        mut attempts_to_port: Vec<Rec>,
     ) -> (Vec<Row>, BTreeMap<String, Vec<WindowLists>>) {
-        let w = window.max(1);
-        // Connections (source, destination, ephemeral port).
-        let mut conns: Map<(Addr, Addr, u16), (Totals, bool)> = Map::default();
-        for r in self.brute.iter().filter(|r| r.dstport == port) {
-            let c = conns.entry((r.src, r.dst, r.srcport)).or_default();
-            c.0.add(r.bytes, r.start, r.end);
-            c.1 |= r.rejected;
-        }
-        // Hosts per window: attempts, accepted, totals.
-        let mut hosts: Map<(Addr, i64, Addr), (u64, u64, Totals)> = Map::default();
-        for ((src, dst, _), (t, refused)) in &conns {
-            let h = hosts.entry((*src, t.first / w, *dst)).or_default();
-            h.0 += 1;
-            h.1 += u64::from(!refused);
-            h.2.merge(t);
-        }
-        let mut windows: Map<(Addr, i64), (u64, u64, u64, Totals)> = Map::default();
-        for ((src, bucket, _), (n, accepted, t)) in &hosts {
-            let e = windows.entry((*src, *bucket)).or_default();
-            e.0 += n;
-            e.1 += 1;
-            e.2 += accepted;
-            e.3.merge(t);
-        }
+        let w = self.thresholds.brute_force_window.max(1);
+        let attempts = self.thresholds.brute_force_attempts;
+        // Connections (source, destination, ephemeral port), sorted by source, window of their
+        // first record and destination: a run is a host in a window, a run of those a window.
+        attempts_to_port.sort_unstable_by_key(|r| (r.src, r.dst, r.srcport));
+        let mut conns: Vec<(Addr, i64, Addr, Totals, bool)> =
+            runs(&attempts_to_port, |r| (r.src, r.dst, r.srcport))
+                .into_iter()
+                .map(|c| {
+                    let rs = &attempts_to_port[c];
+                    let mut t = Totals::default();
+                    for r in rs {
+                        t.add(r.bytes, r.start, r.end);
+                    }
+                    let refused = rs.iter().any(|r| r.rejected);
+                    (rs[0].src, t.first / w, rs[0].dst, t, refused)
+                })
+                .collect();
+        conns.sort_unstable_by_key(|c| (c.0, c.1, c.2));
         let mut busy_sources = BTreeSet::new();
         let mut rows = Vec::new();
-        for ((src, bucket), (n, hosts, accepted, t)) in windows {
+        for window in runs(&conns, |c| (c.0, c.1)) {
+            let cs = &conns[window];
+            let (src, bucket) = (cs[0].0, cs[0].1);
+            let n = cs.len() as u64;
+            let hosts = runs(cs, |c| c.2).len() as u64;
+            let accepted = cs.iter().filter(|c| !c.4).count() as u64;
+            let mut t = Totals::default();
+            for c in cs {
+                t.merge(&c.3);
+            }
             if n >= attempts && n >= 3 * hosts {
                 busy_sources.insert(src);
                 rows.push(row(json!({
@@ -967,10 +1279,9 @@ impl Scan {
             }
         }
         let mut lists: Map<(Addr, i64), (BTreeSet<Addr>, BTreeSet<u64>)> = Map::default();
-        for r in self
-            .brute
+        for r in attempts_to_port
             .iter()
-            .filter(|r| r.dstport == port && busy_sources.contains(&r.src))
+            .filter(|r| busy_sources.contains(&r.src))
         {
             let e = lists.entry((r.src, r.start / w)).or_default();
             e.0.insert(r.dst);
@@ -989,10 +1300,10 @@ impl Scan {
 
     /// Exfiltration: every window of accepted outbound traffic from a private to a public
     /// address, per (interface, source, destination, port, window), of the sources that have a
-    /// window of at least `min_bytes` — rows `interface_id, srcaddr, dstaddr, dstport, bucket,
+    /// window of at least the threshold's bytes — rows `interface_id, srcaddr, dstaddr, dstport, bucket,
     /// bytes, records, first_seen, last_seen`.
-    pub fn exfiltration(&self, min_bytes: u64) -> Vec<Row> {
-        let w = self.window;
+    pub fn exfiltration(&self) -> Vec<Row> {
+        let (w, min_bytes) = (self.window, self.thresholds.exfiltration_bytes);
         let mut rows = Vec::new();
         for source in runs(&self.exfiltration, |r| r.src) {
             let rs = &self.exfiltration[source];
@@ -1027,13 +1338,20 @@ impl Scan {
         rows
     }
 
-    /// Beaconing: per (source, internet destination, port) with at least `connections`
+    /// Beaconing: per (source, internet destination, port) with at least the threshold's
     /// connections (source ports), the rhythm of their starts — rows `srcaddr, dstaddr, dstport,
     /// connections, median_gap, mean_gap, sd_gap, regular_gaps, gaps, mean_bytes, bytes,
     /// records, first_seen, last_seen` for those whose median interval lies in
-    /// `[min, max]`. `jitter` is the share of the median an interval may differ by and still be
-    /// regular.
-    pub fn beaconing(&self, connections: u64, min: f64, max: f64, jitter: f64) -> Vec<Row> {
+    /// the threshold's `[min, max]`; an interval differing from the median by at most the
+    /// threshold's jitter (a share of the median) is regular.
+    pub fn beaconing(&self) -> Vec<Row> {
+        let t = &self.thresholds;
+        let (connections, min, max, jitter) = (
+            t.beacon_connections,
+            t.beacon_min_interval,
+            t.beacon_max_interval,
+            t.beacon_jitter,
+        );
         let mut rows = Vec::new();
         for group in runs(&self.beacons, |r| (r.src, r.dst, r.dstport)) {
             let rs = &self.beacons[group];
@@ -1136,7 +1454,7 @@ impl Scan {
     pub fn exposed(&self) -> Vec<Row> {
         // (destination, port) -> sources, totals, interfaces
         let mut groups: BTreeMap<(Addr, u16), Exposure> = BTreeMap::new();
-        for r in self.exposed.iter().filter(|r| self.answered(r)) {
+        for r in self.exposed.iter().filter(|r| r.answered) {
             let g = groups.entry((r.dst, r.dstport)).or_default();
             g.0.insert(r.src);
             g.1.add(r.bytes, r.start, r.end);
@@ -1188,6 +1506,30 @@ mod tests {
             let std = text.parse::<Ipv4Addr>().ok().map(u32::from);
             assert_eq!(dotted_quad(text.as_bytes()), std, "{text:?}");
         }
+        // Many texts made of digits and dots (and a few other bytes), valid or not.
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let alphabet = b"0123456789012345678901234..... a:";
+        let mut valid = 0;
+        for _ in 0..300_000 {
+            let len = (next() % 18) as usize;
+            let text: String = (0..len)
+                .map(|_| char::from(alphabet[(next() % alphabet.len() as u64) as usize]))
+                .collect();
+            let std = text.parse::<Ipv4Addr>().ok().map(u32::from);
+            valid += usize::from(std.is_some());
+            assert_eq!(dotted_quad(text.as_bytes()), std, "{text:?}");
+        }
+        for _ in 0..100_000 {
+            let a = Ipv4Addr::from(next() as u32 >> (next() % 32));
+            assert_eq!(dotted_quad(a.to_string().as_bytes()), Some(u32::from(a)));
+        }
+        assert!(valid > 100, "{valid} valid texts drawn");
     }
 
     #[test]
@@ -1211,27 +1553,111 @@ mod tests {
         assert_eq!(names.interface_text(eni), "eni-0abc");
     }
 
+    fn rec(src: Addr, dst: Addr, srcport: u16, dstport: u16, protocol: u8) -> Rec {
+        Rec {
+            interface: 0,
+            src,
+            dst,
+            srcport,
+            dstport,
+            protocol,
+            rejected: false,
+            answered: false,
+            bytes: 1,
+            start: 0,
+            end: 0,
+        }
+    }
+
     #[test]
-    fn fingerprints_answer_membership_and_runs_split_groups() {
-        let a = tuple(1, 2, 40_000, 443, 6);
-        let accepted = Accepted::build(vec![a, tuple(3, 4, 5, 6, 17)]);
-        assert!(accepted.contains(a));
-        assert!(!accepted.contains(tuple(2, 1, 443, 40_000, 6)));
-        assert_ne!(a, tuple(1, 2, 40_000, 443, 17));
+    fn records_are_answered_by_accepted_reverse_tuples() {
+        // Many fingerprints, so that every top byte has a run of them.
+        let mut fingerprints: Vec<u64> = (0..50_000u64)
+            .map(|i| tuple(i, i + 1, 40_000, 443, 6))
+            .collect();
+        fingerprints.push(tuple(9, 8, 53, 50_000, 17));
+        let (first, second) = fingerprints.split_at(20_000);
+        let accepted = Accepted::build(vec![first.to_vec(), second.to_vec()]);
+        assert!(accepted.sorted.windows(2).all(|w| w[0] <= w[1]));
+        assert_eq!(accepted.bounds[256], 50_001);
+        let mut records = vec![
+            rec(1, 0, 443, 40_000, 6),  // reply of an accepted request: answered
+            rec(1, 0, 443, 40_000, 17), // other protocol: not
+            rec(0, 1, 40_000, 443, 6),  // the accepted request itself: not its own reply
+            rec(8, 9, 50_000, 53, 17),  // answered
+            rec(8, 9, 50_001, 53, 17),  // other port: not
+            rec(50_000, 49_999, 443, 40_000, 6), // the last one: answered
+        ];
+        accepted.mark(&mut records);
+        let answered: Vec<bool> = records.iter().map(|r| r.answered).collect();
+        assert_eq!(answered, [true, false, false, true, false, true]);
+        let mut none: Vec<Rec> = Vec::new();
+        Accepted::build(Vec::new()).mark(&mut none);
+        let mut lonely = vec![rec(1, 0, 443, 40_000, 6)];
+        Accepted::build(Vec::new()).mark(&mut lonely);
+        assert!(!lonely[0].answered);
+    }
+
+    #[test]
+    fn crowded_keeps_every_group_at_or_over_the_threshold() {
+        // 3 000 groups of 1 to 12 items; the ones with at least 10 must all pass.
+        let items: Vec<(u64, u64)> = (0..3_000u64)
+            .flat_map(|g| (0..(g % 12 + 1)).map(move |i| (g, i)))
+            .collect();
+        let (a, b) = items.split_at(items.len() / 3);
+        let parts = [a.to_vec(), b.to_vec()];
+        let kept = crowded(&parts, 10, |(g, _)| group(*g, 0, 0), |_| 1);
+        let mut kept_groups: BTreeMap<u64, usize> = BTreeMap::new();
+        for (g, _) in &kept {
+            *kept_groups.entry(*g).or_default() += 1;
+        }
+        for g in 0..3_000u64 {
+            let size = (g % 12 + 1) as usize;
+            if size >= 10 {
+                assert_eq!(kept_groups.get(&g), Some(&size), "group {g}");
+            }
+        }
+        // Most light groups are dropped (a few may share a slot with heavy ones).
+        let light = kept_groups.keys().filter(|g| *g % 12 + 1 < 10).count();
+        assert!(light < 2_250 / 4, "{light} of 2250 light groups kept");
+        // By weight: one heavy item is enough.
+        let kept = crowded(
+            &parts,
+            5_000,
+            |(g, _)| group(*g, 0, 0),
+            |(g, i)| {
+                if *g == 7 && *i == 0 { 6_000 } else { 1 }
+            },
+        );
+        assert_eq!(kept.iter().filter(|(g, _)| *g == 7).count(), 8);
+        assert!(kept.len() < 8 + 50, "{} kept", kept.len());
+        assert_eq!(crowded(&parts, 1, |(g, _)| *g, |_| 1).len(), items.len());
+    }
+
+    #[test]
+    fn sorting_by_hash_keeps_groups_together() {
+        assert_ne!(tuple(1, 2, 40_000, 443, 6), tuple(1, 2, 40_000, 443, 17));
 
         let items = [1, 1, 2, 3, 3, 3];
         assert_eq!(runs(&items, |x| *x), vec![0..2, 2..3, 3..6]);
         assert!(runs(&[] as &[u8], |x| *x).is_empty());
 
-        let mut v = vec![1, 2, 3, 4, 5, 6, 7];
-        let n = partition(&mut v, |x| x % 2 == 0);
-        assert_eq!(n, 3);
-        assert!(v[..n].iter().all(|x| x % 2 == 0));
-        assert!(v[n..].iter().all(|x| x % 2 == 1));
-
-        let mut to = vec![1];
-        append(&mut to, vec![2, 3]);
-        assert_eq!(to.len(), 3);
-        assert!(to.contains(&1));
+        // Parts sorted together: equal keys side by side, runs by the hash's top byte.
+        let parts: Vec<Vec<(u64, u32)>> = vec![
+            (0..1_000u64).map(|i| (i % 97, i as u32)).collect(),
+            (0..700u64).map(|i| (i % 89, i as u32)).collect(),
+            Vec::new(),
+        ];
+        let hash = |x: &(u64, u32)| group(x.0, 0, 0);
+        let (sorted, bounds) = sort_hashed(parts, hash, |x| *x);
+        assert_eq!(sorted.len(), 1_700);
+        assert_eq!(bounds[256], 1_700);
+        for b in 0..256 {
+            let run = &sorted[bounds[b]..bounds[b + 1]];
+            assert!(run.iter().all(|x| (hash(x) >> 56) as usize == b));
+            assert!(run.windows(2).all(|w| w[0] <= w[1]));
+        }
+        let groups = runs(&sorted, |x| x.0);
+        assert_eq!(groups.len(), 97);
     }
 }
