@@ -1135,8 +1135,9 @@ impl Scan {
     /// unanswered first, at most `limit`.
     pub fn sweep(&self, limit: usize) -> Vec<Row> {
         let min_hosts = self.thresholds.horizontal_sweep_hosts;
-        // Each half is sorted by (initiator, port, protocol, host): a run is a group, a run
-        // within it a host. Only groups with enough requests can have enough hosts.
+        // Each half holds whole groups, each sorted by (initiator, port, protocol, host): a run
+        // is a group, a run within it a host. Only groups with enough requests can have enough
+        // hosts.
         let [mut found, other] = both(|half| {
             let requests = &self.sweep[half];
             let mut out = Vec::new();
