@@ -112,6 +112,12 @@ impl ThreatIntel {
         merged
     }
 
+    /// Whether `addr` lies in one of `ranges` (as [`ThreatIntel::v4_ranges`] gives them).
+    pub fn v4_listed(ranges: &[(u32, u32)], addr: u32) -> bool {
+        let i = ranges.partition_point(|(lo, _)| *lo <= addr);
+        i > 0 && ranges[i - 1].1 >= addr
+    }
+
     /// The label of the most specific entry holding `addr`.
     pub fn lookup(&self, addr: IpAddr) -> Option<(&str, Cidr)> {
         for &prefix in &self.prefixes {
@@ -313,10 +319,6 @@ mod tests {
                 (0xc633_6407, 0xc633_6407)
             ]
         );
-        let listed = |ranges: &[(u32, u32)], a: u32| {
-            let i = ranges.partition_point(|(lo, _)| *lo <= a);
-            i > 0 && ranges[i - 1].1 >= a
-        };
         let mut a = 0u32;
         for _ in 0..200_000 {
             a = a.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
@@ -329,7 +331,7 @@ mod tests {
                 let via_lookup = intel
                     .lookup(IpAddr::from(std::net::Ipv4Addr::from(b)))
                     .is_some();
-                assert_eq!(listed(&ranges, b), via_lookup, "{b:#x}");
+                assert_eq!(ThreatIntel::v4_listed(&ranges, b), via_lookup, "{b:#x}");
             }
         }
         let mut everything = ThreatIntel::new();

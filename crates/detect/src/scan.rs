@@ -186,13 +186,8 @@ impl Names {
 
 /// The fingerprint of one direction of a connection.
 fn tuple(src: Addr, dst: Addr, srcport: u16, dstport: u16, protocol: u8) -> u64 {
-    let mut b = [0u8; 21];
-    b[..8].copy_from_slice(&src.to_le_bytes());
-    b[8..16].copy_from_slice(&dst.to_le_bytes());
-    b[16..18].copy_from_slice(&srcport.to_le_bytes());
-    b[18..20].copy_from_slice(&dstport.to_le_bytes());
-    b[20] = protocol;
-    xxh3_64(&b)
+    let ports = (u64::from(srcport) << 24) | (u64::from(dstport) << 8) | u64::from(protocol);
+    group(src, dst, ports)
 }
 
 /// Sorts the items of `parts` so that equal `key`s are together, in order of the top byte of
@@ -512,7 +507,6 @@ pub struct Scan {
     /// Accepted outbound records to the internet of the sources that may have a window over
     /// the exfiltration threshold, sorted by source, interface, destination, port and window.
     exfiltration: Vec<Rec>,
-    window: i64,
     /// Accepted requests to the internet of the (source, destination, port) groups that may
     /// reach the beaconing threshold, sorted by source, destination, port and source port.
     beacons: Vec<Rec>,
@@ -553,7 +547,6 @@ pub async fn scan(
         } else {
             &[]
         }),
-        window: thresholds.exfiltration_window.max(1),
         thresholds: thresholds.clone(),
     });
     let tasks: Vec<_> = streams
@@ -601,7 +594,6 @@ struct Context {
     brute_ports: Ports,
     /// The sensitive ports, when exposed ports are looked for.
     sensitive: Ports,
-    window: i64,
 }
 
 /// A set of ports, one bit each.
@@ -677,8 +669,7 @@ impl Pass {
     fn listed(&mut self, context: &Context, a: Addr) -> bool {
         if a & NAMED == 0 {
             let v4 = a as u32;
-            let i = context.listed_v4.partition_point(|(lo, _)| *lo <= v4);
-            if is_private_v4(v4) || i == 0 || context.listed_v4[i - 1].1 < v4 {
+            if is_private_v4(v4) || !ThreatIntel::v4_listed(&context.listed_v4, v4) {
                 return false;
             }
         }
@@ -878,7 +869,8 @@ struct Parts {
 /// grouped (each partition's records placed straight from where its pass left them).
 fn finish(context: Arc<Context>, passes: Vec<Pass>) -> Scan {
     let clock = Instant::now();
-    let (t, window) = (&context.thresholds, context.window);
+    let t = &context.thresholds;
+    let window = t.exfiltration_window.max(1);
     let mut merged = Pass::new(Arc::clone(&context));
     let mut parts = Parts::default();
     for mut pass in passes {
@@ -978,7 +970,6 @@ fn finish(context: Arc<Context>, passes: Vec<Pass>) -> Scan {
         sweep: [sweep, second_half],
         brute,
         exfiltration,
-        window,
         beacons,
         listed: merged.listed,
         bad: merged.bad,
@@ -1304,7 +1295,8 @@ impl Scan {
     /// window of at least the threshold's bytes — rows `interface_id, srcaddr, dstaddr, dstport, bucket,
     /// bytes, records, first_seen, last_seen`.
     pub fn exfiltration(&self) -> Vec<Row> {
-        let (w, min_bytes) = (self.window, self.thresholds.exfiltration_bytes);
+        let t = &self.thresholds;
+        let (w, min_bytes) = (t.exfiltration_window.max(1), t.exfiltration_bytes);
         let mut rows = Vec::new();
         for source in runs(&self.exfiltration, |r| r.src) {
             let rs = &self.exfiltration[source];
