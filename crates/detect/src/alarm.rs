@@ -511,20 +511,44 @@ impl Alarm {
 
     /// The statistic of each period of `series` between `from` and `to` (period starts),
     /// `None` when the period has no datapoint.
+    ///
+    /// A run of empty periods longer than an evaluation range is shortened to one range after
+    /// the datapoint before it and one before the datapoint after it: every window in between
+    /// is all missing, like the last one kept, so it could change no state. The list is thus
+    /// bounded by the datapoints, not by the time span (a record dated at the end of time
+    /// would otherwise make quintillions of periods).
     pub fn periods(&self, series: &Series, from: i64, to: i64) -> Vec<(i64, Option<f64>)> {
-        let p = self.config.period;
+        let p = self.config.period.max(1);
+        let r = self.range_len() as i64;
         let mut out = Vec::new();
         let mut t = from.div_euclid(p) * p;
+        let mut empty_run = 0;
         while t < to {
+            let next = t.saturating_add(p);
             let mut set: Option<StatSet> = None;
-            for (_, s) in series.range(t..t + p) {
+            for (_, s) in series.range(t..next) {
                 match &mut set {
                     Some(acc) => acc.merge(s),
                     None => set = Some(*s),
                 }
             }
             out.push((t, set.map(|s| s.get(self.config.statistic))));
-            t += p;
+            if next == t {
+                break;
+            }
+            empty_run = if set.is_some() { 0 } else { empty_run + 1 };
+            t = next;
+            if empty_run >= r {
+                let datapoint = series.range(t..).next().map(|(&at, _)| at);
+                let resume_before = datapoint
+                    .filter(|&at| at < to)
+                    .map_or(to, |at| at.div_euclid(p) * p);
+                let resume = resume_before.saturating_sub((r - 1).saturating_mul(p));
+                if resume > t {
+                    t = resume.div_euclid(p) * p;
+                }
+                empty_run = 0;
+            }
         }
         out
     }
@@ -610,6 +634,54 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// Every period from `from` to `to`, none skipped: what `periods` shortens.
+    fn every_period(a: &Alarm, series: &Series, from: i64, to: i64) -> Vec<Transition> {
+        let mut a = a.clone();
+        let p = a.config.period;
+        let mut values = Vec::new();
+        let mut t = from;
+        while t < to {
+            let v: Vec<f64> = series.range(t..t + p).map(|(_, s)| s.sum).collect();
+            values.push((!v.is_empty()).then(|| v.iter().sum::<f64>()));
+            t += p;
+        }
+        let r = a.range_len();
+        let mut out = Vec::new();
+        for i in 0..values.len() {
+            let window = &values[(i + 1).saturating_sub(r)..=i];
+            out.extend(a.step(from + (i as i64 + 1) * p, window));
+        }
+        out
+    }
+
+    #[test]
+    fn long_gaps_are_shortened_without_changing_transitions() {
+        for treat in [Missing, Ignore, Breaching, NotBreaching] {
+            let a = alarm(2, 2, treat);
+            let mut series = Series::new();
+            for minute in [0, 1, 2, 40, 41, 90, 300] {
+                series.insert(
+                    minute * 60,
+                    StatSet::one(if minute % 2 == 0 { 50.0 } else { 1.0 }),
+                );
+            }
+            let want = every_period(&a, &series, 0, 400 * 60);
+            let got = a.clone().evaluate_history(&series, 0, 400 * 60);
+            let pairs = |t: &[Transition]| -> Vec<(i64, State)> {
+                t.iter().map(|t| (t.time, t.new_state)).collect()
+            };
+            assert_eq!(pairs(&got), pairs(&want), "{treat:?}");
+            assert!(a.periods(&series, 0, 400 * 60).len() < 60);
+        }
+        // A datapoint at the end of time: bounded, and no overflow.
+        let a = alarm(1, 1, Missing);
+        let mut series = Series::new();
+        series.insert(0, StatSet::one(1.0));
+        series.insert(i64::MAX - 5, StatSet::one(1.0));
+        let values = a.periods(&series, 0, i64::MAX);
+        assert!(values.len() < 20, "{} periods", values.len());
     }
 
     #[test]

@@ -126,7 +126,7 @@ impl<'a> Detector<'a> {
         }
         let span = (
             self.range.start.unwrap_or(lo),
-            self.range.end.unwrap_or(hi + 1),
+            self.range.end.unwrap_or(hi.saturating_add(1)),
         );
         let mut found = Vec::new();
         if n > 0 {
@@ -409,7 +409,7 @@ impl<'a> Detector<'a> {
             }
         }
         // Each source's outbound volume per window, every window of the range counted.
-        let windows = ((span.1 - span.0) / w).max(1) as usize + 1;
+        let windows = window_count(span, w);
         let mut per_source: HashMap<String, HashMap<i64, i64>> = HashMap::new();
         for ((src, _, _, bucket), r) in &best {
             *per_source
@@ -421,10 +421,8 @@ impl<'a> Detector<'a> {
         let baseline: HashMap<&String, f64> = per_source
             .iter()
             .map(|(src, buckets)| {
-                let mut v: Vec<i64> = buckets.values().copied().collect();
-                v.resize(windows.max(v.len()), 0);
-                v.sort_unstable();
-                (src, v[v.len() / 2] as f64)
+                let v: Vec<i64> = buckets.values().copied().collect();
+                (src, median_with_empty_windows(v, windows) as f64)
             })
             .collect();
         let mut hot: Vec<&Row> = best
@@ -678,11 +676,9 @@ impl<'a> Detector<'a> {
         let t = self.t();
         let w = t.rejected_spike_window.max(1);
         let rows = scan.rejected_windows(w);
-        let windows = ((span.1 - span.0) / w).max(1) as usize + 1;
-        let mut counts: Vec<i64> = rows.iter().map(|r| int(r, "records")).collect();
-        counts.resize(windows.max(counts.len()), 0);
-        counts.sort_unstable();
-        let median = counts[counts.len() / 2] as f64;
+        let windows = window_count(span, w);
+        let counts: Vec<i64> = rows.iter().map(|r| int(r, "records")).collect();
+        let median = median_with_empty_windows(counts, windows) as f64;
         let hot: Vec<&Row> = rows
             .iter()
             .filter(|r| {
@@ -1059,6 +1055,28 @@ impl Aggregate {
 }
 
 /// Groups rows by `key` (a column; `""` for one group) into runs of adjacent `bucket`s.
+/// The windows of `width` seconds in `span`, at least one — as a count, never materialised: a
+/// record dated at the end of time must not size an allocation.
+fn window_count(span: (i64, i64), width: i64) -> u64 {
+    let seconds = i128::from(span.1) - i128::from(span.0);
+    let windows = (seconds / i128::from(width.max(1))).max(1) + 1;
+    u64::try_from(windows).unwrap_or(u64::MAX)
+}
+
+/// The median of `values` (the non-empty windows, each at least 0) together with the empty
+/// windows that make them up to `windows` in all, each counting 0.
+fn median_with_empty_windows(mut values: Vec<i64>, windows: u64) -> i64 {
+    values.sort_unstable();
+    let total = windows.max(values.len() as u64);
+    let empty = total - values.len() as u64;
+    let middle = total / 2;
+    if middle < empty {
+        0
+    } else {
+        values[(middle - empty) as usize]
+    }
+}
+
 fn episodes<'r>(rows: Vec<&'r Row>, key: &str) -> Vec<Vec<&'r Row>> {
     episodes_by(rows, |r| {
         if key.is_empty() {
@@ -1236,6 +1254,31 @@ mod tests {
 
     fn row(v: serde_json::Value) -> Row {
         v.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn medians_count_empty_windows_without_making_them() {
+        // Same as sorting the values padded with zeros to `windows`.
+        for (values, windows) in [
+            (vec![5, 1, 9], 3),
+            (vec![5, 1, 9], 4),
+            (vec![5, 1, 9], 7),
+            (vec![7], 1),
+            (vec![4, 4, 8, 1], 2),
+        ] {
+            let mut padded = values.clone();
+            padded.resize((windows as usize).max(values.len()), 0);
+            padded.sort_unstable();
+            assert_eq!(
+                median_with_empty_windows(values, windows),
+                padded[padded.len() / 2]
+            );
+        }
+        // A span from the epoch to the end of time: counted, not allocated.
+        let windows = window_count((0, i64::MAX), 60);
+        assert_eq!(windows, (i64::MAX / 60) as u64 + 1);
+        assert_eq!(median_with_empty_windows(vec![1 << 40; 3], windows), 0);
+        assert_eq!(window_count((i64::MIN, i64::MAX), 1), u64::MAX);
     }
 
     #[test]

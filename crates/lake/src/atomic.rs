@@ -43,7 +43,8 @@ impl AtomicFile {
     /// Flushes, fsyncs, and renames the file into place, then fsyncs the directory.
     ///
     /// # Errors
-    /// When any of those steps fails; the temporary file is removed then.
+    /// When any of those steps fails, the directory's fsync included; the temporary file is
+    /// removed then.
     pub fn commit(mut self) -> io::Result<()> {
         let writer = self.writer.take().expect("present until commit");
         let file = writer
@@ -52,13 +53,14 @@ impl AtomicFile {
         file.sync_all()?;
         drop(file);
         fs::rename(&self.temp, &self.path)?;
-        if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            // Persist the rename itself; not every platform can open a directory.
-            if let Ok(dir) = File::open(dir) {
-                let _ = dir.sync_all();
-            }
-        }
-        Ok(())
+        // Persist the rename itself: until the directory is synced the new name may not
+        // survive a crash, so an error here fails the commit.
+        let dir = self
+            .path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        crate::store::sync_dir(dir)
     }
 }
 

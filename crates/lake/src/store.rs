@@ -14,11 +14,12 @@
 //! lake as before or as after the commit once the next command has run. Folders starting with
 //! `_` are ignored by Spark, Hive and Athena, so engines reading `LAKE/` see published data only.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -26,6 +27,12 @@ use crate::atomic::AtomicFile;
 use crate::error::{Error, Result};
 
 const META: &str = "_flowscope";
+/// The folder under [`META`] where the old versions of changed partitions wait for readers.
+const RETIRED: &str = "retired";
+
+/// How long files a compaction or prune removed stay readable (under
+/// `_flowscope/retired/`) for queries that listed them before the change.
+pub const RETIRED_GRACE: Duration = Duration::from_secs(15 * 60);
 
 /// One ingested source as the manifest remembers it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -240,49 +247,165 @@ impl Lake {
         self.publish(commit)
     }
 
-    /// Moves a committed commit's files into place and deletes what it removes. Idempotent.
+    /// Moves a committed commit's files into place and retires what it removes. Idempotent.
+    ///
+    /// Each partition changes in one step for engines that list folders: a partition that
+    /// gains a single file gets it by one rename; any other change (several files, removals)
+    /// builds the partition's next version beside it — hard links of the files it keeps and
+    /// of the new ones — and swaps the two folders in one `rename` (`RENAME_EXCHANGE`). The old
+    /// version is moved under `_flowscope/retired/`, where readers that listed it before the
+    /// swap still find its files for [`RETIRED_GRACE`].
     fn publish(&self, commit: &Commit) -> Result<()> {
         let staging = self.staging_dir(&commit.id);
-        let mut dirs = HashSet::new();
+        let mut partitions: BTreeMap<&str, (Vec<&str>, Vec<&str>)> = BTreeMap::new();
         for rel in &commit.add {
-            let from = staging.join(rel);
-            let to = self.root.join(rel);
-            let io = |e| Error::io(to.display().to_string(), e);
-            if from.exists() {
-                let dir = to.parent().expect("data files are inside partitions");
-                fs::create_dir_all(dir).map_err(io)?;
-                fs::rename(&from, &to).map_err(io)?;
-                dirs.insert(dir.to_path_buf());
-                crash_point("during-publish");
-            } else if !to.exists() {
-                return Err(io(io::Error::new(
-                    io::ErrorKind::NotFound,
-                    format!(
-                        "commit {} lists a file that is neither staged nor published",
-                        commit.id
-                    ),
-                )));
-            }
+            partitions.entry(partition_of(rel)).or_default().0.push(rel);
         }
         for rel in &commit.remove {
-            let path = self.root.join(rel);
-            match fs::remove_file(&path) {
-                Ok(()) => {
-                    dirs.insert(path.parent().expect("inside a partition").to_path_buf());
-                }
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(Error::io(path.display().to_string(), e)),
-            }
-            remove_empty_partition(&self.root, &path);
+            partitions.entry(partition_of(rel)).or_default().1.push(rel);
         }
-        for dir in dirs {
-            sync_dir(&dir);
+        for (partition, (adds, removes)) in partitions {
+            if removes.is_empty() && adds.len() == 1 {
+                self.publish_file(&staging, adds[0], &commit.id)?;
+            } else {
+                self.swap_partition(&staging, partition, &adds, &removes, &commit.id)?;
+            }
         }
         if staging.exists() {
             fs::remove_dir_all(&staging)
                 .map_err(|e| Error::io(staging.display().to_string(), e))?;
         }
+        self.collect_retired();
         Ok(())
+    }
+
+    /// Publishes one new file of a partition by renaming it into place.
+    fn publish_file(&self, staging: &Path, rel: &str, id: &str) -> Result<()> {
+        let from = staging.join(rel);
+        let to = self.root.join(rel);
+        let io = |e| Error::io(to.display().to_string(), e);
+        if from.exists() {
+            let dir = to.parent().expect("data files are inside partitions");
+            create_dirs(&self.root, dir).map_err(io)?;
+            fs::rename(&from, &to).map_err(io)?;
+            sync_dir(dir).map_err(io)?;
+            crash_point("during-publish");
+        } else if !to.exists() {
+            return Err(io(not_staged(id)));
+        }
+        Ok(())
+    }
+
+    /// Replaces the folder `partition` by its next version (see [`publish`](Self::publish)).
+    fn swap_partition(
+        &self,
+        staging: &Path,
+        partition: &str,
+        adds: &[&str],
+        removes: &[&str],
+        id: &str,
+    ) -> Result<()> {
+        let part = self.root.join(partition);
+        let io = |p: &Path| {
+            let p = p.display().to_string();
+            move |e| Error::io(p, e)
+        };
+        let (parent_rel, name) = partition.rsplit_once('/').unwrap_or(("", partition));
+        let parent = self.root.join(parent_rel);
+        let next = parent.join(format!(".{name}.{id}.next"));
+        if next.exists() {
+            // Left by an interrupted swap: a half-built next version (hard links only) or, after
+            // the exchange, the old version, whose removed files readers may still want.
+            self.retire(&next, id, partition)?;
+        }
+        let current = file_names(&part).map_err(io(&part))?;
+        let removed: HashSet<&str> = removes.iter().map(|r| file_name(r)).collect();
+        let mut staged = Vec::new();
+        for rel in adds {
+            let from = staging.join(rel);
+            if from.exists() {
+                staged.push((file_name(rel), from));
+            } else if !current.contains(file_name(rel)) {
+                return Err(io(&self.root.join(rel))(not_staged(id)));
+            }
+        }
+        let kept: Vec<&String> = current
+            .iter()
+            .filter(|f| !removed.contains(f.as_str()))
+            .collect();
+        let unchanged =
+            kept.len() == current.len() && staged.iter().all(|(name, _)| current.contains(*name));
+        if unchanged {
+            return Ok(());
+        }
+        if kept.is_empty() && staged.is_empty() {
+            self.retire(&part, id, partition)?;
+            remove_empty_dirs(&self.root, &parent);
+            return Ok(());
+        }
+        create_dirs(&self.root, &parent).map_err(io(&parent))?;
+        fs::create_dir(&next).map_err(io(&next))?;
+        for file in &kept {
+            fs::hard_link(part.join(file), next.join(file)).map_err(io(&next))?;
+        }
+        for (name, from) in &staged {
+            let to = next.join(name);
+            if !to.exists() {
+                fs::hard_link(from, &to).map_err(io(&to))?;
+            }
+        }
+        sync_dir(&next).map_err(io(&next))?;
+        crash_point("partition-built");
+        if current.is_empty() && !part.exists() {
+            fs::rename(&next, &part).map_err(io(&part))?;
+            sync_dir(&parent).map_err(io(&parent))?;
+            return Ok(());
+        }
+        exchange(&next, &part, || self.retire(&part, id, partition)).map_err(io(&part))?;
+        sync_dir(&parent).map_err(io(&parent))?;
+        crash_point("partition-swapped");
+        if next.exists() {
+            self.retire(&next, id, partition)?;
+        }
+        Ok(())
+    }
+
+    /// Moves `dir` (an old version of `partition`) under `_flowscope/retired/<id>/`.
+    fn retire(&self, dir: &Path, id: &str, partition: &str) -> Result<()> {
+        let base = self.root.join(META).join(RETIRED).join(id);
+        let mut target = base.join(partition);
+        let mut n = 1;
+        while target.exists() {
+            target = base.join(format!("{partition}.{n}"));
+            n += 1;
+        }
+        let io = |e| Error::io(target.display().to_string(), e);
+        fs::create_dir_all(target.parent().expect("below the retired folder")).map_err(io)?;
+        fs::rename(dir, &target).map_err(io)?;
+        if let Some(parent) = dir.parent() {
+            sync_dir(parent).map_err(io)?;
+        }
+        Ok(())
+    }
+
+    /// Deletes retired partition versions older than [`RETIRED_GRACE`]; best effort (what is
+    /// left is tried again after the next commit).
+    fn collect_retired(&self) {
+        let retired = self.root.join(META).join(RETIRED);
+        let Ok(entries) = fs::read_dir(&retired) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let old = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age >= RETIRED_GRACE);
+            if old && let Err(e) = fs::remove_dir_all(entry.path()) {
+                tracing::warn!(path = %entry.path().display(), error = %e, "could not delete retired files");
+            }
+        }
     }
 
     /// Rolls interrupted commits forward and abandoned staging folders back; returns the highest
@@ -365,21 +488,97 @@ fn list_parquet(root: &Path, dir: &Path, out: &mut Vec<String>) -> Result<()> {
     Ok(())
 }
 
-/// Removes `hour=` and `date=` folders emptied by a removal.
-fn remove_empty_partition(root: &Path, file: &Path) {
-    let mut dir = file.parent();
+/// The partition folder (`date=…/hour=…`) of a data file's relative path.
+fn partition_of(rel: &str) -> &str {
+    rel.rsplit_once('/').map_or("", |(dir, _)| dir)
+}
+
+/// The file name of a relative path.
+fn file_name(rel: &str) -> &str {
+    rel.rsplit_once('/').map_or(rel, |(_, name)| name)
+}
+
+fn not_staged(id: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::NotFound,
+        format!("commit {id} lists a file that is neither staged nor published"),
+    )
+}
+
+/// The names of the data files in `dir` (none when it does not exist).
+fn file_names(dir: &Path) -> io::Result<BTreeSet<String>> {
+    let mut names = BTreeSet::new();
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(names),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let entry = entry?;
+        if entry.file_type()?.is_file() {
+            names.insert(entry.file_name().to_string_lossy().into_owned());
+        }
+    }
+    Ok(names)
+}
+
+/// Creates `dir` and the folders above it up to `root`, persisting each new entry.
+fn create_dirs(root: &Path, dir: &Path) -> io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    if let Some(parent) = dir.parent().filter(|p| *p != root && p.starts_with(root)) {
+        create_dirs(root, parent)?;
+    }
+    match fs::create_dir(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(()),
+        Err(e) => return Err(e),
+    }
+    sync_dir(dir.parent().unwrap_or(root))
+}
+
+/// Swaps the folders `a` and `b` in one step. Where the file system cannot (no
+/// `RENAME_EXCHANGE`), `b` is moved away by `retire_b` and `a` renamed to `b`: for a moment the
+/// partition is absent to engines that list folders, never doubled.
+fn exchange(a: &Path, b: &Path, retire_b: impl FnOnce() -> Result<()>) -> io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        use rustix::fs::{CWD, RenameFlags, renameat_with};
+        match renameat_with(CWD, a, CWD, b, RenameFlags::EXCHANGE) {
+            Ok(()) => return Ok(()),
+            Err(e) if e == rustix::io::Errno::INVAL || e == rustix::io::Errno::NOSYS => {
+                tracing::debug!("no RENAME_EXCHANGE on this file system; replacing in two steps");
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    retire_b().map_err(io::Error::other)?;
+    fs::rename(a, b)
+}
+
+/// Removes `hour=` and `date=` folders emptied by a removal, from `dir` up to the root.
+fn remove_empty_dirs(root: &Path, dir: &Path) {
+    let mut dir = Some(dir);
     while let Some(d) = dir {
-        if d == root || fs::remove_dir(d).is_err() {
+        if d == root || !d.starts_with(root) || fs::remove_dir(d).is_err() {
             break;
         }
         dir = d.parent();
     }
 }
 
-/// Persists renames in `dir`; best effort where directories cannot be opened.
-pub(crate) fn sync_dir(dir: &Path) {
-    if let Ok(d) = File::open(dir) {
-        let _ = d.sync_all();
+/// Persists renames in `dir`. An error here means a rename may not survive a crash, so it fails
+/// whatever it was part of; where directories cannot be opened at all (not Unix) it is a no-op.
+pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
+    #[cfg(unix)]
+    {
+        File::open(dir)?.sync_all()
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = dir;
+        Ok(())
     }
 }
 

@@ -11,14 +11,18 @@ use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{
     ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
 };
+use datafusion::execution::cache::cache_manager::CacheManagerConfig;
 use datafusion::execution::context::{SQLOptions, SessionConfig, SessionContext};
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::sql::parser::{DFParserBuilder, Statement};
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use flowscope_lake::Lake;
 use flowscope_lake::partition::lake_schema;
+use flowscope_lake::snapshot::Snapshots;
 
 use crate::error::{Error, Result};
 use crate::insights::InsightsPlan;
+use crate::snapshot::SnapshotStore;
 use crate::table::{DATE, FlowsTable, HOUR, Pending};
 use crate::time::TimeRange;
 
@@ -72,7 +76,7 @@ impl Engine {
             path: root.display().to_string(),
             reason: e.to_string(),
         })?;
-        let ctx = SessionContext::new_with_config(session_config());
+        let ctx = SessionContext::new_with_config_rt(session_config(), runtime(&root)?);
         crate::udf::register(&ctx);
         let mut table = flows_table(&ctx, &root)?;
         let pending =
@@ -210,6 +214,23 @@ fn session_config() -> SessionConfig {
     options.execution.parquet.pushdown_filters = true;
     options.execution.parquet.reorder_filters = true;
     config
+}
+
+/// The runtime: files read through [`SnapshotStore`] (listings from the lake's manifest, so
+/// every query sees the latest commit and only it), and no cache of listings.
+fn runtime(root: &Path) -> Result<Arc<RuntimeEnv>> {
+    let snapshots = Arc::new(Snapshots::new(root));
+    let store = SnapshotStore::new(snapshots).map_err(|e| Error::Lake {
+        path: root.display().to_string(),
+        reason: e.to_string(),
+    })?;
+    let cache = CacheManagerConfig::default().with_list_files_cache_limit(0);
+    let runtime = RuntimeEnvBuilder::new()
+        .with_cache_manager(cache)
+        .build_arc()?;
+    let url = datafusion::execution::object_store::ObjectStoreUrl::local_filesystem();
+    runtime.register_object_store(url.as_ref(), Arc::new(store));
+    Ok(runtime)
 }
 
 /// The lake's columns with strings as `Utf8View` (read without copying) — the file schema the

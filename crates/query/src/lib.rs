@@ -16,6 +16,8 @@ pub mod engine;
 pub mod error;
 pub mod insights;
 pub mod render;
+mod snapshot;
+mod sum;
 pub mod table;
 pub mod time;
 pub mod top;

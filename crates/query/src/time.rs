@@ -6,6 +6,10 @@ use flowscope_lake::maintenance::parse_duration;
 
 use crate::error::{Error, Result};
 
+/// The last second a range may name: 9999-12-31T23:59:59Z. Later (or negative) times are
+/// refused, so no range can size anything absurdly.
+pub const LAST_SECOND: i64 = 253_402_300_799;
+
 /// A half-open range of record start times `[start, end)`, in Unix seconds; either end open.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct TimeRange {
@@ -23,6 +27,14 @@ impl TimeRange {
     pub fn parse(start: Option<&str>, end: Option<&str>, now: i64) -> Result<Self> {
         let start = start.map(|t| parse_time(t, now)).transpose()?;
         let end = end.map(|t| parse_time(t, now)).transpose()?;
+        for t in [start, end].into_iter().flatten() {
+            if !(0..=LAST_SECOND).contains(&t) {
+                return Err(Error::Invalid(format!(
+                    "the time {t} is out of range: times are Unix seconds from 0 \
+                     (1970-01-01) to {LAST_SECOND} (9999-12-31T23:59:59Z)"
+                )));
+            }
+        }
         if let (Some(s), Some(e)) = (start, end)
             && e <= s
         {
@@ -60,7 +72,7 @@ pub fn parse_time(text: &str, now: i64) -> Result<i64> {
     }
     let ago = t.strip_prefix('-').unwrap_or(t);
     if let Some(secs) = parse_duration(ago) {
-        return Ok(now - secs);
+        return now.checked_sub(secs).ok_or_else(bad);
     }
     parse_datetime(t).ok_or_else(bad)
 }
@@ -116,6 +128,14 @@ mod tests {
         assert_eq!(parse_time("1566847500", NOW).unwrap(), 1_566_847_500);
         assert!(parse_time("yesterday", NOW).is_err());
         assert!(parse_time("2019-13-01", NOW).is_err());
+        assert!(parse_time("-9223372036854775807d", NOW).is_err());
+    }
+
+    #[test]
+    fn absurd_ranges_are_refused() {
+        assert!(TimeRange::parse(Some("0"), Some("9000000000000000000"), NOW).is_err());
+        assert!(TimeRange::parse(Some("0"), Some("253402300799"), NOW).is_ok());
+        assert!(TimeRange::parse(Some("0"), Some("253402300800"), NOW).is_err());
     }
 
     #[test]

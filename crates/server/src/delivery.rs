@@ -16,7 +16,29 @@ pub const MAX_RECORD_BYTES: usize = 1_024_000;
 
 /// A body that could not be taken, with the message for `errorMessage`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BadBody(pub String);
+pub enum BadBody {
+    /// Malformed: answered 400.
+    Invalid(String),
+    /// Larger than a limit, compressed or once inflated: answered 413.
+    TooLarge(String),
+}
+
+impl BadBody {
+    /// The message for `errorMessage`.
+    pub fn message(&self) -> &str {
+        match self {
+            Self::Invalid(m) | Self::TooLarge(m) => m,
+        }
+    }
+
+    /// The same kind with `prefix` before its message.
+    pub(crate) fn within(self, prefix: &str) -> Self {
+        match self {
+            Self::Invalid(m) => Self::Invalid(format!("{prefix}: {m}")),
+            Self::TooLarge(m) => Self::TooLarge(format!("{prefix}: {m}")),
+        }
+    }
+}
 
 /// A Firehose delivery request, decoded.
 #[derive(Debug)]
@@ -64,10 +86,10 @@ pub fn gunzip(data: &[u8], cap: usize) -> Result<Vec<u8>, BadBody> {
     flate2::read::MultiGzDecoder::new(data)
         .take(cap as u64 + 1)
         .read_to_end(&mut out)
-        .map_err(|e| BadBody(format!("body is not valid gzip: {e}")))?;
+        .map_err(|e| BadBody::Invalid(format!("body is not valid gzip: {e}")))?;
     if out.len() > cap {
-        return Err(BadBody(format!(
-            "body inflates to more than {cap} bytes; refused"
+        return Err(BadBody::TooLarge(format!(
+            "inflates to more than {cap} bytes; refused"
         )));
     }
     Ok(out)
@@ -83,18 +105,22 @@ fn is_gzip(data: &[u8]) -> bool {
 ///
 /// # Errors
 /// [`BadBody`] naming the problem (and the record's index) for broken JSON, a missing
-/// `requestId`, too many records, bad base64, oversized records or text that is not UTF-8.
-pub fn firehose(body: &[u8]) -> Result<FirehoseRequest, BadBody> {
+/// `requestId`, too many records, bad base64, oversized records or text that is not UTF-8;
+/// [`BadBody::TooLarge`] when the records' text (gzip records inflated) passes
+/// `max_decoded` bytes in all.
+pub fn firehose(body: &[u8], max_decoded: usize) -> Result<FirehoseRequest, BadBody> {
     let raw: RawRequest = serde_json::from_slice(body).map_err(|e| {
-        BadBody(format!(
+        BadBody::Invalid(format!(
             "request body is not a Firehose delivery request: {e}"
         ))
     })?;
     if raw.request_id.is_empty() || raw.request_id.len() > 1024 {
-        return Err(BadBody("requestId must be 1 to 1024 characters".into()));
+        return Err(BadBody::Invalid(
+            "requestId must be 1 to 1024 characters".into(),
+        ));
     }
     if raw.records.len() > MAX_RECORDS {
-        return Err(BadBody(format!(
+        return Err(BadBody::Invalid(format!(
             "{} records in one request; at most {MAX_RECORDS}",
             raw.records.len()
         )));
@@ -103,26 +129,32 @@ pub fn firehose(body: &[u8]) -> Result<FirehoseRequest, BadBody> {
     for (i, r) in raw.records.iter().enumerate() {
         let data = STANDARD
             .decode(r.data.trim())
-            .map_err(|e| BadBody(format!("records[{i}].data is not base64: {e}")))?;
+            .map_err(|e| BadBody::Invalid(format!("records[{i}].data is not base64: {e}")))?;
         if data.len() > MAX_RECORD_BYTES {
-            return Err(BadBody(format!(
+            return Err(BadBody::Invalid(format!(
                 "records[{i}].data holds {} bytes; at most {MAX_RECORD_BYTES}",
                 data.len()
             )));
         }
+        // What is left of the request's budget for decoded text.
+        let left = max_decoded.saturating_sub(text.len());
         if is_gzip(&data) {
-            let inflated =
-                gunzip(&data, MAX_BODY).map_err(|e| BadBody(format!("records[{i}]: {}", e.0)))?;
-            let lines = subscription_lines(&inflated)
-                .map_err(|e| BadBody(format!("records[{i}]: {}", e.0)))?;
+            let inflated = gunzip(&data, left).map_err(|e| e.within(&format!("records[{i}]")))?;
+            let lines =
+                subscription_lines(&inflated).map_err(|e| e.within(&format!("records[{i}]")))?;
             text.push_str(&lines);
-            continue;
+        } else {
+            let s = std::str::from_utf8(&data)
+                .map_err(|_| BadBody::Invalid(format!("records[{i}].data is not UTF-8 text")))?;
+            text.push_str(s);
+            if !s.is_empty() && !s.ends_with('\n') {
+                text.push('\n');
+            }
         }
-        let s = std::str::from_utf8(&data)
-            .map_err(|_| BadBody(format!("records[{i}].data is not UTF-8 text")))?;
-        text.push_str(s);
-        if !s.is_empty() && !s.ends_with('\n') {
-            text.push('\n');
+        if text.len() > max_decoded {
+            return Err(BadBody::TooLarge(format!(
+                "the records decode to more than {max_decoded} bytes of text in all; refused"
+            )));
         }
     }
     Ok(FirehoseRequest {
@@ -137,8 +169,9 @@ pub fn firehose(body: &[u8]) -> Result<FirehoseRequest, BadBody> {
 /// # Errors
 /// [`BadBody`] when it is not such a payload.
 pub fn subscription_lines(json: &[u8]) -> Result<String, BadBody> {
-    let s: Subscription = serde_json::from_slice(json)
-        .map_err(|e| BadBody(format!("not a CloudWatch Logs subscription payload: {e}")))?;
+    let s: Subscription = serde_json::from_slice(json).map_err(|e| {
+        BadBody::Invalid(format!("not a CloudWatch Logs subscription payload: {e}"))
+    })?;
     let mut text = String::new();
     if s.message_type == "DATA_MESSAGE" {
         for e in s.log_events {
@@ -154,10 +187,11 @@ pub fn subscription_lines(json: &[u8]) -> Result<String, BadBody> {
 /// Returns the inflated payload (whose checksum identifies the delivery) and its lines.
 ///
 /// # Errors
-/// [`BadBody`] when the body is none of these.
-pub fn cloudwatch(body: &[u8]) -> Result<(Vec<u8>, String), BadBody> {
+/// [`BadBody`] when the body is none of these; [`BadBody::TooLarge`] when it inflates past
+/// `max_decoded` bytes.
+pub fn cloudwatch(body: &[u8], max_decoded: usize) -> Result<(Vec<u8>, String), BadBody> {
     let payload = if is_gzip(body) {
-        gunzip(body, MAX_BODY)?
+        gunzip(body, max_decoded)?
     } else if body.first().is_some_and(|b| *b == b'{') {
         body.to_vec()
     } else {
@@ -166,11 +200,11 @@ pub fn cloudwatch(body: &[u8]) -> Result<(Vec<u8>, String), BadBody> {
             .copied()
             .filter(|b| !b.is_ascii_whitespace())
             .collect();
-        let decoded = STANDARD
-            .decode(&trimmed)
-            .map_err(|_| BadBody("body is neither gzip, JSON, nor base64 of gzip".into()))?;
+        let decoded = STANDARD.decode(&trimmed).map_err(|_| {
+            BadBody::Invalid("body is neither gzip, JSON, nor base64 of gzip".into())
+        })?;
         if is_gzip(&decoded) {
-            gunzip(&decoded, MAX_BODY)?
+            gunzip(&decoded, max_decoded)?
         } else {
             decoded
         }
@@ -199,7 +233,7 @@ mod tests {
         let body = format!(
             r#"{{"requestId":"r1","timestamp":1,"records":[{{"data":"{a}"}},{{"data":"{b}"}},{{"data":""}}]}}"#
         );
-        let r = firehose(body.as_bytes()).unwrap();
+        let r = firehose(body.as_bytes(), MAX_BODY).unwrap();
         assert_eq!(r.request_id, "r1");
         assert_eq!(r.text.lines().count(), 3);
         assert!(r.text.lines().all(|l| l == LINE));
@@ -208,32 +242,63 @@ mod tests {
     #[test]
     fn bad_bodies_name_the_problem() {
         assert!(
-            firehose(b"{")
+            firehose(b"{", MAX_BODY)
                 .unwrap_err()
-                .0
+                .message()
                 .contains("not a Firehose delivery request")
         );
         assert!(
-            firehose(br#"{"records":[]}"#)
+            firehose(br#"{"records":[]}"#, MAX_BODY)
                 .unwrap_err()
-                .0
+                .message()
                 .contains("requestId")
         );
-        let e = firehose(br#"{"requestId":"x","records":[{"data":"aGk="},{"data":"!!!"}]}"#)
-            .unwrap_err();
-        assert!(e.0.contains("records[1].data is not base64"), "{}", e.0);
+        let e = firehose(
+            br#"{"requestId":"x","records":[{"data":"aGk="},{"data":"!!!"}]}"#,
+            MAX_BODY,
+        )
+        .unwrap_err();
+        assert!(
+            e.message().contains("records[1].data is not base64"),
+            "{}",
+            e.message()
+        );
         let bin = STANDARD.encode([0xff, 0xfe, 0x00]);
-        let e =
-            firehose(format!(r#"{{"requestId":"x","records":[{{"data":"{bin}"}}]}}"#).as_bytes())
-                .unwrap_err();
-        assert!(e.0.contains("not UTF-8"), "{}", e.0);
+        let e = firehose(
+            format!(r#"{{"requestId":"x","records":[{{"data":"{bin}"}}]}}"#).as_bytes(),
+            MAX_BODY,
+        )
+        .unwrap_err();
+        assert!(e.message().contains("not UTF-8"), "{}", e.message());
+    }
+
+    #[test]
+    fn nested_gzip_is_bounded_by_the_whole_request() {
+        // Records of gzip'd subscription payloads, each small, together past the budget.
+        let event = format!(r#"{{"id":"1","timestamp":1,"message":"{LINE}"}}"#);
+        let events = vec![event; 2_000].join(",");
+        let json = format!(
+            r#"{{"messageType":"DATA_MESSAGE","owner":"1","logGroup":"g","logStream":"s","subscriptionFilters":["f"],"logEvents":[{events}]}}"#
+        );
+        let record = STANDARD.encode(gz(json.as_bytes()));
+        let records = vec![format!(r#"{{"data":"{record}"}}"#); 20].join(",");
+        let body = format!(r#"{{"requestId":"r","records":[{records}]}}"#);
+        let decoded = 20 * 2_000 * (LINE.len() + 1);
+        let taken = firehose(body.as_bytes(), decoded).unwrap();
+        assert_eq!(taken.text.len(), decoded);
+        let e = firehose(body.as_bytes(), decoded - 1).unwrap_err();
+        assert!(matches!(e, BadBody::TooLarge(_)), "{e:?}");
+        assert!(e.message().contains("more than"), "{}", e.message());
+        // The same for a body posted to /cloudwatch.
+        let e = cloudwatch(&gz(json.as_bytes()), 1_000).unwrap_err();
+        assert!(matches!(e, BadBody::TooLarge(_)), "{e:?}");
     }
 
     #[test]
     fn gzip_bombs_are_refused() {
         let big = vec![b'a'; 4 << 20];
         let e = gunzip(&gz(&big), 1 << 20).unwrap_err();
-        assert!(e.0.contains("more than"), "{}", e.0);
+        assert!(e.message().contains("more than"), "{}", e.message());
         assert!(gunzip(&gz(&big)[..100], 8 << 20).is_err(), "truncated gzip");
     }
 
@@ -242,14 +307,14 @@ mod tests {
         let json = format!(
             r#"{{"messageType":"DATA_MESSAGE","owner":"1","logGroup":"g","logStream":"eni-1-all","subscriptionFilters":["f"],"logEvents":[{{"id":"1","timestamp":1,"message":"{LINE}"}}]}}"#
         );
-        let plain = cloudwatch(json.as_bytes()).unwrap();
-        let zipped = cloudwatch(&gz(json.as_bytes())).unwrap();
-        let b64 = cloudwatch(STANDARD.encode(gz(json.as_bytes())).as_bytes()).unwrap();
+        let plain = cloudwatch(json.as_bytes(), MAX_BODY).unwrap();
+        let zipped = cloudwatch(&gz(json.as_bytes()), MAX_BODY).unwrap();
+        let b64 = cloudwatch(STANDARD.encode(gz(json.as_bytes())).as_bytes(), MAX_BODY).unwrap();
         assert_eq!(plain.1, format!("{LINE}\n"));
         assert_eq!(plain, zipped);
         assert_eq!(plain, b64);
         let control = br#"{"messageType":"CONTROL_MESSAGE","logEvents":[{"id":"1","timestamp":1,"message":"CWL CONTROL MESSAGE: Checking health of destination"}]}"#;
-        assert_eq!(cloudwatch(control).unwrap().1, "");
-        assert!(cloudwatch(b"hello").is_err());
+        assert_eq!(cloudwatch(control, MAX_BODY).unwrap().1, "");
+        assert!(cloudwatch(b"hello", MAX_BODY).is_err());
     }
 }

@@ -28,6 +28,9 @@ use crate::error::{Error, Result};
 /// The checksum recorded for a delivery in the lake's manifest: its identity is its id alone.
 const DELIVERY_CHECKSUM: &str = "delivery-id";
 
+/// How every log entry begins (`LogEntry` serialises `id` first).
+const ENTRY_START: &str = "{\"id\":";
+
 /// Rejections kept for `/api/status`.
 const KEPT_REJECTIONS: usize = 50;
 
@@ -74,6 +77,12 @@ struct Inner {
     lake: Lake,
     wal: File,
     wal_path: PathBuf,
+    /// The log's length up to its last complete, fsynced entry: a failed append is cut back to
+    /// it before anything else is written, so a torn entry never runs into the next one.
+    wal_len: u64,
+    /// An append failed and the log could not be cut back yet: nothing is acknowledged until
+    /// it is.
+    wal_torn: bool,
     seen: HashSet<SourceIdentity>,
     /// Lake-schema rows not committed yet, and the deliveries they came from.
     rows: Vec<RecordBatch>,
@@ -119,11 +128,18 @@ impl Intake {
             .append(true)
             .open(&wal_path)
             .map_err(|e| Error::io(&wal_path, e))?;
+        let wal_len = wal
+            .metadata()
+            .and_then(|m| complete_prefix(&wal_path, 0, m.len()))
+            .map_err(|e| Error::io(&wal_path, e))?;
         let intake = Self {
             inner: Mutex::new(Inner {
                 lake,
                 wal,
                 wal_path,
+                wal_len,
+                // A torn last entry (a crash mid-append) is cut off before the first append.
+                wal_torn: true,
                 seen,
                 rows: Vec::new(),
                 sources: Vec::new(),
@@ -216,13 +232,8 @@ impl Intake {
         })
         .expect("log entries serialise");
         let path = inner.wal_path.clone();
-        let wal = &mut inner.wal;
-        tokio::task::block_in_place(|| {
-            wal.write_all(entry.as_bytes())?;
-            wal.write_all(b"\n")?;
-            wal.sync_data()
-        })
-        .map_err(|e| Error::io(&path, e))?;
+        tokio::task::block_in_place(|| inner.append_to_log(entry.as_bytes()))
+            .map_err(|e| Error::io(&path, e))?;
         // Durable: now visible, and remembered.
         let table = batches
             .iter()
@@ -294,12 +305,24 @@ impl Intake {
         }
         // Committed: the log's entries are in the lake's manifest now.
         let path = inner.wal_path.clone();
-        inner.wal = tokio::task::block_in_place(|| {
+        let wal = tokio::task::block_in_place(|| {
             let f = File::create(&path)?;
             f.sync_all()?;
             Ok::<_, std::io::Error>(f)
-        })
-        .map_err(|e| Error::io(&path, e))?;
+        });
+        match wal {
+            Ok(f) => {
+                inner.wal = f;
+                inner.wal_len = 0;
+                inner.wal_torn = false;
+            }
+            // The entries are committed and known by id, so an old log replayed later adds
+            // nothing; the next append cuts it back to a clean end first.
+            Err(e) => {
+                inner.wal_torn = true;
+                tracing::warn!(log = %path.display(), error = %e, "could not empty the intake log");
+            }
+        }
         inner.stats.commits += 1;
         inner.stats.pending = 0;
         tracing::info!(records = n, "committed buffered deliveries to the lake");
@@ -315,7 +338,67 @@ impl Intake {
     }
 }
 
-/// Reads the log's complete entries (a torn last line, never acknowledged, is dropped).
+impl Inner {
+    /// Appends one entry and its newline, fsynced. On failure the log is cut back to its last
+    /// complete entry; until that succeeds every append is refused, so an acknowledged entry
+    /// never shares a line with a torn one.
+    fn append_to_log(&mut self, entry: &[u8]) -> std::io::Result<()> {
+        if self.wal_torn {
+            self.cut_back()?;
+        }
+        let written = self
+            .wal
+            .write_all(entry)
+            .and_then(|()| self.wal.write_all(b"\n"))
+            .and_then(|()| self.wal.sync_data());
+        if let Err(e) = written {
+            self.wal_torn = true;
+            if let Err(cut) = self.cut_back() {
+                tracing::warn!(log = %self.wal_path.display(), error = %cut, "could not cut the intake log back after a failed append");
+            }
+            return Err(e);
+        }
+        self.wal_len += entry.len() as u64 + 1;
+        Ok(())
+    }
+
+    /// Truncates the log to its last complete entry (ending in a newline) and fsyncs it.
+    fn cut_back(&mut self) -> std::io::Result<()> {
+        let len = self.wal.metadata()?.len();
+        if len != self.wal_len {
+            // A torn tail from a crash (at open) or from a failed append: keep whole lines only.
+            let keep = if len > self.wal_len {
+                complete_prefix(&self.wal_path, self.wal_len, len)?
+            } else {
+                len
+            };
+            self.wal.set_len(keep)?;
+            self.wal_len = keep;
+        }
+        self.wal.sync_all()?;
+        self.wal_torn = false;
+        Ok(())
+    }
+}
+
+/// The length of the part of the log at `path` that ends with its last newline, looking no
+/// further back than `from` (known to end a complete entry) from its length `len`.
+fn complete_prefix(path: &Path, from: u64, len: u64) -> std::io::Result<u64> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = File::open(path)?;
+    file.seek(SeekFrom::Start(from))?;
+    let mut tail = Vec::new();
+    file.take(len - from).read_to_end(&mut tail)?;
+    Ok(from
+        + tail
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |i| i as u64 + 1))
+}
+
+/// Reads the log's complete entries. A torn entry (never acknowledged) is dropped; an entry
+/// that a torn one ran into on the same line is still read, so a broken neighbour never costs
+/// a complete entry.
 fn read_log(path: &Path) -> Result<Vec<LogEntry>> {
     let file = match File::open(path) {
         Ok(f) => f,
@@ -323,16 +406,28 @@ fn read_log(path: &Path) -> Result<Vec<LogEntry>> {
         Err(e) => return Err(Error::io(path, e)),
     };
     let mut out = Vec::new();
-    for (n, line) in BufReader::new(file).lines().enumerate() {
+    for (n, line) in BufReader::new(file).split(b'\n').enumerate() {
         let line = line.map_err(|e| Error::io(path, e))?;
-        match serde_json::from_str::<LogEntry>(&line) {
-            Ok(e) => out.push(e),
-            Err(e) => tracing::warn!(
-                log = %path.display(),
-                line = n + 1,
-                error = %e,
-                "skipping an incomplete intake log entry"
-            ),
+        // A torn entry may end inside a character; the rest of the line is still read.
+        let line = String::from_utf8_lossy(&line);
+        if let Ok(e) = serde_json::from_str::<LogEntry>(&line) {
+            out.push(e);
+            continue;
+        }
+        // Entries start with `{"id":`, which cannot occur inside one (quotes in its strings are
+        // escaped): each piece from such a start is tried on its own.
+        let starts: Vec<usize> = line.match_indices(ENTRY_START).map(|(i, _)| i).collect();
+        for (k, &at) in starts.iter().enumerate() {
+            let end = starts.get(k + 1).copied().unwrap_or(line.len());
+            match serde_json::from_str::<LogEntry>(&line[at..end]) {
+                Ok(e) => out.push(e),
+                Err(e) => tracing::warn!(
+                    log = %path.display(),
+                    line = n + 1,
+                    error = %e,
+                    "skipping an incomplete intake log entry"
+                ),
+            }
         }
     }
     Ok(out)

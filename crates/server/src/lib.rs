@@ -33,6 +33,7 @@ use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
+use delivery::BadBody;
 pub use error::{Error, Result};
 use intake::{Intake, Taken};
 use live::LiveAlarms;
@@ -65,6 +66,9 @@ pub struct Options {
     pub log_format: Option<LogFormat>,
     /// Largest request body taken, bytes (compressed size).
     pub max_body: usize,
+    /// Largest decoded size of one request, bytes: the body inflated, and the text of all its
+    /// records (gzip records inflated) together. Beyond it the request is answered 413.
+    pub max_decoded: usize,
     /// Commit buffered deliveries at least this often.
     pub flush_interval: Duration,
     /// Commit as soon as this many records are buffered.
@@ -83,6 +87,7 @@ impl Options {
             detect: DetectSettings::default(),
             log_format: None,
             max_body: delivery::MAX_BODY,
+            max_decoded: delivery::MAX_BODY,
             flush_interval: Duration::from_secs(60),
             flush_records: 100_000,
         }
@@ -101,6 +106,7 @@ pub struct App {
     pub detect: DetectSettings,
     access_key: Option<String>,
     max_body: usize,
+    max_decoded: usize,
     flush_records: u64,
     flush_now: Notify,
 }
@@ -155,6 +161,7 @@ impl App {
             detect: options.detect.clone(),
             access_key: options.access_key.clone(),
             max_body: options.max_body,
+            max_decoded: options.max_decoded,
             flush_records: options.flush_records,
             flush_now: Notify::new(),
         }))
@@ -215,6 +222,31 @@ fn firehose_reply(status: StatusCode, request_id: &str, message: Option<String>)
     (status, axum::Json(body)).into_response()
 }
 
+/// The status and message a body that cannot be taken is answered with.
+fn bad_body(e: &BadBody) -> (StatusCode, String) {
+    let status = match e {
+        BadBody::Invalid(_) => StatusCode::BAD_REQUEST,
+        BadBody::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+    };
+    (status, e.message().to_string())
+}
+
+/// The `requestId` of a body that is JSON but no valid delivery request, so that a refusal
+/// still names the request it refuses.
+fn salvaged_request_id(body: &[u8]) -> String {
+    #[derive(serde::Deserialize)]
+    struct IdOnly {
+        #[serde(rename = "requestId")]
+        request_id: Option<serde_json::Value>,
+    }
+    serde_json::from_slice::<IdOnly>(body)
+        .ok()
+        .and_then(|b| b.request_id)
+        .and_then(|v| v.as_str().map(str::to_string))
+        .filter(|id| id.len() <= 1024)
+        .unwrap_or_default()
+}
+
 /// Reads a body up to the limit, inflating `Content-Encoding: gzip`.
 async fn read_body(
     app: &App,
@@ -234,14 +266,7 @@ async fn read_body(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.eq_ignore_ascii_case("gzip"));
     if gzip {
-        delivery::gunzip(&bytes, delivery::MAX_BODY).map_err(|e| {
-            let status = if e.0.contains("more than") {
-                StatusCode::PAYLOAD_TOO_LARGE
-            } else {
-                StatusCode::BAD_REQUEST
-            };
-            (status, e.0)
-        })
+        delivery::gunzip(&bytes, app.max_decoded).map_err(|e| bad_body(&e.within("body")))
     } else {
         Ok(bytes.to_vec())
     }
@@ -265,11 +290,17 @@ async fn firehose(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -
             return firehose_reply(status, &header_id, Some(message));
         }
     };
-    let request = match delivery::firehose(&bytes) {
+    let request = match delivery::firehose(&bytes, app.max_decoded) {
         Ok(r) => r,
         Err(e) => {
             app.intake.refuse();
-            return firehose_reply(StatusCode::BAD_REQUEST, &header_id, Some(e.0));
+            let (status, message) = bad_body(&e);
+            let id = if header_id.is_empty() {
+                salvaged_request_id(&bytes)
+            } else {
+                header_id
+            };
+            return firehose_reply(status, &id, Some(message));
         }
     };
     if !header_id.is_empty() && header_id != request.request_id {
@@ -312,9 +343,12 @@ async fn cloudwatch(State(app): State<Arc<App>>, headers: HeaderMap, body: Body)
         Ok(b) => b,
         Err((status, message)) => return refuse(status, message),
     };
-    let (payload, lines) = match delivery::cloudwatch(&bytes) {
+    let (payload, lines) = match delivery::cloudwatch(&bytes, app.max_decoded) {
         Ok(p) => p,
-        Err(e) => return refuse(StatusCode::BAD_REQUEST, e.0),
+        Err(e) => {
+            let (status, message) = bad_body(&e);
+            return refuse(status, message);
+        }
     };
     if lines.is_empty() {
         return axum::Json(json!({"records": 0, "rejected": 0, "duplicate": false}))

@@ -58,6 +58,10 @@ pub struct Args {
     /// Largest request body taken, in bytes (Firehose sends up to 64 MiB).
     #[arg(long, value_name = "BYTES", default_value_t = flowscope_server::delivery::MAX_BODY)]
     max_body: usize,
+    /// Largest decoded size of one request, in bytes: the body inflated and the text of all its
+    /// records (gzip records inflated) together; beyond it the request is answered 413.
+    #[arg(long, value_name = "BYTES", default_value_t = flowscope_server::delivery::MAX_BODY)]
+    max_decoded: usize,
 }
 
 pub fn run(args: Args) -> anyhow::Result<Outcome> {
@@ -79,6 +83,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         .transpose()
         .context("--log-format")?;
     options.max_body = args.max_body;
+    options.max_decoded = args.max_decoded;
     options.flush_interval = Duration::from_secs(args.flush_interval.max(1));
     options.flush_records = args.flush_records.max(1);
     runtime()?.block_on(async {
