@@ -560,3 +560,165 @@ webhook = "HOOK"
     sorted.sort();
     assert_eq!(sorted, ["ALARM", "OK", "OK"], "{got:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn committed_deliveries_stay_visible_to_every_view() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(options(&dir.path().join("lake"))).await;
+    let t0 = 1_762_070_400;
+    let (status, _) = s
+        .deliver("c-1", &[line("10.0.1.5", "10.0.2.9", 40000, 443, "ACCEPT", t0)])
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(s.count().await, 1, "buffered");
+    s.app.intake.flush().await.unwrap();
+    assert_eq!(s.count().await, 1, "committed: read from the lake now");
+    let (status, _) = s
+        .deliver("c-2", &[line("10.0.1.5", "10.0.2.9", 40001, 443, "ACCEPT", t0 + 7_200)])
+        .await;
+    assert_eq!(status, 200);
+    s.app.intake.flush().await.unwrap();
+    assert_eq!(s.count().await, 2, "a second commit, in a new partition");
+    let (status, body) = s.get("/api/findings").await;
+    assert_eq!(status, 200, "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn absurd_times_are_refused_or_survived() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(options(&dir.path().join("lake"))).await;
+    for path in [
+        "/api/findings?start=0&end=9000000000000000000",
+        "/api/findings?start=-5",
+        "/api/diagnose?start=0&end=253402300800",
+    ] {
+        let (status, body) = s.get(path).await;
+        assert_eq!(status, 400, "{path}: {body}");
+        assert!(body.contains("out of range") || body.contains("not a time"), "{body}");
+    }
+    // A record dated at the end of time, among ordinary ones: every view still answers.
+    let t0 = 1_762_070_400;
+    let mut records: Vec<String> = (0..30)
+        .map(|i| line("10.0.1.5", "198.51.100.9", 40000 + i, 443, "REJECT", t0 + i as i64))
+        .collect();
+    records.push(format!(
+        "2 123456789012 eni-0a1b2c3d4e5f60001 10.0.1.5 198.51.100.9 1 2 6 1 1 {t0} {} REJECT OK",
+        i64::MAX
+    ));
+    records.push(format!(
+        "2 123456789012 eni-0a1b2c3d4e5f60001 10.0.1.5 198.51.100.9 1 2 6 1 1 {} {} ACCEPT OK",
+        i64::MAX - 10,
+        i64::MAX
+    ));
+    let (status, v) = s.deliver("late", &records).await;
+    assert_eq!(status, 200, "{v}");
+    for path in ["/api/findings", "/api/diagnose", "/api/status", "/"] {
+        let (status, body) = s.get(path).await;
+        assert_eq!(status, 200, "{path}: {body}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nested_gzip_and_refusals_name_their_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = options(&dir.path().join("lake"));
+    o.max_decoded = 1 << 20;
+    let s = Server::start(o).await;
+    let k = ("X-Amz-Firehose-Access-Key", KEY);
+    // Records that are gzip'd CloudWatch payloads, together inflating past the budget.
+    let event = json!({"id": "1", "timestamp": 1, "message": line("10.0.1.5", "10.0.2.9", 1, 2, "ACCEPT", 1_762_070_400)});
+    let payload = json!({"messageType": "DATA_MESSAGE", "owner": "1", "logGroup": "g",
+        "logStream": "s", "subscriptionFilters": ["f"], "logEvents": vec![event; 4_000]});
+    let record = STANDARD.encode(gzip(&serde_json::to_vec(&payload).unwrap()));
+    let records: Vec<Value> = (0..20).map(|_| json!({"data": record})).collect();
+    let body = serde_json::to_vec(&json!({"requestId": "nest-1", "records": records})).unwrap();
+    assert!(body.len() < 256 * 1024, "{} bytes", body.len());
+    let (status, v) = s.post("/firehose", &[k], body).await;
+    assert_eq!(status, 413, "{v}");
+    assert_eq!(v["requestId"], "nest-1", "the refusal names the request");
+    assert!(v["errorMessage"].as_str().unwrap().contains("more than"), "{v}");
+    // A malformed request still names its requestId.
+    let (status, v) = s
+        .post("/firehose", &[k], br#"{"requestId": "bad-1", "records": [{"data": "***"}]}"#.to_vec())
+        .await;
+    assert_eq!(status, 400, "{v}");
+    assert_eq!(v["requestId"], "bad-1");
+    // A gzip bomb on /cloudwatch is too large, not malformed.
+    let (status, v) = s.post("/cloudwatch", &[k], gzip(&vec![b' '; 8 << 20])).await;
+    assert_eq!(status, 413, "{v}");
+    assert_eq!(s.count().await, 0);
+}
+
+/// A small tmpfs for disk-full tests, unmounted when dropped.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(at: &Path, size: &str) -> Self {
+        std::fs::create_dir_all(at).unwrap();
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(at)
+            .status()
+            .expect("mount(8)");
+        assert!(status.success(), "mounting a tmpfs needs root (CI runs as root)");
+        Self(at.to_path_buf())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// Fills the file system of `dir` with `filler` until it is full, then frees `free` bytes.
+fn fill(filler: &Path, free: usize) {
+    let mut f = std::fs::File::create(filler).unwrap();
+    let block = vec![0u8; 4096];
+    while f.write_all(&block).is_ok() {}
+    drop(f);
+    let len = std::fs::metadata(filler).unwrap().len();
+    let f = std::fs::OpenOptions::new().write(true).open(filler).unwrap();
+    f.set_len(len.saturating_sub(free as u64)).unwrap();
+    f.sync_all().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_never_costs_an_acknowledged_delivery() {
+    let dir = tempfile::tempdir().unwrap();
+    let disk = Tmpfs::mount(&dir.path().join("disk"), "4m");
+    let lake = disk.0.join("lake");
+    let s = Server::start(options(&lake)).await;
+    let t0 = 1_762_070_400;
+    let big: Vec<String> = (0..600)
+        .map(|i| line("10.0.1.5", "10.0.2.9", 1000 + i, 443, "ACCEPT", t0 + i as i64))
+        .collect();
+    let small: Vec<String> = (0..5)
+        .map(|i| line("10.0.1.7", "10.0.2.9", 2000 + i, 443, "ACCEPT", t0 + i as i64))
+        .collect();
+    let filler = disk.0.join("filler");
+    // Room for part of the big delivery only: it fails, and is not acknowledged.
+    fill(&filler, 16 * 1024);
+    let (status, v) = s.deliver("full-1", &big).await;
+    assert_eq!(status, 500, "{v}");
+    // Room again: the next delivery is acknowledged...
+    std::fs::remove_file(&filler).unwrap();
+    let (status, v) = s.deliver("after-1", &small).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(s.count().await, 5);
+    // ... and survives a crash: the log holds it whole, on a line of its own.
+    s.crash().await;
+    let s = Server::start(options(&lake)).await;
+    assert_eq!(s.count().await, 5, "the acknowledged delivery came back");
+    let v = s
+        .sql("SELECT count(*) FROM flows WHERE srcaddr = '10.0.1.7'")
+        .await;
+    assert_eq!(v["rows"][0][0], 5);
+    // The refused one can be sent again and is taken then.
+    let (status, _) = s.deliver("full-1", &big).await;
+    assert_eq!(status, 200);
+    assert_eq!(s.count().await, 605);
+    s.app.intake.flush().await.unwrap();
+    assert_eq!(s.count().await, 605);
+    s.crash().await;
+}
