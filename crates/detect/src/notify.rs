@@ -56,6 +56,9 @@ pub fn actions(alarm: &AlarmConfig, state: State) -> &[String] {
     }
 }
 
+/// How long a notification command may run by default.
+pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Sends notifications; webhooks are retried with exponential backoff.
 pub struct Notifier {
     targets: Vec<NotificationTarget>,
@@ -64,6 +67,9 @@ pub struct Notifier {
     pub attempts: u32,
     /// First backoff (default 500 ms, doubling).
     pub backoff: Duration,
+    /// How long a notification command may run before it is killed and reported as failed
+    /// (default 10 s, the webhooks' timeout).
+    pub command_timeout: Duration,
 }
 
 impl Notifier {
@@ -77,6 +83,7 @@ impl Notifier {
                 .unwrap_or_default(),
             attempts: 4,
             backoff: Duration::from_millis(500),
+            command_timeout: COMMAND_TIMEOUT,
         }
     }
 
@@ -97,7 +104,7 @@ impl Notifier {
             let result = if let Some(url) = &target.webhook {
                 self.post(url, &msg).await
             } else if let Some(cmd) = &target.command {
-                run_command(cmd, &msg, alarm, t).await
+                run_command(cmd, &msg, alarm, t, self.command_timeout).await
             } else {
                 lines.push(msg.to_string());
                 Ok(())
@@ -144,6 +151,7 @@ async fn run_command(
     msg: &Value,
     alarm: &AlarmConfig,
     t: &Transition,
+    timeout: Duration,
 ) -> Result<()> {
     use tokio::io::AsyncWriteExt;
     let fail = |m: String| Error::Notify {
@@ -159,21 +167,38 @@ async fn run_command(
         .env("FLOWSCOPE_ALARM_STATE", t.new_state.name())
         .env("FLOWSCOPE_ALARM_OLD_STATE", t.old_state.name())
         .stdin(std::process::Stdio::piped())
+        // Never outlives the server: dropped (a timeout, a shutdown), the child is killed.
+        .kill_on_drop(true)
         .spawn()
         .map_err(|e| fail(e.to_string()))?;
-    if let Some(mut stdin) = child.stdin.take() {
-        let mut body = msg.to_string();
-        body.push('\n');
-        // A command that does not read the message may exit before it is written: that is its
-        // choice, and its exit status (below) says whether it worked.
-        match stdin.write_all(body.as_bytes()).await {
-            Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
-                return Err(fail(e.to_string()));
+    let stdin = child.stdin.take();
+    let finished = tokio::time::timeout(timeout, async {
+        if let Some(mut stdin) = stdin {
+            let mut body = msg.to_string();
+            body.push('\n');
+            // A command that does not read the message may exit before it is written: that is
+            // its choice, and its exit status (below) says whether it worked.
+            match stdin.write_all(body.as_bytes()).await {
+                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+                    return Err(fail(e.to_string()));
+                }
+                _ => {}
             }
-            _ => {}
         }
-    }
-    let status = child.wait().await.map_err(|e| fail(e.to_string()))?;
+        child.wait().await.map_err(|e| fail(e.to_string()))
+    })
+    .await;
+    let status = match finished {
+        Ok(status) => status?,
+        Err(_) => {
+            // Killed and reaped, so no child is left behind.
+            let _ = child.kill().await;
+            return Err(fail(format!(
+                "did not finish within {} s; killed",
+                timeout.as_secs_f64()
+            )));
+        }
+    };
     if status.success() {
         Ok(())
     } else {
@@ -264,5 +289,57 @@ command = ["true"]
         };
         let (lines, failures) = rt.block_on(notifier.notify(&file.alarms[0], &ok));
         assert!(lines.is_empty() && failures.is_empty());
+    }
+
+    #[test]
+    fn a_hanging_command_is_killed_reaped_and_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let pid_file = dir.path().join("pid");
+        let text = format!(
+            r#"
+[[metric_filters]]
+filter_name = "f"
+filter_pattern = "REJECT"
+metric_name = "M"
+
+[[alarms]]
+alarm_name = "a"
+metric_name = "M"
+statistic = "Sum"
+period = 60
+threshold = 1
+comparison_operator = "GreaterThanOrEqualToThreshold"
+evaluation_periods = 1
+alarm_actions = ["hang"]
+
+[[notifications]]
+name = "hang"
+command = ["sh", "-c", "echo $$ > {}; exec sleep 3600"]
+"#,
+            pid_file.display()
+        );
+        let file = AlarmsFile::parse(&text, "t.toml").unwrap();
+        let t = Transition {
+            alarm_name: "a".into(),
+            old_state: State::Ok,
+            new_state: State::Alarm,
+            time: 120,
+            timestamp: "1970-01-01T00:02:00Z".into(),
+            reason: "r".into(),
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let mut notifier = Notifier::new(file.notifications.clone());
+        notifier.command_timeout = Duration::from_millis(500);
+        let started = std::time::Instant::now();
+        let (_, failures) = rt.block_on(notifier.notify(&file.alarms[0], &t));
+        assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+        assert_eq!(failures.len(), 1);
+        assert!(failures[0].to_string().contains("killed"), "{}", failures[0]);
+        let pid = std::fs::read_to_string(&pid_file).unwrap();
+        let alive = std::path::Path::new("/proc").join(pid.trim()).exists();
+        assert!(!alive, "the command's process {pid} is gone (killed and reaped)");
     }
 }

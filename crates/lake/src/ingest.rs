@@ -23,7 +23,7 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use crate::error::{Error, Result};
 use crate::input::Input;
 use crate::layout::{self, AwsObject};
-use crate::partition::{Partition, PartitionBuffer, lake_schema, plan_files, write_files};
+use crate::partition::{self, Partition, PartitionBuffer, lake_schema, plan_files, write_files};
 use crate::store::{Commit, Lake, SourceEntry, SourceIdentity, crash_point};
 use crate::text::{TextOptions, TextReader};
 
@@ -82,6 +82,9 @@ pub trait IngestObserver: Sync {
     fn failed(&self, _error: &Error) {}
     /// A file is not a flow log and was skipped.
     fn not_flow_log(&self, _key: &str) {}
+    /// `records` records of a source had no start time and were rejected
+    /// ([`partition::NO_TIME`](crate::partition::NO_TIME)).
+    fn without_time(&self, _key: &str, _records: u64) {}
 }
 
 /// An observer that ignores everything.
@@ -357,11 +360,20 @@ fn work(
     let name = input.name();
     let is_parquet = object.as_ref().is_some_and(|o| o.parquet) || key.ends_with(".parquet");
     let mut chunk = Chunk::new(index, object.as_ref());
+    let mut without_time = 0;
     let mut emit =
         |batch: RecordBatch, format: &LogFormat, entry: &mut SourceEntry| -> Result<()> {
-            observer.records(batch.num_rows() as u64);
-            entry.records += batch.num_rows() as u64;
-            chunk.push(to_lake(&batch, format, object.as_ref())?, sender);
+            let mut lake = to_lake(&batch, format, object.as_ref())?;
+            if object.is_none() {
+                // No hour in the file's name to place a record without `start` in.
+                let (kept, missing) = partition::with_time(&lake)?;
+                lake = kept;
+                without_time += missing;
+                entry.rejected += missing as u64;
+            }
+            observer.records(lake.num_rows() as u64);
+            entry.records += lake.num_rows() as u64;
+            chunk.push(lake, sender);
             Ok(())
         };
     let result = if is_parquet {
@@ -370,6 +382,10 @@ fn work(
         read_text(&name, payload, options, &mut entry, observer, &mut emit)
     };
     chunk.flush(sender);
+    if without_time > 0 {
+        tracing::debug!(file = %name, records = without_time, "rejected: {}", partition::NO_TIME);
+        observer.without_time(&name, without_time as u64);
+    }
     if matches!(result, Err(Error::NotFlowLog { .. })) {
         // Not remembered: a file that becomes a flow log later is taken then.
         known

@@ -148,8 +148,9 @@ pub struct PruneSummary {
     pub rows: u64,
 }
 
-/// Removes every hour partition that ended before `cutoff` (Unix seconds). Records without a
-/// time (the `__HIVE_DEFAULT_PARTITION__`) are kept.
+/// Removes every hour partition that ended before `cutoff` (Unix seconds), and the files of
+/// records without a time (`date=__HIVE_DEFAULT_PARTITION__`, written by earlier versions),
+/// which no query reads.
 ///
 /// # Errors
 /// When a file cannot be read or the commit fails.
@@ -162,10 +163,8 @@ pub fn prune(lake: &Lake, cutoff: i64) -> Result<PruneSummary> {
     };
     let mut partitions = std::collections::BTreeSet::new();
     for rel in lake.data_files()? {
-        let Some(hour_start) = partition_start(&rel) else {
-            continue;
-        };
-        if hour_start + 3_600 <= cutoff {
+        let undated = partition_start(&rel).is_none();
+        if undated || partition_start(&rel).is_some_and(|start| start + 3_600 <= cutoff) {
             summary.rows += row_count(lake, &rel)?;
             summary.files += 1;
             partitions.insert(rel.rsplit_once('/').map(|(p, _)| p.to_string()));

@@ -54,6 +54,30 @@ pub fn partition_dir(partition: Partition) -> String {
     }
 }
 
+/// Why a record without a time is refused by the lake.
+pub const NO_TIME: &str = "no start time (the lake keeps records in the hour partition of \
+    their `start`; give the log format a ${start} field)";
+
+/// The rows of a lake-schema batch that have a `start`, and how many had none: the lake has no
+/// partition for a record without a time, so such records are rejected (and counted) rather
+/// than written where no engine could read them.
+///
+/// # Errors
+/// When the rows cannot be taken.
+pub fn with_time(batch: &RecordBatch) -> Result<(RecordBatch, usize)> {
+    let start = batch
+        .column_by_name("start")
+        .expect("lake batches have start");
+    let missing = start.null_count();
+    if missing == 0 {
+        return Ok((batch.clone(), 0));
+    }
+    let valid = start.nulls().expect("has nulls").inner().clone();
+    let keep = arrow_array::BooleanArray::new(valid, None);
+    let kept = arrow_select::filter::filter_record_batch(batch, &keep).map_err(arrow)?;
+    Ok((kept, missing))
+}
+
 /// Splits a lake-schema batch by the hour of `start`; rows without `start` go to `fallback`
 /// (the hour of the file's name, when it has one).
 pub fn split_by_hour(

@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, Result};
+use crate::maintenance::partition_start;
 use crate::store::Commit;
 
 /// The lake's metadata folder.
@@ -92,7 +93,16 @@ impl Snapshots {
             state.current = None;
         }
         if state.current.is_none() {
-            state.current = Some(Arc::new(state.files.iter().cloned().collect()));
+            // Files of records without a time (`date=__HIVE_DEFAULT_PARTITION__`, written by
+            // earlier versions) have no partition values a reader could type: not read;
+            // `lake prune` removes them.
+            let dated = state
+                .files
+                .iter()
+                .filter(|rel| partition_start(rel).is_some())
+                .cloned()
+                .collect();
+            state.current = Some(Arc::new(dated));
         }
         Ok(Arc::clone(state.current.as_ref().expect("just set")))
     }

@@ -175,3 +175,56 @@ async fn sums_that_overflow_fail_instead_of_wrapping() {
         ""
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_without_a_time_never_break_the_lake() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("lake");
+    let src = dir.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    source(&src, "dated.log", 10, 5);
+    // A NODATA-style line with `-` times, and a file whose format has no start at all.
+    std::fs::write(
+        src.join("nodata.log"),
+        format!("{HEADER}2 123456789010 eni-a - - - - - - - - - NODATA\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        src.join("nostart.log"),
+        "version srcaddr dstaddr bytes\n2 10.0.0.1 10.0.0.2 99\n",
+    )
+    .unwrap();
+    let lake = Lake::open(&root).unwrap();
+    let inputs = input::expand_with(&[src.to_str().unwrap()], true).unwrap();
+    let summary = ingest(&lake, &inputs, &IngestOptions::default(), &Quiet).unwrap();
+    assert_eq!((summary.records, summary.rejected), (10, 2));
+    // A lake an earlier version wrote such records into (its undated partition).
+    let reader = flowscope_lake::TextReader::from_bytes(
+        "old".to_string(),
+        b"version srcaddr bytes\n2 10.0.0.1 7\n".to_vec(),
+        &Default::default(),
+    )
+    .unwrap();
+    let mut reader = reader;
+    let format = reader.format().clone();
+    let batch = reader.next_batch().unwrap().unwrap();
+    let undated = flowscope_lake::ingest::lake_batch(&batch, &format).unwrap();
+    flowscope_lake::ingest::append(&lake, &[undated], Vec::new()).unwrap();
+    assert!(root.join("date=__HIVE_DEFAULT_PARTITION__").exists());
+    drop(lake);
+    let engine = Engine::open(&root).await.unwrap();
+    assert_eq!(scalar(&engine, "SELECT count(*) FROM flows").await.unwrap(), "10");
+    assert_eq!(
+        scalar(&engine, "SELECT count(*) FROM flows WHERE date >= DATE '2019-01-01'")
+            .await
+            .unwrap(),
+        "10"
+    );
+    // Prune removes the undated files (and nothing dated after the cutoff).
+    let lake = Lake::open(&root).unwrap();
+    let pruned = maintenance::prune(&lake, 0).unwrap();
+    assert_eq!(pruned.rows, 1);
+    drop(lake);
+    assert!(!root.join("date=__HIVE_DEFAULT_PARTITION__").exists());
+    assert_eq!(scalar(&engine, "SELECT count(*) FROM flows").await.unwrap(), "10");
+}

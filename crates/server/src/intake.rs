@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use arrow_array::RecordBatch;
 use flowscope_detect::metrics::Accumulator;
 use flowscope_lake::ingest::{append, lake_batch};
+use flowscope_lake::partition::{NO_TIME, with_time};
 use flowscope_lake::{Lake, SourceEntry, SourceIdentity, TextOptions, TextReader};
 use flowscope_query::Pending;
 use flowscope_record::LogFormat;
@@ -191,16 +192,22 @@ impl Intake {
         let format = reader.format().clone();
         let mut batches = Vec::new();
         let mut records = 0;
+        let mut without_time = 0;
         while let Some(batch) = reader.next_batch()? {
-            records += batch.num_rows() as u64;
-            batches.push(lake_batch(&batch, &format)?);
+            let (kept, missing) = with_time(&lake_batch(&batch, &format)?)?;
+            without_time += missing as u64;
+            records += kept.num_rows() as u64;
+            batches.push(kept);
         }
-        let rejections: Vec<String> = reader
+        let mut rejections: Vec<String> = reader
             .take_rejections()
             .iter()
             .map(ToString::to_string)
             .collect();
-        Ok((batches, records, reader.rejected(), rejections))
+        if without_time > 0 {
+            rejections.push(format!("{id}: {without_time} records rejected: {NO_TIME}"));
+        }
+        Ok((batches, records, reader.rejected() + without_time, rejections))
     }
 
     /// Feeds every delivery taken from now on to `metrics` (live alarms).

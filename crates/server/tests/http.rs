@@ -612,6 +612,16 @@ async fn absurd_times_are_refused_or_survived() {
     ));
     let (status, v) = s.deliver("late", &records).await;
     assert_eq!(status, 200, "{v}");
+    // A line without times is rejected; the rest of its delivery is taken.
+    let before = s.count().await;
+    let nodata = "2 123456789012 eni-0a1b2c3d4e5f60001 - - - - - - - - - NODATA".to_string();
+    let (status, v) = s
+        .deliver("nodata", &[nodata, line("10.0.1.9", "10.0.2.9", 1, 2, "ACCEPT", t0)])
+        .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(s.count().await, before + 1);
+    s.app.intake.flush().await.unwrap();
+    assert_eq!(s.count().await, before + 1);
     for path in ["/api/findings", "/api/diagnose", "/api/status", "/"] {
         let (status, body) = s.get(path).await;
         assert_eq!(status, 200, "{path}: {body}");

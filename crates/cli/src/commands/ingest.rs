@@ -108,6 +108,13 @@ impl IngestObserver for Progress {
         self.say(format!("flowscope: {error}"));
     }
 
+    fn without_time(&self, key: &str, records: u64) {
+        self.say(format!(
+            "{key}: {records} records rejected: {}",
+            flowscope_lake::partition::NO_TIME
+        ));
+    }
+
     fn not_flow_log(&self, key: &str) {
         self.say(format!("flowscope: warning: {key}: not a flow log (no header line, and the first line is not a record of the format); skipped"));
     }
