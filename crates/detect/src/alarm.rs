@@ -253,8 +253,46 @@ impl AlarmsFile {
                 ));
             }
         }
-        for a in &f.alarms {
+        let twice = |table: &str, key: &str, names: Vec<&str>, what: &str| -> Result<()> {
+            let mut seen = std::collections::HashSet::new();
+            for (i, name) in names.into_iter().enumerate() {
+                if !seen.insert(name) {
+                    return Err(crate::config::at_key(
+                        text,
+                        file,
+                        (table, i),
+                        key,
+                        format!("{what} `{name}` is defined twice"),
+                    ));
+                }
+            }
+            Ok(())
+        };
+        twice(
+            "metric_filters",
+            "filter_name",
+            f.metric_filters
+                .iter()
+                .map(|m| m.filter_name.as_str())
+                .collect(),
+            "metric filter",
+        )?;
+        twice(
+            "alarms",
+            "alarm_name",
+            f.alarms.iter().map(|a| a.alarm_name.as_str()).collect(),
+            "alarm",
+        )?;
+        twice(
+            "notifications",
+            "name",
+            f.notifications.iter().map(|t| t.name.as_str()).collect(),
+            "notification",
+        )?;
+        for (i, a) in f.alarms.iter().enumerate() {
             let here = |m: String| at(&format!("\"{}\"", a.alarm_name), m);
+            let at_key =
+                |key: &str, m: String| crate::config::at_key(text, file, ("alarms", i), key, m);
             if !f
                 .metric_filters
                 .iter()
@@ -265,19 +303,36 @@ impl AlarmsFile {
                     a.alarm_name, a.namespace, a.metric_name
                 )));
             }
-            if a.period < 60 || a.period % 60 != 0 {
-                return Err(here(format!(
-                    "alarm `{}`: period must be a multiple of 60 seconds",
-                    a.alarm_name
-                )));
+            if a.period < 60 || a.period % 60 != 0 || a.period > 366 * 86_400 {
+                return Err(at_key(
+                    "period",
+                    format!(
+                        "alarm `{}`: period must be a multiple of 60 seconds, at most a year",
+                        a.alarm_name
+                    ),
+                ));
+            }
+            if !a.threshold.is_finite() {
+                return Err(at_key(
+                    "threshold",
+                    format!("alarm `{}`: threshold must be a number", a.alarm_name),
+                ));
             }
             let n = a.evaluation_periods;
             let m = a.datapoints_to_alarm.unwrap_or(n);
-            if n == 0 || m == 0 || m > n {
-                return Err(here(format!(
-                    "alarm `{}`: need 1 <= datapoints_to_alarm ({m}) <= evaluation_periods ({n})",
-                    a.alarm_name
-                )));
+            if n == 0 || m == 0 || m > n || n > 10_000 {
+                let key = if a.datapoints_to_alarm.is_some() {
+                    "datapoints_to_alarm"
+                } else {
+                    "evaluation_periods"
+                };
+                return Err(at_key(
+                    key,
+                    format!(
+                        "alarm `{}`: need 1 <= datapoints_to_alarm ({m}) <= evaluation_periods ({n})",
+                        a.alarm_name
+                    ),
+                ));
             }
             for action in a
                 .alarm_actions
@@ -739,12 +794,24 @@ webhook = "http://127.0.0.1:9/hook"
             "{e}"
         );
         let bad = good.replace("period = 3600", "period = 90");
+        let e = AlarmsFile::parse(&bad, "a.toml").unwrap_err().to_string();
         assert!(
-            AlarmsFile::parse(&bad, "a.toml")
-                .unwrap_err()
-                .to_string()
-                .contains("multiple of 60")
+            e.starts_with("a.toml:13:1: "),
+            "located at the period line: {e}"
         );
+        assert!(e.contains("multiple of 60"), "{e}");
+        // Twice the same alarm name: refused at the second.
+        let alarm =
+            &good[good.find("[[alarms]]").unwrap()..good.find("[[notifications]]").unwrap()];
+        let twice = good.replace("[[notifications]]", &format!("{alarm}[[notifications]]"));
+        let e = AlarmsFile::parse(&twice, "a.toml").unwrap_err().to_string();
+        assert!(
+            e.starts_with("a.toml:20:1: alarm `ssh-rejects` is defined twice"),
+            "{e}"
+        );
+        let bad = good.replace("threshold = 10", "threshold = nan");
+        let e = AlarmsFile::parse(&bad, "a.toml").unwrap_err().to_string();
+        assert!(e.starts_with("a.toml:14:1: "), "{e}");
         let bad = good.replace("metric_value = \"1\"", "metric_value = \"$bites\"");
         assert!(
             AlarmsFile::parse(&bad, "a.toml")

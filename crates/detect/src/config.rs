@@ -172,7 +172,18 @@ impl DetectConfig {
                 ));
             }
         }
-        for rule in &config.rules {
+        config.thresholds.check(text, file)?;
+        let mut ids = std::collections::HashSet::new();
+        for (i, rule) in config.rules.iter().enumerate() {
+            if !ids.insert(rule.id.as_str()) {
+                return Err(at_key(
+                    text,
+                    file,
+                    ("rules", i),
+                    "id",
+                    format!("rule id `{}` is used twice", rule.id),
+                ));
+            }
             let ok = !rule.id.is_empty()
                 && rule
                     .id
@@ -192,6 +203,122 @@ impl DetectConfig {
         }
         Ok(config)
     }
+}
+
+impl Thresholds {
+    /// Refuses settings no detection can work with: windows that are not positive (or longer
+    /// than a year), ratios and fractions that are not finite numbers in their range.
+    fn check(&self, text: &str, file: &str) -> Result<()> {
+        let bad = |key: &str, message: String| {
+            Err(at_key(
+                text,
+                file,
+                ("thresholds", 0),
+                key,
+                format!("{key}: {message}"),
+            ))
+        };
+        const YEAR: i64 = 366 * 86_400;
+        for (key, value) in [
+            ("brute_force_window", self.brute_force_window),
+            ("exfiltration_window", self.exfiltration_window),
+            ("rejected_spike_window", self.rejected_spike_window),
+        ] {
+            if !(1..=YEAR).contains(&value) {
+                return bad(key, format!("must be 1 to {YEAR} seconds, not {value}"));
+            }
+        }
+        for (key, value, lo, hi) in [
+            ("exfiltration_ratio", self.exfiltration_ratio, 0.0, f64::MAX),
+            (
+                "rejected_spike_ratio",
+                self.rejected_spike_ratio,
+                0.0,
+                f64::MAX,
+            ),
+            ("beacon_jitter", self.beacon_jitter, 0.0, f64::MAX),
+            ("beacon_regular_share", self.beacon_regular_share, 0.0, 1.0),
+            (
+                "beacon_min_interval",
+                self.beacon_min_interval,
+                0.0,
+                f64::MAX,
+            ),
+            (
+                "beacon_max_interval",
+                self.beacon_max_interval,
+                0.0,
+                f64::MAX,
+            ),
+            ("beacon_max_bytes", self.beacon_max_bytes, 0.0, f64::MAX),
+        ] {
+            if !value.is_finite() || value < lo || value > hi {
+                let range = if hi == 1.0 { "0 to 1" } else { "0 or more" };
+                return bad(key, format!("must be a number, {range}, not {value}"));
+            }
+        }
+        if self.beacon_min_interval > self.beacon_max_interval {
+            return bad(
+                "beacon_min_interval",
+                format!(
+                    "is above beacon_max_interval ({} > {})",
+                    self.beacon_min_interval, self.beacon_max_interval
+                ),
+            );
+        }
+        Ok(())
+    }
+}
+
+/// [`Error::Config`] at `key = …` inside the `index`-th `[[table]]` (or the `[table]`) of
+/// `text`; at the table's header if the key is not written there.
+pub(crate) fn at_key(
+    text: &str,
+    file: &str,
+    (table, index): (&str, usize),
+    key: &str,
+    message: String,
+) -> Error {
+    let offset = key_offset(text, table, index, key);
+    let (line, column) = line_col(text, offset);
+    Error::Config {
+        file: file.into(),
+        line,
+        column,
+        message,
+    }
+}
+
+fn key_offset(text: &str, table: &str, index: usize, key: &str) -> usize {
+    let headers = [format!("[[{table}]]"), format!("[{table}]")];
+    let mut seen = 0;
+    let mut inside = false;
+    let mut header_at = None;
+    let mut offset = 0;
+    for line in text.split_inclusive('\n') {
+        let trimmed = line.trim();
+        if trimmed.starts_with('[') {
+            inside = headers.iter().any(|h| trimmed.starts_with(h.as_str()));
+            if inside {
+                inside = seen == index;
+                if inside {
+                    header_at = Some(offset);
+                }
+                seen += 1;
+            }
+        } else if inside {
+            let indent = line.len() - line.trim_start().len();
+            let rest = line.trim_start();
+            if rest
+                .strip_prefix(key)
+                .is_some_and(|after| after.trim_start().starts_with('='))
+            {
+                return offset + indent;
+            }
+        }
+        offset += line.len();
+    }
+    header_at.unwrap_or(0)
 }
 
 /// A TOML error as [`Error::Config`] with its position.
@@ -261,5 +388,38 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.starts_with("r.toml:2:6: rule id"), "{e}");
+    }
+
+    #[test]
+    fn impossible_thresholds_and_twice_used_ids_are_refused_where_written() {
+        for (text, want) in [
+            (
+                "[thresholds]\nsamples = 3\nbrute_force_window = 0\n",
+                "r.toml:3:1: brute_force_window: must be 1",
+            ),
+            (
+                "[thresholds]\nrejected_spike_window = -60\n",
+                "r.toml:2:1: rejected_spike_window",
+            ),
+            (
+                "[thresholds]\nexfiltration_ratio = nan\n",
+                "r.toml:2:1: exfiltration_ratio: must be a number",
+            ),
+            (
+                "[thresholds]\nbeacon_regular_share = 1.5\n",
+                "r.toml:2:1: beacon_regular_share",
+            ),
+            (
+                "[thresholds]\nbeacon_min_interval = 100.0\nbeacon_max_interval = 50.0\n",
+                "r.toml:2:1: beacon_min_interval: is above",
+            ),
+            (
+                "[[rules]]\nid = \"a\"\nseverity = \"low\"\nquery = \"q\"\nsummary = \"s\"\n\n[[rules]]\nid = \"a\"\nseverity = \"low\"\nquery = \"q\"\nsummary = \"s\"\n",
+                "r.toml:8:1: rule id `a` is used twice",
+            ),
+        ] {
+            let e = DetectConfig::parse(text, "r.toml").unwrap_err().to_string();
+            assert!(e.starts_with(want), "{text}: {e}");
+        }
     }
 }

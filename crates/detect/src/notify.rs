@@ -335,11 +335,22 @@ command = ["sh", "-c", "echo $$ > {}; exec sleep 3600"]
         notifier.command_timeout = Duration::from_millis(500);
         let started = std::time::Instant::now();
         let (_, failures) = rt.block_on(notifier.notify(&file.alarms[0], &t));
-        assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
         assert_eq!(failures.len(), 1);
-        assert!(failures[0].to_string().contains("killed"), "{}", failures[0]);
+        assert!(
+            failures[0].to_string().contains("killed"),
+            "{}",
+            failures[0]
+        );
         let pid = std::fs::read_to_string(&pid_file).unwrap();
         let alive = std::path::Path::new("/proc").join(pid.trim()).exists();
-        assert!(!alive, "the command's process {pid} is gone (killed and reaped)");
+        assert!(
+            !alive,
+            "the command's process {pid} is gone (killed and reaped)"
+        );
     }
 }

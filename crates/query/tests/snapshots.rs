@@ -213,11 +213,17 @@ async fn records_without_a_time_never_break_the_lake() {
     assert!(root.join("date=__HIVE_DEFAULT_PARTITION__").exists());
     drop(lake);
     let engine = Engine::open(&root).await.unwrap();
-    assert_eq!(scalar(&engine, "SELECT count(*) FROM flows").await.unwrap(), "10");
     assert_eq!(
-        scalar(&engine, "SELECT count(*) FROM flows WHERE date >= DATE '2019-01-01'")
-            .await
-            .unwrap(),
+        scalar(&engine, "SELECT count(*) FROM flows").await.unwrap(),
+        "10"
+    );
+    assert_eq!(
+        scalar(
+            &engine,
+            "SELECT count(*) FROM flows WHERE date >= DATE '2019-01-01'"
+        )
+        .await
+        .unwrap(),
         "10"
     );
     // Prune removes the undated files (and nothing dated after the cutoff).
@@ -226,5 +232,8 @@ async fn records_without_a_time_never_break_the_lake() {
     assert_eq!(pruned.rows, 1);
     drop(lake);
     assert!(!root.join("date=__HIVE_DEFAULT_PARTITION__").exists());
-    assert_eq!(scalar(&engine, "SELECT count(*) FROM flows").await.unwrap(), "10");
+    assert_eq!(
+        scalar(&engine, "SELECT count(*) FROM flows").await.unwrap(),
+        "10"
+    );
 }

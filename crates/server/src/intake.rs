@@ -207,7 +207,12 @@ impl Intake {
         if without_time > 0 {
             rejections.push(format!("{id}: {without_time} records rejected: {NO_TIME}"));
         }
-        Ok((batches, records, reader.rejected() + without_time, rejections))
+        Ok((
+            batches,
+            records,
+            reader.rejected() + without_time,
+            rejections,
+        ))
     }
 
     /// Feeds every delivery taken from now on to `metrics` (live alarms).

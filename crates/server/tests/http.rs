@@ -567,14 +567,27 @@ async fn committed_deliveries_stay_visible_to_every_view() {
     let s = Server::start(options(&dir.path().join("lake"))).await;
     let t0 = 1_762_070_400;
     let (status, _) = s
-        .deliver("c-1", &[line("10.0.1.5", "10.0.2.9", 40000, 443, "ACCEPT", t0)])
+        .deliver(
+            "c-1",
+            &[line("10.0.1.5", "10.0.2.9", 40000, 443, "ACCEPT", t0)],
+        )
         .await;
     assert_eq!(status, 200);
     assert_eq!(s.count().await, 1, "buffered");
     s.app.intake.flush().await.unwrap();
     assert_eq!(s.count().await, 1, "committed: read from the lake now");
     let (status, _) = s
-        .deliver("c-2", &[line("10.0.1.5", "10.0.2.9", 40001, 443, "ACCEPT", t0 + 7_200)])
+        .deliver(
+            "c-2",
+            &[line(
+                "10.0.1.5",
+                "10.0.2.9",
+                40001,
+                443,
+                "ACCEPT",
+                t0 + 7_200,
+            )],
+        )
         .await;
     assert_eq!(status, 200);
     s.app.intake.flush().await.unwrap();
@@ -594,12 +607,24 @@ async fn absurd_times_are_refused_or_survived() {
     ] {
         let (status, body) = s.get(path).await;
         assert_eq!(status, 400, "{path}: {body}");
-        assert!(body.contains("out of range") || body.contains("not a time"), "{body}");
+        assert!(
+            body.contains("out of range") || body.contains("not a time"),
+            "{body}"
+        );
     }
     // A record dated at the end of time, among ordinary ones: every view still answers.
     let t0 = 1_762_070_400;
     let mut records: Vec<String> = (0..30)
-        .map(|i| line("10.0.1.5", "198.51.100.9", 40000 + i, 443, "REJECT", t0 + i as i64))
+        .map(|i| {
+            line(
+                "10.0.1.5",
+                "198.51.100.9",
+                40000 + i,
+                443,
+                "REJECT",
+                t0 + i as i64,
+            )
+        })
         .collect();
     records.push(format!(
         "2 123456789012 eni-0a1b2c3d4e5f60001 10.0.1.5 198.51.100.9 1 2 6 1 1 {t0} {} REJECT OK",
@@ -616,7 +641,10 @@ async fn absurd_times_are_refused_or_survived() {
     let before = s.count().await;
     let nodata = "2 123456789012 eni-0a1b2c3d4e5f60001 - - - - - - - - - NODATA".to_string();
     let (status, v) = s
-        .deliver("nodata", &[nodata, line("10.0.1.9", "10.0.2.9", 1, 2, "ACCEPT", t0)])
+        .deliver(
+            "nodata",
+            &[nodata, line("10.0.1.9", "10.0.2.9", 1, 2, "ACCEPT", t0)],
+        )
         .await;
     assert_eq!(status, 200, "{v}");
     assert_eq!(s.count().await, before + 1);
@@ -646,15 +674,24 @@ async fn nested_gzip_and_refusals_name_their_request() {
     let (status, v) = s.post("/firehose", &[k], body).await;
     assert_eq!(status, 413, "{v}");
     assert_eq!(v["requestId"], "nest-1", "the refusal names the request");
-    assert!(v["errorMessage"].as_str().unwrap().contains("more than"), "{v}");
+    assert!(
+        v["errorMessage"].as_str().unwrap().contains("more than"),
+        "{v}"
+    );
     // A malformed request still names its requestId.
     let (status, v) = s
-        .post("/firehose", &[k], br#"{"requestId": "bad-1", "records": [{"data": "***"}]}"#.to_vec())
+        .post(
+            "/firehose",
+            &[k],
+            br#"{"requestId": "bad-1", "records": [{"data": "***"}]}"#.to_vec(),
+        )
         .await;
     assert_eq!(status, 400, "{v}");
     assert_eq!(v["requestId"], "bad-1");
     // A gzip bomb on /cloudwatch is too large, not malformed.
-    let (status, v) = s.post("/cloudwatch", &[k], gzip(&vec![b' '; 8 << 20])).await;
+    let (status, v) = s
+        .post("/cloudwatch", &[k], gzip(&vec![b' '; 8 << 20]))
+        .await;
     assert_eq!(status, 413, "{v}");
     assert_eq!(s.count().await, 0);
 }
@@ -670,7 +707,10 @@ impl Tmpfs {
             .arg(at)
             .status()
             .expect("mount(8)");
-        assert!(status.success(), "mounting a tmpfs needs root (CI runs as root)");
+        assert!(
+            status.success(),
+            "mounting a tmpfs needs root (CI runs as root)"
+        );
         Self(at.to_path_buf())
     }
 }
@@ -688,7 +728,10 @@ fn fill(filler: &Path, free: usize) {
     while f.write_all(&block).is_ok() {}
     drop(f);
     let len = std::fs::metadata(filler).unwrap().len();
-    let f = std::fs::OpenOptions::new().write(true).open(filler).unwrap();
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(filler)
+        .unwrap();
     f.set_len(len.saturating_sub(free as u64)).unwrap();
     f.sync_all().unwrap();
 }
@@ -701,10 +744,28 @@ async fn a_full_disk_never_costs_an_acknowledged_delivery() {
     let s = Server::start(options(&lake)).await;
     let t0 = 1_762_070_400;
     let big: Vec<String> = (0..600)
-        .map(|i| line("10.0.1.5", "10.0.2.9", 1000 + i, 443, "ACCEPT", t0 + i as i64))
+        .map(|i| {
+            line(
+                "10.0.1.5",
+                "10.0.2.9",
+                1000 + i,
+                443,
+                "ACCEPT",
+                t0 + i as i64,
+            )
+        })
         .collect();
     let small: Vec<String> = (0..5)
-        .map(|i| line("10.0.1.7", "10.0.2.9", 2000 + i, 443, "ACCEPT", t0 + i as i64))
+        .map(|i| {
+            line(
+                "10.0.1.7",
+                "10.0.2.9",
+                2000 + i,
+                443,
+                "ACCEPT",
+                t0 + i as i64,
+            )
+        })
         .collect();
     let filler = disk.0.join("filler");
     // Room for part of the big delivery only: it fails, and is not acknowledged.
