@@ -87,10 +87,27 @@ fn main() -> ExitCode {
         Ok(Outcome::Findings) => ExitCode::from(3),
         Err(error) if is_broken_pipe(&error) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("flowscope: error: {error:#}");
+            eprintln!("flowscope: error: {}", chain_text(&error));
             ExitCode::from(1)
         }
     }
+}
+
+/// The error and its causes, `: `-separated, each said once: a library error whose message
+/// already ends with its cause's text (`path: No such file…`) does not get it again.
+fn chain_text(error: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in error.chain() {
+        let part = cause.to_string();
+        if part.is_empty() || text.ends_with(&part) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&part);
+    }
+    text
 }
 
 fn is_broken_pipe(error: &anyhow::Error) -> bool {
@@ -105,4 +122,21 @@ fn is_broken_pipe(error: &anyhow::Error) -> bool {
                 .downcast_ref::<std::io::Error>()
                 .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_cause_is_said_once() {
+        let io = std::io::Error::from(std::io::ErrorKind::NotFound);
+        let lake = flowscope_lake::Error::Io {
+            path: "x.log".into(),
+            source: io,
+        };
+        let error = anyhow::Error::new(lake).context("cannot read the input");
+        let text = chain_text(&error);
+        assert_eq!(text, "cannot read the input: x.log: entity not found");
+    }
 }

@@ -135,3 +135,45 @@ fn killed_at_random_moments_then_rerun_gives_exactly_the_records() {
         ));
     assert_eq!(lake_lines(&lake).len(), 150_000);
 }
+
+#[cfg(unix)]
+#[test]
+fn odd_entries_in_an_input_folder_are_counted_failures_and_the_rest_goes_on() {
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    fs::create_dir(&src).unwrap();
+    fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/aws/default.log"),
+        src.join("good.log"),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(src.join("gone.log"), src.join("dangling.log")).unwrap();
+    std::os::unix::fs::symlink(&src, src.join("loop")).unwrap();
+    assert!(
+        StdCommand::new("mkfifo")
+            .arg(src.join("pipe.log"))
+            .status()
+            .unwrap()
+            .success()
+    );
+    for command in [&["ingest"][..], &["convert"][..]] {
+        let mut cmd = flowscope();
+        cmd.args(command).arg(&src);
+        if command[0] == "ingest" {
+            cmd.arg("--lake").arg(work.path().join("lake"));
+        } else {
+            cmd.args(["--to", "jsonl"]);
+        }
+        let out = cmd
+            .timeout(std::time::Duration::from_secs(60))
+            .assert()
+            .code(1)
+            .get_output()
+            .clone();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("dangling.log"), "{command:?}: {err}");
+        assert!(err.contains("pipe.log") && err.contains("not a regular file"), "{err}");
+        assert!(err.contains("2 inputs failed") || err.contains("2 failed"), "{command:?}: {err}");
+        assert!(!err.contains("os error 2): No such file"), "said once: {err}");
+    }
+}

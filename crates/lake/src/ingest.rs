@@ -413,9 +413,7 @@ fn identify(input: &Input) -> Result<(String, u64, String, Option<String>, Paylo
     match input {
         Input::File(path) => {
             let name = path.display().to_string();
-            let size = std::fs::metadata(path)
-                .map_err(|e| Error::io(&name, e))?
-                .len();
+            let size = crate::input::regular_file(path)?.len();
             if size > WHOLE_FILE_MAX {
                 let (size, checksum) = fingerprint(path)?;
                 return Ok((

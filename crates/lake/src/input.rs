@@ -39,9 +39,11 @@ impl fmt::Display for Input {
 /// Files named on the command line are always read; inside directories only `.log`, `.txt` and
 /// their `.gz` forms are, so a `README` or a `.parquet` beside the logs is not mistaken for one.
 pub fn is_flow_log_name(path: &Path) -> bool {
-    let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+    // A name that is not UTF-8 is judged by its readable part, not skipped unseen.
+    let Some(name) = path.file_name().map(|n| n.to_string_lossy()) else {
         return false;
     };
+    let name: &str = &name;
     if name.starts_with('.') {
         return false;
     }
@@ -90,12 +92,32 @@ pub fn expand_with(args: &[impl AsRef<str>], parquet: bool) -> Result<Vec<Input>
             Err(e) => return Err(Error::io(arg, e)),
         };
         if meta.is_dir() {
-            walk(&path, parquet, &mut inputs)?;
+            walk(&path, parquet, &mut inputs, &mut Vec::new())?;
         } else {
             inputs.push(Input::File(path));
         }
     }
     Ok(inputs)
+}
+
+/// The metadata of a file that is to be read: a FIFO, socket or device is refused (opening a
+/// FIFO would wait forever for a writer), so it becomes a located, counted failure.
+///
+/// # Errors
+/// [`Error::Io`] naming the path when it cannot be looked at or is not a regular file.
+pub fn regular_file(path: &Path) -> Result<fs::Metadata> {
+    let name = path.display().to_string();
+    let meta = fs::metadata(path).map_err(|e| Error::io(&name, e))?;
+    if !meta.is_file() {
+        return Err(Error::io(
+            name,
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "not a regular file (a FIFO, socket or device)",
+            ),
+        ));
+    }
+    Ok(meta)
 }
 
 /// [`expand_with`] for text flow logs only.
@@ -116,7 +138,7 @@ fn glob_into(pattern: &str, parquet: bool, inputs: &mut Vec<Input>) -> Result<()
     for entry in glob::glob(pattern).map_err(bad)? {
         let path = entry.map_err(|e| Error::io(pattern, e.into()))?;
         if path.is_dir() {
-            walk(&path, parquet, inputs)?;
+            walk(&path, parquet, inputs, &mut Vec::new())?;
         } else {
             inputs.push(Input::File(path));
         }
@@ -124,24 +146,62 @@ fn glob_into(pattern: &str, parquet: bool, inputs: &mut Vec<Input>) -> Result<()
     Ok(())
 }
 
-fn walk(dir: &Path, parquet: bool, inputs: &mut Vec<Input>) -> Result<()> {
+/// Walks `dir`; `above` holds the folders being walked (device, inode), so a symlink back to
+/// one of them is not followed round and round.
+fn walk(
+    dir: &Path,
+    parquet: bool,
+    inputs: &mut Vec<Input>,
+    above: &mut Vec<(u64, u64)>,
+) -> Result<()> {
     let listing = |e| Error::io(dir.display().to_string(), e);
+    let id = folder_id(&fs::metadata(dir).map_err(listing)?);
+    if above.contains(&id) {
+        tracing::warn!(path = %dir.display(), "a link back to a folder being walked; not followed");
+        return Ok(());
+    }
+    above.push(id);
     let mut entries = Vec::new();
     for entry in fs::read_dir(dir).map_err(listing)? {
         entries.push(entry.map_err(listing)?.path());
     }
     entries.sort();
     for path in entries {
-        let meta = fs::metadata(&path).map_err(|e| Error::io(path.display().to_string(), e))?;
+        let wanted = is_flow_log_name(&path) || (parquet && is_parquet_name(&path));
+        let meta = match fs::metadata(&path) {
+            Ok(meta) => meta,
+            // A dangling link or a link loop: if it is named like a flow log, reading it reports
+            // the error, located and counted; the walk goes on.
+            Err(e) => {
+                if wanted {
+                    inputs.push(Input::File(path));
+                } else {
+                    tracing::warn!(path = %path.display(), error = %e, "cannot look at it; skipped");
+                }
+                continue;
+            }
+        };
         if meta.is_dir() {
-            walk(&path, parquet, inputs)?;
-        } else if is_flow_log_name(&path) || (parquet && is_parquet_name(&path)) {
+            walk(&path, parquet, inputs, above)?;
+        } else if wanted {
             inputs.push(Input::File(path));
         } else {
             tracing::warn!(path = %path.display(), "not a flow log file name; skipped");
         }
     }
+    above.pop();
     Ok(())
+}
+
+#[cfg(unix)]
+fn folder_id(meta: &fs::Metadata) -> (u64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    (meta.dev(), meta.ino())
+}
+
+#[cfg(not(unix))]
+fn folder_id(_meta: &fs::Metadata) -> (u64, u64) {
+    (0, 0)
 }
 
 #[cfg(test)]
@@ -196,6 +256,50 @@ mod tests {
                 .to_string()
                 .contains("no file matches")
         );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn odd_entries_become_located_failures_and_the_walk_goes_on() {
+        use std::os::unix::ffi::OsStrExt;
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        fs::write(d.join("a.log"), "").unwrap();
+        std::os::unix::fs::symlink(d.join("gone.log"), d.join("dangling.log")).unwrap();
+        std::os::unix::fs::symlink(d.join("loop2.log"), d.join("loop1.log")).unwrap();
+        std::os::unix::fs::symlink(d.join("loop1.log"), d.join("loop2.log")).unwrap();
+        std::os::unix::fs::symlink(d, d.join("back")).unwrap();
+        let fifo = d.join("pipe.log");
+        assert!(
+            std::process::Command::new("mkfifo")
+                .arg(&fifo)
+                .status()
+                .unwrap()
+                .success()
+        );
+        let odd = d.join(std::ffi::OsStr::from_bytes(b"z\xff.log"));
+        fs::write(&odd, "").unwrap();
+        let inputs = expand(&[d.to_str().unwrap()]).unwrap();
+        assert_eq!(inputs.len(), 6, "{inputs:?}");
+        let mut failures = Vec::new();
+        for input in &inputs {
+            let Input::File(path) = input else { panic!() };
+            if let Err(e) = regular_file(path) {
+                failures.push(e.to_string());
+            }
+        }
+        assert_eq!(failures.len(), 4, "{failures:?}");
+        assert!(
+            failures
+                .iter()
+                .any(|f| f.contains("dangling.log") && f.contains("No such file"))
+        );
+        assert!(
+            failures
+                .iter()
+                .any(|f| f.contains("pipe.log") && f.contains("not a regular file"))
+        );
+        assert!(failures.iter().any(|f| f.contains("loop1.log")));
     }
 
     #[test]

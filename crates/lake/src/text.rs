@@ -100,9 +100,7 @@ impl TextReader {
         match input {
             Input::File(path) => {
                 let name = input.name();
-                let size = std::fs::metadata(path)
-                    .map_err(|e| Error::io(&name, e))?
-                    .len();
+                let size = crate::input::regular_file(path)?.len();
                 if size > WHOLE_GZIP_MAX {
                     return Self::open_streaming(input, options);
                 }
@@ -122,7 +120,10 @@ impl TextReader {
     pub fn open_streaming(input: &Input, options: &TextOptions) -> Result<Self> {
         let name = input.name();
         let raw: Box<dyn Read + Send> = match input {
-            Input::File(path) => Box::new(File::open(path).map_err(|e| Error::io(&name, e))?),
+            Input::File(path) => {
+                crate::input::regular_file(path)?;
+                Box::new(File::open(path).map_err(|e| Error::io(&name, e))?)
+            }
             Input::Stdin => Box::new(io::stdin()),
             Input::Object(object) => Box::new(io::Cursor::new(object.fetch()?)),
         };
