@@ -83,7 +83,7 @@ pub trait IngestObserver: Sync {
     /// A file is not a flow log and was skipped.
     fn not_flow_log(&self, _key: &str) {}
     /// `records` records of a source had no start time and were rejected
-    /// ([`partition::NO_TIME`](crate::partition::NO_TIME)).
+    /// ([`partition::NO_TIME`]).
     fn without_time(&self, _key: &str, _records: u64) {}
 }
 
