@@ -172,8 +172,17 @@ fn odd_entries_in_an_input_folder_are_counted_failures_and_the_rest_goes_on() {
             .clone();
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains("dangling.log"), "{command:?}: {err}");
-        assert!(err.contains("pipe.log") && err.contains("not a regular file"), "{err}");
-        assert!(err.contains("2 inputs failed") || err.contains("2 failed"), "{command:?}: {err}");
-        assert!(!err.contains("os error 2): No such file"), "said once: {err}");
+        assert!(
+            err.contains("pipe.log") && err.contains("not a regular file"),
+            "{err}"
+        );
+        assert!(
+            err.contains("2 inputs failed") || err.contains("2 failed"),
+            "{command:?}: {err}"
+        );
+        assert!(
+            !err.contains("os error 2): No such file"),
+            "said once: {err}"
+        );
     }
 }

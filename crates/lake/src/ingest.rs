@@ -363,14 +363,11 @@ fn work(
     let mut without_time = 0;
     let mut emit =
         |batch: RecordBatch, format: &LogFormat, entry: &mut SourceEntry| -> Result<()> {
-            let mut lake = to_lake(&batch, format, object.as_ref())?;
-            if object.is_none() {
-                // No hour in the file's name to place a record without `start` in.
-                let (kept, missing) = partition::with_time(&lake)?;
-                lake = kept;
-                without_time += missing;
-                entry.rejected += missing as u64;
-            }
+            let lake = to_lake(&batch, format, object.as_ref())?;
+            // A record without `start` goes to the hour in the file's AWS name, if it has one.
+            let (lake, missing) = partition::with_time(&lake, object.is_some())?;
+            without_time += missing;
+            entry.rejected += missing as u64;
             observer.records(lake.num_rows() as u64);
             entry.records += lake.num_rows() as u64;
             chunk.push(lake, sender);

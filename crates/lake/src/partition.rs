@@ -55,25 +55,38 @@ pub fn partition_dir(partition: Partition) -> String {
 }
 
 /// Why a record without a time is refused by the lake.
-pub const NO_TIME: &str = "no start time (the lake keeps records in the hour partition of \
-    their `start`; give the log format a ${start} field)";
+pub const NO_TIME: &str = "no start time, or one before 1970 or after 9999 (the lake keeps \
+    records in the hour partition of their `start`; give the log format a ${start} field)";
 
-/// The rows of a lake-schema batch that have a `start`, and how many had none: the lake has no
-/// partition for a record without a time, so such records are rejected (and counted) rather
-/// than written where no engine could read them.
+/// The last `start` the lake takes: 9999-12-31T23:59:59Z (later years have no `date=` folder
+/// any engine can read).
+pub const LAST_START: i64 = 253_402_300_799;
+
+/// The rows of a lake-schema batch that have a `start` from 1970 to 9999, and how many had
+/// not: the lake has no partition for a record without such a time, so those records are
+/// rejected (and counted) rather than written where no engine could read them.
 ///
 /// # Errors
 /// When the rows cannot be taken.
-pub fn with_time(batch: &RecordBatch) -> Result<(RecordBatch, usize)> {
+///
+/// With `keep_null`, rows without a `start` are kept (a file whose name gives the hour).
+pub fn with_time(batch: &RecordBatch, keep_null: bool) -> Result<(RecordBatch, usize)> {
     let start = batch
         .column_by_name("start")
-        .expect("lake batches have start");
-    let missing = start.null_count();
+        .expect("lake batches have start")
+        .as_primitive::<Int64Type>();
+    let placed = |i: usize| {
+        if start.is_valid(i) {
+            (0..=LAST_START).contains(&start.value(i))
+        } else {
+            keep_null
+        }
+    };
+    let missing = (0..start.len()).filter(|&i| !placed(i)).count();
     if missing == 0 {
         return Ok((batch.clone(), 0));
     }
-    let valid = start.nulls().expect("has nulls").inner().clone();
-    let keep = arrow_array::BooleanArray::new(valid, None);
+    let keep: arrow_array::BooleanArray = (0..start.len()).map(|i| Some(placed(i))).collect();
     let kept = arrow_select::filter::filter_record_batch(batch, &keep).map_err(arrow)?;
     Ok((kept, missing))
 }

@@ -189,6 +189,12 @@ async fn records_without_a_time_never_break_the_lake() {
         format!("{HEADER}2 123456789010 eni-a - - - - - - - - - NODATA\n"),
     )
     .unwrap();
+    // A start after the year 9999: no date folder could be read.
+    std::fs::write(
+        src.join("far.log"),
+        format!("{HEADER}2 123456789010 eni-a 10.0.0.1 10.0.0.2 1 2 6 1 1 9223372036854775000 9223372036854775807 ACCEPT OK\n"),
+    )
+    .unwrap();
     std::fs::write(
         src.join("nostart.log"),
         "version srcaddr dstaddr bytes\n2 10.0.0.1 10.0.0.2 99\n",
@@ -197,7 +203,7 @@ async fn records_without_a_time_never_break_the_lake() {
     let lake = Lake::open(&root).unwrap();
     let inputs = input::expand_with(&[src.to_str().unwrap()], true).unwrap();
     let summary = ingest(&lake, &inputs, &IngestOptions::default(), &Quiet).unwrap();
-    assert_eq!((summary.records, summary.rejected), (10, 2));
+    assert_eq!((summary.records, summary.rejected), (10, 3));
     // A lake an earlier version wrote such records into (its undated partition).
     let reader = flowscope_lake::TextReader::from_bytes(
         "old".to_string(),

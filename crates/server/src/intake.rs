@@ -194,7 +194,7 @@ impl Intake {
         let mut records = 0;
         let mut without_time = 0;
         while let Some(batch) = reader.next_batch()? {
-            let (kept, missing) = with_time(&lake_batch(&batch, &format)?)?;
+            let (kept, missing) = with_time(&lake_batch(&batch, &format)?, false)?;
             without_time += missing as u64;
             records += kept.num_rows() as u64;
             batches.push(kept);

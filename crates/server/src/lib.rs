@@ -64,6 +64,8 @@ pub struct Options {
     /// The format of delivered lines (Firehose records have no header); default format if
     /// `None`.
     pub log_format: Option<LogFormat>,
+    /// Host names (besides IP addresses and `localhost`) requests may name in `Host`.
+    pub allowed_hosts: Vec<String>,
     /// Largest request body taken, bytes (compressed size).
     pub max_body: usize,
     /// Largest decoded size of one request, bytes: the body inflated, and the text of all its
@@ -82,6 +84,7 @@ impl Options {
         Self {
             lake: lake.into(),
             access_key: None,
+            allowed_hosts: Vec::new(),
             alarms: None,
             notify: true,
             detect: DetectSettings::default(),
@@ -105,6 +108,7 @@ pub struct App {
     /// Detections' settings.
     pub detect: DetectSettings,
     access_key: Option<String>,
+    allowed_hosts: Vec<String>,
     max_body: usize,
     max_decoded: usize,
     flush_records: u64,
@@ -160,6 +164,7 @@ impl App {
             alarms,
             detect: options.detect.clone(),
             access_key: options.access_key.clone(),
+            allowed_hosts: options.allowed_hosts.clone(),
             max_body: options.max_body,
             max_decoded: options.max_decoded,
             flush_records: options.flush_records,
@@ -368,6 +373,96 @@ async fn cloudwatch(State(app): State<Arc<App>>, headers: HeaderMap, body: Body)
     }
 }
 
+/// Whether `host` (a `Host` header) may address this server: an IP literal or `localhost`,
+/// with any port, or a name in `allowed`. A page that rebinds its own DNS name to 127.0.0.1
+/// still sends that name, so it is refused.
+fn host_allowed(host: &str, allowed: &[String]) -> bool {
+    let name = match host.strip_prefix('[') {
+        // [v6]:port
+        Some(rest) => {
+            return rest
+                .split(']')
+                .next()
+                .is_some_and(|ip| ip.parse::<std::net::Ipv6Addr>().is_ok());
+        }
+        None => host.rsplit_once(':').map_or(host, |(name, port)| {
+            if port.bytes().all(|b| b.is_ascii_digit()) {
+                name
+            } else {
+                host
+            }
+        }),
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name.parse::<std::net::IpAddr>().is_ok()
+        || allowed.iter().any(|a| a.eq_ignore_ascii_case(name))
+}
+
+/// The media types each POST endpoint takes. Types a browser may send across origins without
+/// asking first (`text/plain`, forms, multipart) are none of them, so a page elsewhere cannot
+/// post to the server; a body without a type is refused for the same reason.
+fn accepted_types(path: &str) -> &'static [&'static str] {
+    match path {
+        "/cloudwatch" => &[
+            "application/json",
+            "application/octet-stream",
+            "application/gzip",
+            "application/x-gzip",
+        ],
+        _ => &["application/json", "application/x-amz-json-1.1"],
+    }
+}
+
+/// Refuses requests whose `Host` is not this server's (DNS rebinding) and POSTs whose
+/// `Content-Type` the endpoint does not take (cross-site form posts).
+async fn guard(
+    State(app): State<Arc<App>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let host = request
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("");
+    if !host_allowed(host, &app.allowed_hosts) {
+        return api::error(
+            StatusCode::MISDIRECTED_REQUEST,
+            format!(
+                "Host `{host}` is not this server's: use its address, localhost, or a name \
+                 given with --allow-host"
+            ),
+            None,
+        );
+    }
+    if request.method() == axum::http::Method::POST {
+        let path = request.uri().path();
+        let given = request
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let essence = given
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        let accepted = accepted_types(path);
+        if !accepted.contains(&essence.as_str()) {
+            return api::error(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                format!(
+                    "{path} takes Content-Type {}; got `{given}`",
+                    accepted.join(" or ")
+                ),
+                None,
+            );
+        }
+    }
+    next.run(request).await
+}
+
 /// The routes.
 pub fn router(app: Arc<App>) -> Router {
     Router::new()
@@ -384,6 +479,10 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/cloudwatch", post(cloudwatch))
         // Intake bodies are read with their own limit; the JSON API's bodies are small.
         .layer(DefaultBodyLimit::max(1 << 20))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&app),
+            guard,
+        ))
         .with_state(app)
 }
 

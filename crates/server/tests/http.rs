@@ -793,3 +793,62 @@ async fn a_full_disk_never_costs_an_acknowledged_delivery() {
     assert_eq!(s.count().await, 605);
     s.crash().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn other_sites_can_neither_post_nor_rebind() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = Options::new(dir.path().join("lake"));
+    o.allowed_hosts = vec!["flows.internal".into()];
+    let s = Server::start(o).await;
+    let record = line("10.0.1.5", "10.0.2.9", 40000, 443, "ACCEPT", 1_762_070_400);
+    let body = firehose_body("x-1", std::slice::from_ref(&record));
+    // What a page elsewhere can send without a preflight: refused, nothing taken.
+    for kind in [
+        "text/plain",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data; boundary=x",
+        "",
+    ] {
+        for path in ["/firehose", "/cloudwatch", "/api/sql"] {
+            let mut req = s.http.post(format!("{}{path}", s.url)).body(body.clone());
+            if !kind.is_empty() {
+                req = req.header("content-type", kind);
+            }
+            let resp = req.send().await.unwrap();
+            assert_eq!(resp.status().as_u16(), 415, "{path} with `{kind}`");
+        }
+    }
+    assert_eq!(s.count().await, 0);
+    // A rebound name in Host: refused on every endpoint; addresses, localhost and allowed
+    // names pass.
+    for (host, want) in [
+        ("evil.example", 421),
+        ("evil.example:8080", 421),
+        ("127.0.0.1:8080", 200),
+        ("localhost", 200),
+        ("[::1]:8080", 200),
+        ("flows.internal:443", 200),
+    ] {
+        let resp = s
+            .http
+            .get(format!("{}/api/status", s.url))
+            .header("host", host)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), want, "Host: {host}");
+    }
+    let resp = s
+        .http
+        .post(format!("{}/api/sql", s.url))
+        .header("host", "evil.example")
+        .header("content-type", "application/json")
+        .body(r#"{"sql":"SELECT 1"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 421);
+    // The right type is taken.
+    let (status, v) = s.deliver("x-1", &[record]).await;
+    assert_eq!(status, 200, "{v}");
+}

@@ -55,6 +55,10 @@ pub struct Args {
     /// Commit as soon as this many records are buffered.
     #[arg(long, value_name = "N", default_value_t = 100_000)]
     flush_records: u64,
+    /// A host name clients use to reach the server (the `Host` they send), besides its IP
+    /// addresses and localhost; repeat for more. Other names are refused (DNS rebinding).
+    #[arg(long, value_name = "NAME")]
+    allow_host: Vec<String>,
     /// Largest request body taken, in bytes (Firehose sends up to 64 MiB).
     #[arg(long, value_name = "BYTES", default_value_t = flowscope_server::delivery::MAX_BODY)]
     max_body: usize,
@@ -82,6 +86,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         .map(LogFormat::parse)
         .transpose()
         .context("--log-format")?;
+    options.allowed_hosts = args.allow_host.clone();
     options.max_body = args.max_body;
     options.max_decoded = args.max_decoded;
     options.flush_interval = Duration::from_secs(args.flush_interval.max(1));
@@ -90,10 +95,17 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
             .with_context(|| format!("cannot listen on {}", args.listen))?;
+        let addr = listener.local_addr()?;
+        if options.access_key.is_none() && !addr.ip().is_loopback() {
+            anyhow::bail!(
+                "listening on {addr}, beyond this machine, needs --firehose-access-key (or \
+                 FLOWSCOPE_FIREHOSE_ACCESS_KEY): without it anyone who can reach the address \
+                 could deliver records"
+            );
+        }
         let app = App::open(&options)
             .await
             .with_context(|| format!("cannot serve {}", args.lake.display()))?;
-        let addr = listener.local_addr()?;
         println!("flowscope: serving {} at {}", args.lake.display(), url_of(addr));
         if options.access_key.is_none() {
             eprintln!(
