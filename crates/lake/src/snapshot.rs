@@ -14,7 +14,6 @@
 
 use std::collections::{BTreeSet, HashSet};
 use std::fs;
-use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -77,14 +76,7 @@ impl Snapshots {
         }
         new.sort();
         for name in new {
-            let path = dir.join(&name);
-            let text = fs::read(&path).map_err(|e| Error::io(path.display().to_string(), e))?;
-            let commit: Commit = serde_json::from_slice(&text).map_err(|e| {
-                Error::io(
-                    path.display().to_string(),
-                    io::Error::new(io::ErrorKind::InvalidData, e),
-                )
-            })?;
+            let commit = Commit::read(&dir.join(&name))?;
             for rel in commit.remove {
                 state.files.remove(&rel);
             }

@@ -89,6 +89,22 @@ pub struct Commit {
     pub remove: Vec<String>,
 }
 
+impl Commit {
+    /// Reads the commit record at `path`.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when it cannot be read or is not a commit record.
+    pub(crate) fn read(path: &Path) -> Result<Self> {
+        let text = fs::read(path).map_err(|e| Error::io(path.display().to_string(), e))?;
+        serde_json::from_slice(&text).map_err(|e| {
+            Error::io(
+                path.display().to_string(),
+                io::Error::new(io::ErrorKind::InvalidData, e),
+            )
+        })
+    }
+}
+
 /// An open lake, locked for changes for as long as it lives.
 pub struct Lake {
     root: PathBuf,
@@ -199,15 +215,7 @@ impl Lake {
         names.sort();
         let mut commits = Vec::with_capacity(names.len());
         for name in names {
-            let path = dir.join(&name);
-            let text = fs::read(&path).map_err(|e| Error::io(path.display().to_string(), e))?;
-            let commit: Commit = serde_json::from_slice(&text).map_err(|e| {
-                Error::io(
-                    path.display().to_string(),
-                    io::Error::new(io::ErrorKind::InvalidData, e),
-                )
-            })?;
-            commits.push(commit);
+            commits.push(Commit::read(&dir.join(&name))?);
         }
         Ok(commits)
     }

@@ -283,10 +283,11 @@ mod tests {
         let record = STANDARD.encode(gz(json.as_bytes()));
         let records = vec![format!(r#"{{"data":"{record}"}}"#); 20].join(",");
         let body = format!(r#"{{"requestId":"r","records":[{records}]}}"#);
-        let decoded = 20 * 2_000 * (LINE.len() + 1);
-        let taken = firehose(body.as_bytes(), decoded).unwrap();
-        assert_eq!(taken.text.len(), decoded);
-        let e = firehose(body.as_bytes(), decoded - 1).unwrap_err();
+        // The budget counts what is inflated (each record's JSON), and the text kept.
+        let text = 20 * 2_000 * (LINE.len() + 1);
+        let taken = firehose(body.as_bytes(), text + json.len()).unwrap();
+        assert_eq!(taken.text.len(), text);
+        let e = firehose(body.as_bytes(), text).unwrap_err();
         assert!(matches!(e, BadBody::TooLarge(_)), "{e:?}");
         assert!(e.message().contains("more than"), "{}", e.message());
         // The same for a body posted to /cloudwatch.
