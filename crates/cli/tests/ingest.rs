@@ -186,3 +186,178 @@ fn odd_entries_in_an_input_folder_are_counted_failures_and_the_rest_goes_on() {
         );
     }
 }
+
+#[test]
+fn a_header_with_an_unknown_field_is_a_located_failure_not_swapped_columns() {
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    fs::create_dir(&src).unwrap();
+    fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/aws/default.log"),
+        src.join("good.log"),
+    )
+    .unwrap();
+    // A typo (`srcadr`) in a header whose columns differ from the default order.
+    fs::write(
+        src.join("typo.log"),
+        "version account-id interface-id dstaddr srcadr srcport dstport protocol packets bytes \
+         start end action log-status\n\
+         2 123456789010 eni-1235b8ca123456789 10.0.0.2 10.0.0.1 443 49152 6 10 840 1620000000 \
+         1620000060 ACCEPT OK\n",
+    )
+    .unwrap();
+    fs::write(
+        src.join("twice.log"),
+        "dstaddr srcaddr dstaddr\n10.0.0.2 10.0.0.1 10.0.0.3\n",
+    )
+    .unwrap();
+    let typo = "typo.log: line 1: a header line that is not valid: header word 5: unknown field \
+                `srcadr`; did you mean `srcaddr`?";
+    let twice = "twice.log: line 1: a header line that is not valid: header line: field \
+                 `dstaddr` appears twice";
+    for command in ["ingest", "convert"] {
+        let mut cmd = flowscope();
+        cmd.arg(command).arg(&src);
+        if command == "ingest" {
+            cmd.arg("--lake").arg(work.path().join("lake"));
+        } else {
+            cmd.args(["--to", "jsonl"]);
+        }
+        let out = cmd.assert().code(1).get_output().clone();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(typo), "{command}: {err}");
+        assert!(err.contains(twice), "{command}: {err}");
+        assert!(
+            err.contains("2 inputs failed") || err.contains("2 failed"),
+            "{command}: {err}"
+        );
+        if command == "convert" {
+            // Only the good file's records come out; none with swapped columns.
+            let out = String::from_utf8_lossy(&out.stdout);
+            assert_eq!(out.lines().count(), 7, "{out}");
+            assert!(!out.contains("10.0.0."), "{out}");
+        }
+    }
+    // Fixed, the file is taken on the next run (a failed file is not remembered as ingested).
+    fs::write(
+        src.join("typo.log"),
+        "version account-id interface-id dstaddr srcaddr srcport dstport protocol packets bytes \
+         start end action log-status\n\
+         2 123456789010 eni-1235b8ca123456789 10.0.0.2 10.0.0.1 443 49152 6 10 840 1620000000 \
+         1620000060 ACCEPT OK\n",
+    )
+    .unwrap();
+    fs::remove_file(src.join("twice.log")).unwrap();
+    flowscope()
+        .args(["ingest", "--lake"])
+        .arg(work.path().join("lake"))
+        .arg(&src)
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("0 failed"));
+    let lines = lake_lines(&work.path().join("lake"));
+    assert!(
+        lines.contains(
+            &"2 123456789010 eni-1235b8ca123456789 10.0.0.1 10.0.0.2 443 49152 6 10 840 \
+              1620000000 1620000060 ACCEPT OK"
+                .to_string()
+        ),
+        "{lines:#?}"
+    );
+}
+
+#[test]
+fn a_truncated_object_then_its_complete_version_gives_each_record_once() {
+    use std::io::Write;
+    let work = tempfile::tempdir().unwrap();
+    let key = "AWSLogs/123456789012/vpcflowlogs/us-east-1/2021/05/03/\
+               123456789012_vpcflowlogs_us-east-1_fl-1234abcd_20210503T1205Z_abcdef01.log.gz";
+    let mut text = String::from(
+        "version account-id interface-id srcaddr dstaddr srcport dstport protocol packets bytes \
+         start end action log-status\n",
+    );
+    let mut expected = Vec::new();
+    for i in 0..50_000u64 {
+        let line = format!(
+            "2 123456789012 eni-0a1b2c3d4e5f60718 10.0.{}.{} 10.1.0.1 {} 443 6 3 {} {} {} ACCEPT OK",
+            i / 250,
+            i % 250,
+            1024 + i % 60_000,
+            100 + i,
+            1_620_043_500 + i % 300,
+            1_620_043_560 + i % 300,
+        );
+        text.push_str(&line);
+        text.push('\n');
+        expected.push(line);
+    }
+    expected.sort();
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    encoder.write_all(text.as_bytes()).unwrap();
+    let complete = encoder.finish().unwrap();
+    let lake = work.path().join("lake");
+    let place = |copy: &str, bytes: &[u8]| {
+        let path = work.path().join(copy).join(key);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(&path, bytes).unwrap();
+        work.path().join(copy)
+    };
+    // Two downloads that broke off, then the whole object, each from its own copy of the tree.
+    let third = place("third", &complete[..complete.len() / 3]);
+    let two_thirds = place("two-thirds", &complete[..complete.len() * 2 / 3]);
+    let whole = place("whole", &complete);
+    for (copy, code) in [(&third, 1), (&two_thirds, 1), (&whole, 0)] {
+        let out = flowscope()
+            .args(["ingest", "--lake"])
+            .arg(&lake)
+            .arg(copy)
+            .assert()
+            .code(code)
+            .get_output()
+            .clone();
+        let err = String::from_utf8_lossy(&out.stderr);
+        if copy != &third {
+            assert!(
+                err.contains("a longer version of a source taken before"),
+                "{err}"
+            );
+        }
+    }
+    let lines = lake_lines(&lake);
+    assert_eq!(lines.len(), 50_000);
+    assert_eq!(lines, expected);
+    // The same again: nothing to add.
+    flowscope()
+        .args(["ingest", "--lake"])
+        .arg(&lake)
+        .arg(&whole)
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("1 already in the lake"));
+
+    // Other content under the same key is refused, located, and taken only when asked.
+    let other = work.path().join("other");
+    let changed = text.replace("ACCEPT", "REJECT");
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    encoder.write_all(changed.as_bytes()).unwrap();
+    place("other", &encoder.finish().unwrap());
+    flowscope()
+        .args(["ingest", "--lake"])
+        .arg(&lake)
+        .arg(&other)
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(
+            "does not continue it; not taken, so that no record is taken twice",
+        ))
+        .stderr(predicate::str::contains("--allow-changed"))
+        .stderr(predicate::str::contains("1 failed"));
+    assert_eq!(lake_lines(&lake).len(), 50_000);
+    flowscope()
+        .args(["ingest", "--allow-changed", "--lake"])
+        .arg(&lake)
+        .arg(&other)
+        .assert()
+        .success();
+    assert_eq!(lake_lines(&lake).len(), 100_000);
+}

@@ -47,6 +47,34 @@ pub enum Error {
         /// The file.
         path: String,
     },
+    /// The first line is plainly a header (field names) but names an unknown field or one twice;
+    /// decoding the file in another format would swap its columns, so it is not read.
+    #[error("{path}: line {line}: a header line that is not valid: {reason}")]
+    Header {
+        /// The file.
+        path: String,
+        /// The header's line number.
+        line: u64,
+        /// Which field is unknown (and the nearest known one) or repeated.
+        reason: String,
+    },
+    /// The lake has another version of this source's key, and this one does not continue it
+    /// (its first bytes are not that version's): taking it could take records twice.
+    #[error(
+        "{path}: the lake has another version of `{key}` ({earlier} bytes; this one has {size}) \
+         and this one does not continue it; not taken, so that no record is taken twice \
+         (if it is another log under the same name, ingest it with --allow-changed)"
+    )]
+    Changed {
+        /// The file or object.
+        path: String,
+        /// The key sources are remembered by.
+        key: String,
+        /// The size of the longest version taken before.
+        earlier: u64,
+        /// This version's size.
+        size: u64,
+    },
     /// Writing or reading Parquet failed.
     #[error("{path}: {source}")]
     Parquet {

@@ -6,7 +6,7 @@
 //! as one commit. A source is in the manifest only together with all of its rows, so a rerun
 //! after any failure neither loses nor duplicates records.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::{self, Read};
 use std::path::PathBuf;
@@ -36,6 +36,9 @@ pub struct IngestOptions {
     pub threads: usize,
     /// Rows buffered before they are written out (bounds memory; about 300 bytes a row).
     pub buffer_rows: usize,
+    /// Take a source whose key the lake has with other content that does not continue it, as a
+    /// new source (else it is refused: [`Error::Changed`]).
+    pub allow_changed: bool,
 }
 
 impl Default for IngestOptions {
@@ -44,6 +47,7 @@ impl Default for IngestOptions {
             text: TextOptions::default(),
             threads: 0,
             buffer_rows: 1 << 20,
+            allow_changed: false,
         }
     }
 }
@@ -85,6 +89,52 @@ pub trait IngestObserver: Sync {
     /// `records` records of a source had no start time and were rejected
     /// ([`partition::NO_TIME`]).
     fn without_time(&self, _key: &str, _records: u64) {}
+    /// A source is a longer version of one taken before (a download that had broken off): its
+    /// first `lines` lines were taken then, and only the rest is taken now.
+    fn continued(&self, _key: &str, _lines: u64) {}
+}
+
+/// The sources the lake (and this run) has taken in: their identities, and the versions
+/// (size, checksum) taken of each key.
+struct Known {
+    identities: HashSet<SourceIdentity>,
+    versions: HashMap<String, Vec<(u64, String)>>,
+}
+
+impl Known {
+    fn new(sources: Vec<SourceEntry>) -> Self {
+        let mut known = Self {
+            identities: HashSet::new(),
+            versions: HashMap::new(),
+        };
+        for source in sources {
+            known.add(&source.key, source.size, &source.checksum);
+        }
+        known
+    }
+
+    /// Remembers a version; false when it was known already.
+    fn add(&mut self, key: &str, size: u64, checksum: &str) -> bool {
+        if !self
+            .identities
+            .insert(SourceIdentity::new(key, size, checksum))
+        {
+            return false;
+        }
+        self.versions
+            .entry(key.to_string())
+            .or_default()
+            .push((size, checksum.to_string()));
+        true
+    }
+
+    fn forget(&mut self, key: &str, size: u64, checksum: &str) {
+        self.identities
+            .remove(&SourceIdentity::new(key, size, checksum));
+        if let Some(versions) = self.versions.get_mut(key) {
+            versions.retain(|(s, c)| !(*s == size && c == checksum));
+        }
+    }
 }
 
 /// An observer that ignores everything.
@@ -129,7 +179,7 @@ pub fn ingest(
     options: &IngestOptions,
     observer: &dyn IngestObserver,
 ) -> Result<IngestSummary> {
-    let known = Mutex::new(lake.ingested()?);
+    let known = Mutex::new(Known::new(lake.sources()?));
     let cores = match options.threads {
         0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
         n => n,
@@ -270,7 +320,7 @@ impl<'scope> Pending<'scope> {
 
     /// Hands the buffered rows to encoder threads (after the previous spill's finished).
     fn spill(&mut self, scope: &'scope Scope<'scope, '_>) -> Result<()> {
-        let parts = self.buffer.take();
+        let parts = self.buffer.take()?;
         if parts.is_empty() {
             return Ok(());
         }
@@ -319,7 +369,7 @@ fn work(
     index: usize,
     input: &Input,
     options: &IngestOptions,
-    known: &Mutex<HashSet<SourceIdentity>>,
+    known: &Mutex<Known>,
     counters: &Counters,
     observer: &dyn IngestObserver,
     sender: &mpsc::SyncSender<Message>,
@@ -336,18 +386,55 @@ fn work(
         }
     };
     counters.bytes.fetch_add(size, Ordering::SeqCst);
-    let identity = SourceIdentity::new(&key, size, &checksum);
-    let fresh = {
+    let others = {
         let mut known = known.lock().expect("not poisoned");
-        let seen_as_earlier = earlier
-            .as_deref()
-            .is_some_and(|c| known.contains(&SourceIdentity::new(&key, size, c)));
-        !seen_as_earlier && known.insert(identity)
+        let seen_as_earlier = earlier.as_deref().is_some_and(|c| {
+            known
+                .identities
+                .contains(&SourceIdentity::new(&key, size, c))
+        });
+        if seen_as_earlier
+            || known
+                .identities
+                .contains(&SourceIdentity::new(&key, size, &checksum))
+        {
+            None
+        } else {
+            let others = known.versions.get(&key).cloned().unwrap_or_default();
+            known.add(&key, size, &checksum);
+            Some(others)
+        }
     };
-    if !fresh {
+    let Some(others) = others else {
         counters.skipped.fetch_add(1, Ordering::SeqCst);
         observer.source_done(&key, size, true);
         return None;
+    };
+    // Another version of this key was taken: go on from where it broke off when this one
+    // continues it, else refuse (its records would be taken twice).
+    let mut skip_lines = 0;
+    if !others.is_empty() {
+        match continuation(&payload, &others) {
+            Ok(Some(lines)) => {
+                skip_lines = lines;
+                observer.continued(&key, lines);
+            }
+            Ok(None) if options.allow_changed => {}
+            outcome => {
+                known
+                    .lock()
+                    .expect("not poisoned")
+                    .forget(&key, size, &checksum);
+                fail(outcome.err().unwrap_or_else(|| Error::Changed {
+                    path: input.name(),
+                    key: key.clone(),
+                    earlier: others.iter().map(|(s, _)| *s).max().unwrap_or(0),
+                    size,
+                }));
+                observer.source_done(&key, size, false);
+                return None;
+            }
+        }
     }
     let object = layout::parse(&key);
     let mut entry = SourceEntry {
@@ -376,19 +463,28 @@ fn work(
     let result = if is_parquet {
         read_parquet(&name, payload, &mut entry, &mut emit)
     } else {
-        read_text(&name, payload, options, &mut entry, observer, &mut emit)
+        read_text(
+            &name, payload, options, skip_lines, &mut entry, observer, &mut emit,
+        )
     };
     chunk.flush(sender);
     if without_time > 0 {
         tracing::debug!(file = %name, records = without_time, "rejected: {}", partition::NO_TIME);
         observer.without_time(&name, without_time as u64);
     }
-    if matches!(result, Err(Error::NotFlowLog { .. })) {
+    if matches!(result, Err(Error::NotFlowLog { .. } | Error::Header { .. })) {
         // Not remembered: a file that becomes a flow log later is taken then.
         known
             .lock()
             .expect("not poisoned")
-            .remove(&SourceIdentity::new(&key, size, &entry.checksum));
+            .forget(&key, size, &entry.checksum);
+    }
+    if let Err(error @ Error::Header { .. }) = result {
+        fail(error);
+        observer.source_done(&key, size, false);
+        return None;
+    }
+    if matches!(result, Err(Error::NotFlowLog { .. })) {
         counters.not_flow_logs.fetch_add(1, Ordering::SeqCst);
         observer.not_flow_log(&key);
         observer.source_done(&key, size, true);
@@ -464,6 +560,7 @@ fn read_text(
     name: &str,
     payload: Payload,
     options: &IngestOptions,
+    skip_lines: u64,
     entry: &mut SourceEntry,
     observer: &dyn IngestObserver,
     emit: &mut Emit<'_>,
@@ -477,6 +574,7 @@ fn read_text(
             path: name.to_string(),
         });
     }
+    reader.skip_through(skip_lines);
     loop {
         let next = reader.next_batch();
         for rejection in reader.take_rejections() {
@@ -621,6 +719,39 @@ fn to_lake(
     })
 }
 
+/// When the source's bytes begin with the bytes of a shorter version taken before (the same
+/// object, downloaded in full this time), the lines that version gave; `None` when no version is
+/// such a beginning of it.
+fn continuation(payload: &Payload, others: &[(u64, String)]) -> Result<Option<u64>> {
+    let mut shorter: Vec<&(u64, String)> = others.iter().collect();
+    shorter.sort_by_key(|v| std::cmp::Reverse(v.0));
+    for (size, checksum) in shorter {
+        let prefix = match payload {
+            Payload::Bytes(bytes) if (*size as usize) < bytes.len() => {
+                bytes.slice(..*size as usize)
+            }
+            Payload::File(path) => {
+                let name = path.display().to_string();
+                let mut file = File::open(path).map_err(|e| Error::io(&name, e))?;
+                let mut prefix = Vec::new();
+                (&mut file)
+                    .take(*size)
+                    .read_to_end(&mut prefix)
+                    .map_err(|e| Error::io(&name, e))?;
+                if prefix.len() as u64 != *size || file.metadata().is_ok_and(|m| m.len() <= *size) {
+                    continue;
+                }
+                Bytes::from(prefix)
+            }
+            Payload::Bytes(_) => continue,
+        };
+        if xxh3_checksum(xxhash_rust::xxh3::xxh3_64(&prefix)) == *checksum {
+            return Ok(Some(crate::text::complete_lines(&prefix)));
+        }
+    }
+    Ok(None)
+}
+
 /// The key a local file is remembered by: its path from `AWSLogs/` on when inside such a tree
 /// (so a synced copy anywhere is the same source), else its absolute path.
 fn source_key(path: &std::path::Path) -> String {
@@ -681,7 +812,7 @@ pub fn append(lake: &Lake, batches: &[RecordBatch], sources: Vec<SourceEntry>) -
         buffer.push(b, None)?;
     }
     let mut files = Vec::new();
-    for jobs in plan_files(buffer.take(), 1, 0) {
+    for jobs in plan_files(buffer.take()?, 1, 0) {
         files.extend(write_files(jobs, &staging, &id)?);
     }
     let commit = Commit {

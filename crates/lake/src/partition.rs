@@ -136,11 +136,46 @@ fn arrow(source: arrow_schema::ArrowError) -> Error {
     }
 }
 
+/// Batches below this many rows are gathered and joined before they are buffered.
+const SMALL_BATCH: usize = 4096;
+
+/// Small batches (and their rows) gathered for a partition before they are joined into one.
+const SMALL_GATHER: (usize, usize) = (64, 8192);
+
 /// Rows waiting to be written, by partition.
+///
+/// Small batches (from small files: one record each, at worst) are joined into one batch once a
+/// few have gathered, so that what the buffer holds is its rows, not a batch's fixed overhead
+/// (some tens of kilobytes) for every small file of a commit.
 #[derive(Default)]
 pub struct PartitionBuffer {
-    parts: BTreeMap<Partition, Vec<RecordBatch>>,
+    parts: BTreeMap<Partition, Buffered>,
     rows: usize,
+}
+
+#[derive(Default)]
+struct Buffered {
+    batches: Vec<RecordBatch>,
+    small: Vec<RecordBatch>,
+    small_rows: usize,
+}
+
+impl Buffered {
+    fn join_small(&mut self) -> Result<()> {
+        match self.small.len() {
+            0 => {}
+            1 => self.batches.append(&mut self.small),
+            _ => {
+                let schema = self.small[0].schema();
+                let joined =
+                    arrow_select::concat::concat_batches(&schema, &self.small).map_err(arrow)?;
+                self.small.clear();
+                self.batches.push(joined);
+            }
+        }
+        self.small_rows = 0;
+        Ok(())
+    }
 }
 
 impl PartitionBuffer {
@@ -151,7 +186,16 @@ impl PartitionBuffer {
     pub fn push(&mut self, batch: &RecordBatch, fallback: Partition) -> Result<()> {
         for (partition, part) in split_by_hour(batch, fallback)? {
             self.rows += part.num_rows();
-            self.parts.entry(partition).or_default().push(part);
+            let buffered = self.parts.entry(partition).or_default();
+            if part.num_rows() >= SMALL_BATCH {
+                buffered.batches.push(part);
+                continue;
+            }
+            buffered.small_rows += part.num_rows();
+            buffered.small.push(part);
+            if buffered.small.len() >= SMALL_GATHER.0 || buffered.small_rows >= SMALL_GATHER.1 {
+                buffered.join_small()?;
+            }
         }
         Ok(())
     }
@@ -162,9 +206,18 @@ impl PartitionBuffer {
     }
 
     /// Takes the buffered partitions out, leaving the buffer empty.
-    pub fn take(&mut self) -> Vec<(Partition, Vec<RecordBatch>)> {
+    ///
+    /// # Errors
+    /// When small batches cannot be joined.
+    pub fn take(&mut self) -> Result<Vec<(Partition, Vec<RecordBatch>)>> {
         self.rows = 0;
-        std::mem::take(&mut self.parts).into_iter().collect()
+        std::mem::take(&mut self.parts)
+            .into_iter()
+            .map(|(partition, mut buffered)| {
+                buffered.join_small()?;
+                Ok((partition, buffered.batches))
+            })
+            .collect()
     }
 }
 

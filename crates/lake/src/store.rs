@@ -220,6 +220,18 @@ impl Lake {
         Ok(commits)
     }
 
+    /// Every source ingested so far, in commit order.
+    ///
+    /// # Errors
+    /// As [`commits`](Self::commits).
+    pub fn sources(&self) -> Result<Vec<SourceEntry>> {
+        Ok(self
+            .commits()?
+            .into_iter()
+            .flat_map(|c| c.sources)
+            .collect())
+    }
+
     /// The identities of every source ingested so far.
     ///
     /// # Errors

@@ -89,6 +89,9 @@ pub struct TextReader {
     ready: Option<RecordBatch>,
     batch_size: usize,
     done: bool,
+    /// Lines up to this number were taken before (from a shorter version of the input) and are
+    /// not decoded again.
+    skip_through: u64,
 }
 
 impl TextReader {
@@ -186,6 +189,7 @@ impl TextReader {
             ready: None,
             batch_size: options.batch_size,
             done: false,
+            skip_through: 0,
         };
         this.read_header()?;
         Ok(this)
@@ -216,9 +220,24 @@ impl TextReader {
         }
         let header = std::str::from_utf8(&self.line)
             .ok()
-            .and_then(LogFormat::from_header);
+            .and_then(LogFormat::judge_header);
         match header {
-            Some(format) => {
+            Some(Err(error)) if self.fixed_format => {
+                // The caller named the format: the line is judged (and rejected) as a record.
+                tracing::warn!(file = %self.name, "a header line that is not valid: {error}");
+                self.pending = true;
+            }
+            Some(Err(error)) => {
+                return Err(Error::Header {
+                    path: self.name.clone(),
+                    line: self.line_no,
+                    reason: match error {
+                        flowscope_record::Error::Format { reason } => reason,
+                        other => other.to_string(),
+                    },
+                });
+            }
+            Some(Ok(format)) => {
                 if !self.fixed_format {
                     self.decoder = TextDecoder::new(format.clone(), self.batch_size);
                 } else if &format != self.decoder.format() {
@@ -237,6 +256,15 @@ impl TextReader {
             }
         }
         Ok(())
+    }
+
+    /// Leaves the first `lines` lines undecoded (the header still sets the format): they were
+    /// taken before, from a shorter version of this input that broke off after them.
+    pub fn skip_through(&mut self, lines: u64) {
+        self.skip_through = lines;
+        let before = self.rejections.len();
+        self.rejections.retain(|r| r.line > lines);
+        self.rejected -= (before - self.rejections.len()) as u64;
     }
 
     /// Whether the input looks like flow logs: it has a header line, or its first line is a
@@ -298,9 +326,10 @@ impl TextReader {
             }
             match self.read_line() {
                 Ok(LineRead::Line) => self.decode_current(),
-                Ok(LineRead::TooLong) => {
+                Ok(LineRead::TooLong) if self.line_no > self.skip_through => {
                     self.reject(LineError::line(Reason::TooLong { max: MAX_LINE }));
                 }
+                Ok(LineRead::TooLong) => {}
                 Ok(LineRead::Eof) => self.done = true,
                 Err(source) => {
                     self.done = true;
@@ -328,7 +357,7 @@ impl TextReader {
     /// Decodes the line in `self.line`. A repeated header (concatenated files) is skipped, and a
     /// different one switches the format when none was fixed by the caller.
     fn decode_current(&mut self) {
-        if is_blank(&self.line) {
+        if is_blank(&self.line) || self.line_no <= self.skip_through {
             return;
         }
         let Err(error) = self.decoder.decode_line(&self.line) else {
@@ -397,6 +426,25 @@ impl TextReader {
             LineRead::Line
         })
     }
+}
+
+/// The lines ended by a newline in `data` (inflated first when it is gzip), up to where it
+/// breaks off: how many lines a reader of exactly these bytes read in full.
+pub(crate) fn complete_lines(data: &[u8]) -> u64 {
+    let mut reader: Box<dyn Read> = if data.starts_with(&GZIP_MAGIC) {
+        Box::new(MultiGzDecoder::new(data))
+    } else {
+        Box::new(data)
+    };
+    let mut buffer = vec![0u8; 1 << 16];
+    let mut lines = 0;
+    while let Ok(n) = reader.read(&mut buffer) {
+        if n == 0 {
+            break;
+        }
+        lines += memchr::memchr_iter(b'\n', &buffer[..n]).count() as u64;
+    }
+    lines
 }
 
 enum LineRead {

@@ -3,9 +3,9 @@
 use std::net::Ipv6Addr;
 use std::str::FromStr;
 
-use arrow_array::ArrayRef;
 use arrow_array::RecordBatch;
 use arrow_array::builder::{Int32Builder, Int64Builder, StringBuilder};
+use arrow_array::{Array, ArrayRef};
 use arrow_schema::SchemaRef;
 use std::sync::Arc;
 
@@ -34,11 +34,19 @@ impl ColumnBuilder {
         }
     }
 
-    fn finish(&mut self) -> ArrayRef {
+    /// The column so far; `shrink` gives back the builder's unused capacity (a batch much
+    /// smaller than the capacity would otherwise hold all of it for as long as it lives).
+    fn finish(&mut self, shrink: bool) -> ArrayRef {
+        fn done(mut array: impl Array + 'static, shrink: bool) -> ArrayRef {
+            if shrink {
+                array.shrink_to_fit();
+            }
+            Arc::new(array)
+        }
         match self {
-            Self::Int32(b) => Arc::new(b.finish()),
-            Self::Int64(b) => Arc::new(b.finish()),
-            Self::Utf8(b) => Arc::new(b.finish()),
+            Self::Int32(b) => done(b.finish(), shrink),
+            Self::Int64(b) => done(b.finish(), shrink),
+            Self::Utf8(b) => done(b.finish(), shrink),
         }
     }
 }
@@ -211,8 +219,15 @@ impl TextDecoder {
         if self.rows == 0 {
             return None;
         }
+        // A small batch (a small file, the end of a big one) is made to fit: thousands of small
+        // files buffered for one commit would otherwise each hold a whole batch's capacity.
+        let shrink = self.rows * 2 < self.batch_size;
         self.rows = 0;
-        let arrays: Vec<ArrayRef> = self.columns.iter_mut().map(ColumnBuilder::finish).collect();
+        let arrays: Vec<ArrayRef> = self
+            .columns
+            .iter_mut()
+            .map(|column| column.finish(shrink))
+            .collect();
         let batch = RecordBatch::try_new(Arc::clone(&self.schema), arrays)
             .expect("builders follow the schema");
         Some(batch)

@@ -72,17 +72,54 @@ impl LogFormat {
 
     /// Recognises an S3 header line (`version account-id interface-id ...`).
     ///
-    /// Returns `None` when any token is not a field name: the line is then a record, not a header.
+    /// Returns `None` when the line is not a valid header (a record, or a header with an unknown
+    /// or repeated field: [`LogFormat::judge_header`] tells those apart).
     pub fn from_header(line: &str) -> Option<Self> {
+        Self::judge_header(line).and_then(Result::ok)
+    }
+
+    /// Judges a line that may be a header: `None` when it is no header (a record, a blank line),
+    /// `Some(Ok)` for a valid header and `Some(Err)` for a line that is plainly a header (at least
+    /// half its words are field names, and every word is a name, not a value) but names a field
+    /// that does not exist or names one twice.
+    ///
+    /// # Errors
+    /// The inner [`Error::Format`] says which field is unknown (with the nearest known name) or
+    /// repeated.
+    pub fn judge_header(line: &str) -> Option<Result<Self>> {
         let line = line.trim_end_matches(['\r', '\n']);
-        let mut fields = Vec::new();
-        for token in line.split_ascii_whitespace() {
-            fields.push(field::lookup(token)?);
-        }
-        if fields.is_empty() {
+        let tokens: Vec<&str> = line.split_ascii_whitespace().collect();
+        if tokens.is_empty() {
             return None;
         }
-        Self::from_fields(fields).ok()
+        let known: Vec<Option<&'static FieldSpec>> =
+            tokens.iter().map(|token| field::lookup(token)).collect();
+        let count = known.iter().flatten().count();
+        if count < tokens.len() {
+            // Values (numbers, addresses, `eni-…`, `ACCEPT`, `-`) are never all field names; a
+            // header with a typo still is mostly names, and every word of it looks like one.
+            let names = tokens.iter().all(|token| looks_like_name(token));
+            if count == 0 || count * 2 < tokens.len() || !names {
+                return None;
+            }
+        }
+        let mut fields = Vec::with_capacity(tokens.len());
+        for (position, (token, spec)) in tokens.iter().zip(known).enumerate() {
+            match spec {
+                Some(spec) => fields.push(spec),
+                None => {
+                    return Some(Err(Error::Format {
+                        reason: format!("header word {}: {}", position + 1, unknown_reason(token)),
+                    }));
+                }
+            }
+        }
+        Some(Self::from_fields(fields).map_err(|error| match error {
+            Error::Format { reason } => Error::Format {
+                reason: format!("header line: {reason}"),
+            },
+            other => other,
+        }))
     }
 
     /// Builds a format from field specs.
@@ -210,14 +247,26 @@ impl std::str::FromStr for LogFormat {
     }
 }
 
+/// Whether a word could be a field name someone meant: lower-case letters, digits, `-` and `_`,
+/// starting with a letter (values such as `ACCEPT`, `IPv4`, `-` and numbers are not).
+fn looks_like_name(token: &str) -> bool {
+    let mut chars = token.chars();
+    chars.next().is_some_and(|c| c.is_ascii_lowercase())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+}
+
 fn unknown_field(name: &str) -> Error {
+    Error::Format {
+        reason: unknown_reason(name),
+    }
+}
+
+fn unknown_reason(name: &str) -> String {
     let hint = match field::suggest(name) {
         Some(s) => format!("; did you mean `{s}`?"),
         None => "; `flowscope fields` lists them".to_string(),
     };
-    Error::Format {
-        reason: format!("unknown field `{name}`{hint}"),
-    }
+    format!("unknown field `{name}`{hint}")
 }
 
 #[cfg(test)]
@@ -293,6 +342,33 @@ mod tests {
             "2 123456789010 eni-1235b8ca123456789 - - - - - - - 1431280876 1431280934 - NODATA";
         assert!(LogFormat::from_header(record).is_none());
         assert!(LogFormat::from_header("").is_none());
+    }
+
+    #[test]
+    fn a_header_with_a_typo_or_a_repeat_is_judged_a_bad_header() {
+        let err = LogFormat::judge_header("version account-id interface-id dstaddr srcadr")
+            .unwrap()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("header word 5: unknown field `srcadr`; did you mean `srcaddr`?"),
+            "{err}"
+        );
+        let err = LogFormat::judge_header("dstaddr srcaddr dstaddr")
+            .unwrap()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`dstaddr` appears twice"), "{err}");
+        // Records of any format are not headers, even where values are lower-case words.
+        for record in [
+            "2 123456789010 eni-1235b8ca123456789 10.0.0.1 10.0.0.2 443 49152 6 10 840 1 2 ACCEPT OK",
+            "egress ingress",
+            "vpc-0a1b2c3d subnet-0a1b2c3d i-0a1b2c3d eni-0a1b2c3d",
+            "wavelength - -",
+            "us-east-1 use1-az1 version",
+        ] {
+            assert!(LogFormat::judge_header(record).is_none(), "{record}");
+        }
     }
 
     #[test]

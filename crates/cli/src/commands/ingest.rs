@@ -53,6 +53,13 @@ pub struct Args {
     #[arg(long, value_name = "ROWS", default_value_t = 1 << 20, hide = true)]
     buffer_rows: usize,
 
+    /// Take a file whose key (its path from AWSLogs/ on) the lake has with other content, that is
+    /// not a longer version of it, as a new source; without this it is refused, so that no
+    /// record is taken twice. (A longer version, such as the complete object after a download
+    /// that broke off, is always taken: only the lines after the earlier break.)
+    #[arg(long)]
+    allow_changed: bool,
+
     /// No progress bar, no rejected-line messages; the summary line only.
     #[arg(long, short)]
     quiet: bool,
@@ -115,6 +122,15 @@ impl IngestObserver for Progress {
         ));
     }
 
+    fn continued(&self, key: &str, lines: u64) {
+        if !self.quiet {
+            self.say(format!(
+                "flowscope: {key}: a longer version of a source taken before; its first {lines} \
+                 lines are in the lake already, the rest is taken now"
+            ));
+        }
+    }
+
     fn not_flow_log(&self, key: &str) {
         self.say(format!("flowscope: warning: {key}: not a flow log (no header line, and the first line is not a record of the format); skipped"));
     }
@@ -162,6 +178,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         },
         threads: args.threads,
         buffer_rows: args.buffer_rows.max(1),
+        allow_changed: args.allow_changed,
     };
     let summary = ingest::ingest(&lake, &inputs, &options, &progress)?;
     progress.bar.finish_and_clear();
