@@ -13,7 +13,9 @@ use datafusion::datasource::listing::{
 };
 use datafusion::execution::cache::cache_manager::CacheManagerConfig;
 use datafusion::execution::context::{SQLOptions, SessionConfig, SessionContext};
+use datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
+use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::sql::parser::{DFParserBuilder, Statement};
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use flowscope_lake::Lake;
@@ -42,7 +44,9 @@ impl Engine {
     /// # Errors
     /// [`Error::Lake`] when `root` is not a lake; [`Error::Store`] when recovery fails.
     pub async fn open(root: impl AsRef<Path>) -> Result<Self> {
-        Self::open_inner(root.as_ref(), false).await.map(|(e, _)| e)
+        Self::open_inner(root.as_ref(), false, None)
+            .await
+            .map(|(e, _)| e)
     }
 
     /// Opens the lake like [`open`](Self::open), with `flows` also reading the returned
@@ -51,11 +55,32 @@ impl Engine {
     /// # Errors
     /// As [`open`](Self::open).
     pub async fn open_with_pending(root: impl AsRef<Path>) -> Result<(Self, Pending)> {
-        let (engine, pending) = Self::open_inner(root.as_ref(), true).await?;
+        let (engine, pending) = Self::open_inner(root.as_ref(), true, None).await?;
         Ok((engine, pending.expect("asked for")))
     }
 
-    async fn open_inner(root: &Path, with_pending: bool) -> Result<(Self, Option<Pending>)> {
+    /// Opens the lake like [`open_with_pending`](Self::open_with_pending), with the memory of
+    /// all its queries together bounded by `memory` bytes: operators that hold rows
+    /// (aggregates, sorts, joins, repartitions) share that pool fairly, sorts spill to
+    /// temporary files, and a query that needs more fails with a resources-exhausted error.
+    /// Its queries also yield between batches in every operator, so that a query stopped at a
+    /// time limit stops at once.
+    ///
+    /// # Errors
+    /// As [`open`](Self::open).
+    pub async fn open_with_pending_limited(
+        root: impl AsRef<Path>,
+        memory: usize,
+    ) -> Result<(Self, Pending)> {
+        let (engine, pending) = Self::open_inner(root.as_ref(), true, Some(memory)).await?;
+        Ok((engine, pending.expect("asked for")))
+    }
+
+    async fn open_inner(
+        root: &Path,
+        with_pending: bool,
+        memory: Option<usize>,
+    ) -> Result<(Self, Option<Pending>)> {
         if !Lake::exists(root) {
             return Err(Error::Lake {
                 path: root.display().to_string(),
@@ -76,7 +101,15 @@ impl Engine {
             path: root.display().to_string(),
             reason: e.to_string(),
         })?;
-        let ctx = SessionContext::new_with_config_rt(session_config(), runtime(&root)?);
+        let mut state = SessionStateBuilder::new()
+            .with_config(session_config())
+            .with_runtime_env(runtime(&root, memory)?)
+            .with_default_features();
+        if memory.is_some() {
+            // Queries that are stopped at a time limit must yield to be stopped.
+            state = state.with_physical_optimizer_rule(Arc::new(crate::coop::YieldEverywhere));
+        }
+        let ctx = SessionContext::new_with_state(state.build());
         crate::udf::register(&ctx);
         let mut table = flows_table(&ctx, &root)?;
         let pending =
@@ -218,16 +251,22 @@ fn session_config() -> SessionConfig {
 
 /// The runtime: files read through [`SnapshotStore`] (listings from the lake's manifest, so
 /// every query sees the latest commit and only it), and no cache of listings.
-fn runtime(root: &Path) -> Result<Arc<RuntimeEnv>> {
+fn runtime(root: &Path, memory: Option<usize>) -> Result<Arc<RuntimeEnv>> {
     let snapshots = Arc::new(Snapshots::new(root));
     let store = SnapshotStore::new(snapshots).map_err(|e| Error::Lake {
         path: root.display().to_string(),
         reason: e.to_string(),
     })?;
     let cache = CacheManagerConfig::default().with_list_files_cache_limit(0);
-    let runtime = RuntimeEnvBuilder::new()
-        .with_cache_manager(cache)
-        .build_arc()?;
+    let mut builder = RuntimeEnvBuilder::new().with_cache_manager(cache);
+    if let Some(memory) = memory {
+        let pool = TrackConsumersPool::new(
+            FairSpillPool::new(memory),
+            std::num::NonZeroUsize::new(3).expect("3 is not zero"),
+        );
+        builder = builder.with_memory_pool(Arc::new(pool));
+    }
+    let runtime = builder.build_arc()?;
     let url = datafusion::execution::object_store::ObjectStoreUrl::local_filesystem();
     runtime.register_object_store(url.as_ref(), Arc::new(store));
     Ok(runtime)

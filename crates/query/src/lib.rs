@@ -12,6 +12,8 @@
 //! users ask are open-ended; an optimiser with partition and row-group pruning, vectorised
 //! aggregation and spilling gives every question the same treatment.
 
+mod capped;
+mod coop;
 pub mod engine;
 pub mod error;
 pub mod insights;

@@ -31,6 +31,10 @@ pub fn register(ctx: &SessionContext) {
     for udf in all() {
         ctx.register_udf(udf);
     }
+    // In place of the built-ins whose output size comes from their arguments, unbounded.
+    for udf in crate::capped::all() {
+        ctx.register_udf(udf);
+    }
     // In place of the built-in `sum`, which wraps on 64-bit overflow.
     ctx.register_udaf(crate::sum::checked_sum());
 }

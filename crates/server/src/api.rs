@@ -24,6 +24,17 @@ use crate::App;
 /// Rows a query answer holds at most unless the request asks for fewer.
 pub const MAX_ROWS: usize = 10_000;
 
+/// The most an answer's values may take (text bytes, 8 a number); rows past it are left out
+/// and the answer says `"truncated": true`.
+pub const MAX_ANSWER_BYTES: usize = 32 << 20;
+
+fn value_size(value: &Value) -> usize {
+    match value {
+        Value::String(s) => s.len() + 2,
+        _ => 8,
+    }
+}
+
 /// A JSON error answer: `{"error": message, "position": {"line", "column", "offset"}}`.
 pub fn error(status: StatusCode, message: impl Into<String>, position: Option<Value>) -> Response {
     let mut body = Map::new();
@@ -120,6 +131,7 @@ async fn answer(frame: DataFrame, limit: usize, clock: Instant) -> Response {
     };
     let mut rows: Vec<Vec<Value>> = Vec::new();
     let mut truncated = false;
+    let mut bytes = 0;
     while let Some(batch) = stream.next().await {
         let batch: RecordBatch = match batch {
             Ok(b) => b,
@@ -133,8 +145,15 @@ async fn answer(frame: DataFrame, limit: usize, clock: Instant) -> Response {
                 return error(StatusCode::INTERNAL_SERVER_ERROR, e, None);
             }
         }
-        rows.extend(new);
-        if rows.len() >= limit {
+        for row in new {
+            bytes += row.iter().map(value_size).sum::<usize>();
+            if bytes > MAX_ANSWER_BYTES {
+                truncated = true;
+                break;
+            }
+            rows.push(row);
+        }
+        if truncated || rows.len() >= limit {
             truncated = true;
             break;
         }
@@ -167,10 +186,15 @@ pub async fn sql(
     };
     let clock = Instant::now();
     let limit = req.limit.unwrap_or(MAX_ROWS).clamp(1, MAX_ROWS);
-    match app.engine.query_only(&req.sql).await {
-        Ok(frame) => answer(frame, limit, clock).await,
-        Err(e) => query_error(&e, &req.sql),
-    }
+    let worker = Arc::clone(&app);
+    app.queries
+        .run(async move {
+            match worker.engine.query_only(&req.sql).await {
+                Ok(frame) => answer(frame, limit, clock).await,
+                Err(e) => query_error(&e, &req.sql),
+            }
+        })
+        .await
 }
 
 /// A time given as Unix seconds or as text (`-1h`, RFC 3339).
@@ -226,10 +250,15 @@ pub async fn insights(
         Err(resp) => return *resp,
     };
     let limit = req.limit.unwrap_or(MAX_ROWS).clamp(1, MAX_ROWS);
-    match app.engine.insights(&req.query, range).await {
-        Ok(plan) => answer(plan.frame, limit, clock).await,
-        Err(e) => query_error(&e, &req.query),
-    }
+    let worker = Arc::clone(&app);
+    app.queries
+        .run(async move {
+            match worker.engine.insights(&req.query, range).await {
+                Ok(plan) => answer(plan.frame, limit, clock).await,
+                Err(e) => query_error(&e, &req.query),
+            }
+        })
+        .await
 }
 
 /// Query string of `GET /api/findings`.
@@ -255,6 +284,13 @@ pub async fn findings(State(app): State<Arc<App>>, Query(q): Query<FindingsQuery
         Some(Ok(s)) => s,
         Some(Err(e)) => return error(StatusCode::BAD_REQUEST, e.to_string(), None),
     };
+    let worker = Arc::clone(&app);
+    app.queries
+        .run(async move { findings_of(&worker, range, min, clock).await })
+        .await
+}
+
+async fn findings_of(app: &App, range: TimeRange, min: Severity, clock: Instant) -> Response {
     let detector = Detector::new(
         &app.engine,
         app.detect.config.clone(),
@@ -313,10 +349,15 @@ pub async fn diagnoses(State(app): State<Arc<App>>, Query(q): Query<DiagnoseQuer
         port: q.port,
         range,
     };
-    match diagnose(&app.engine, &filter).await {
-        Ok(d) => Json(json!({ "diagnoses": d })).into_response(),
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), None),
-    }
+    let worker = Arc::clone(&app);
+    app.queries
+        .run(async move {
+            match diagnose(&worker.engine, &filter).await {
+                Ok(d) => Json(json!({ "diagnoses": d })).into_response(),
+                Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), None),
+            }
+        })
+        .await
 }
 
 /// `GET /api/alarms`: the live alarms' states.

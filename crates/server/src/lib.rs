@@ -12,6 +12,7 @@ pub mod error;
 pub mod intake;
 pub mod live;
 pub mod openapi;
+pub mod queries;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -75,11 +76,27 @@ pub struct Options {
     pub flush_interval: Duration,
     /// Commit as soon as this many records are buffered.
     pub flush_records: u64,
+    /// Memory all API queries together may hold in their operators (aggregates, sorts, joins),
+    /// bytes.
+    pub query_memory: usize,
+    /// Time an API query may run before it is stopped.
+    pub query_timeout: Duration,
+    /// API queries run at once; more are answered 429.
+    pub max_queries: usize,
+    /// Connections served at once; more wait to be accepted (lowered to what the open-file
+    /// limit leaves room for).
+    pub max_connections: usize,
+    /// Time a client has to send a request's headers (and, on a kept-alive connection, to
+    /// start its next request) before the connection is closed.
+    pub header_timeout: Duration,
+    /// Time a client has to send a request's body; a slower one is answered 408.
+    pub body_timeout: Duration,
 }
 
 impl Options {
     /// Defaults for a lake: no key, no alarms, 64 MiB bodies, commits every 60 s or 100,000
-    /// records.
+    /// records; API queries 4 at a time, 1 GiB of operator memory, 60 s each; 1024
+    /// connections, 10 s for headers, 60 s for a body.
     pub fn new(lake: impl Into<PathBuf>) -> Self {
         Self {
             lake: lake.into(),
@@ -93,6 +110,12 @@ impl Options {
             max_decoded: delivery::MAX_BODY,
             flush_interval: Duration::from_secs(60),
             flush_records: 100_000,
+            query_memory: 1 << 30,
+            query_timeout: Duration::from_secs(60),
+            max_queries: 4,
+            max_connections: 1024,
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -107,12 +130,17 @@ pub struct App {
     pub alarms: Option<LiveAlarms>,
     /// Detections' settings.
     pub detect: DetectSettings,
+    /// Where API queries run, within their limits.
+    pub queries: queries::Queries,
     access_key: Option<String>,
     allowed_hosts: Vec<String>,
     max_body: usize,
     max_decoded: usize,
     flush_records: u64,
     flush_now: Notify,
+    max_connections: usize,
+    header_timeout: Duration,
+    body_timeout: Duration,
 }
 
 impl App {
@@ -126,7 +154,8 @@ impl App {
             std::fs::create_dir_all(&options.lake).map_err(|e| Error::io(&options.lake, e))?;
             drop(flowscope_lake::Lake::open(&options.lake)?);
         }
-        let (engine, pending) = Engine::open_with_pending(&options.lake).await?;
+        let (engine, pending) =
+            Engine::open_with_pending_limited(&options.lake, options.query_memory).await?;
         let metrics = match &options.alarms {
             Some(file) => Some(Arc::new(std::sync::Mutex::new(Accumulator::new(
                 &file.metric_filters,
@@ -169,6 +198,10 @@ impl App {
             max_decoded: options.max_decoded,
             flush_records: options.flush_records,
             flush_now: Notify::new(),
+            queries: queries::Queries::new(options.max_queries, options.query_timeout)?,
+            max_connections: options.max_connections,
+            header_timeout: options.header_timeout,
+            body_timeout: options.body_timeout,
         }))
     }
 
@@ -258,8 +291,18 @@ async fn read_body(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Vec<u8>, (StatusCode, String)> {
-    let bytes = axum::body::to_bytes(body, app.max_body)
+    let read = tokio::time::timeout(app.body_timeout, axum::body::to_bytes(body, app.max_body));
+    let bytes = read
         .await
+        .map_err(|_| {
+            (
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "the body did not arrive within {:.0} s (--body-timeout)",
+                    app.body_timeout.as_secs_f64()
+                ),
+            )
+        })?
         .map_err(|_| {
             (
                 StatusCode::PAYLOAD_TOO_LARGE,
@@ -460,7 +503,17 @@ async fn guard(
             );
         }
     }
-    next.run(request).await
+    // Bodies the handlers read themselves (the JSON API's) get the same time to arrive; a
+    // query's own time limit comes on top.
+    let limit = app.body_timeout + app.queries.timeout();
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => api::error(
+            StatusCode::REQUEST_TIMEOUT,
+            format!("the request took longer than {:.0} s", limit.as_secs_f64()),
+            None,
+        ),
+    }
 }
 
 /// The routes.
@@ -489,8 +542,13 @@ pub fn router(app: Arc<App>) -> Router {
 /// Serves on `listener` until `shutdown` completes, committing buffered deliveries every
 /// `flush_interval`, when `flush_records` are buffered, and before returning.
 ///
+/// At most the app's `max_connections` connections are served at once (fewer when the
+/// open-file limit leaves room for fewer, so that commits always have files to open); a client
+/// that does not send its headers within `header_timeout` is disconnected, and a failed accept
+/// (no file descriptors left) is retried shortly.
+///
 /// # Errors
-/// When serving fails or the last commit does.
+/// When the last commit fails.
 pub async fn serve(
     app: Arc<App>,
     listener: TcpListener,
@@ -511,12 +569,83 @@ pub async fn serve(
             }
         })
     };
-    let result = axum::serve(listener, router(Arc::clone(&app)))
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let max_connections = connection_limit(app.max_connections);
+    let connections = Arc::new(tokio::sync::Semaphore::new(max_connections));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let service = hyper_util::service::TowerToHyperService::new(router(Arc::clone(&app)));
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            permit = Arc::clone(&connections).acquire_owned() => permit.expect("never closed"),
+            () = &mut shutdown => break,
+        };
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // EMFILE and the like: the connections in hand finish, then there is room.
+                    tracing::warn!(error = %e, "accepting a connection failed; retrying shortly");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let mut builder = hyper::server::conn::http1::Builder::new();
+        builder
+            .timer(hyper_util::rt::TokioTimer::new())
+            .header_read_timeout(app.header_timeout);
+        let connection = graceful
+            .watch(builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service.clone()));
+        tokio::spawn(async move {
+            let _permit = permit;
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "connection ended");
+            }
+        });
+    }
+    drop(listener);
+    tokio::select! {
+        () = graceful.shutdown() => {}
+        () = tokio::time::sleep(Duration::from_secs(10)) => {
+            tracing::warn!("connections still open after 10 s; closing them");
+        }
+    }
     committer.abort();
     app.intake.flush().await?;
-    result.map_err(|e| Error::Invalid(format!("server failed: {e}")))
+    Ok(())
+}
+
+/// File descriptors kept for the lake (commits, the intake log, query reads) beyond connections.
+const RESERVED_FILES: u64 = 128;
+
+/// Raises the open-file limit to its hard maximum and returns how many connections fit in it
+/// beside [`RESERVED_FILES`] (at most `wanted`, at least 4).
+fn connection_limit(wanted: usize) -> usize {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut limit = getrlimit(Resource::Nofile);
+    if limit.current < limit.maximum {
+        limit.current = limit.maximum;
+        if setrlimit(Resource::Nofile, limit).is_err() {
+            limit = getrlimit(Resource::Nofile);
+        }
+    }
+    let room = limit
+        .current
+        .map_or(u64::MAX, |files| files.saturating_sub(RESERVED_FILES))
+        .max(4);
+    let connections = wanted
+        .min(usize::try_from(room).unwrap_or(usize::MAX))
+        .max(1);
+    if connections < wanted {
+        tracing::warn!(
+            connections,
+            wanted,
+            "the open-file limit leaves room for fewer connections than --max-connections"
+        );
+    }
+    connections
 }
 
 /// The address a listener is bound to, as a URL.

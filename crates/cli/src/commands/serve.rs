@@ -66,6 +66,26 @@ pub struct Args {
     /// records (gzip records inflated) together; beyond it the request is answered 413.
     #[arg(long, value_name = "BYTES", default_value_t = flowscope_server::delivery::MAX_BODY)]
     max_decoded: usize,
+    /// Memory all API queries together may hold in aggregates, sorts and joins, in MiB (sorts
+    /// spill to disk; a query needing more is answered 400).
+    #[arg(long, value_name = "MIB", default_value_t = 1024)]
+    query_memory: usize,
+    /// Seconds an API query may run before it is stopped (answered 503).
+    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+    query_timeout: u64,
+    /// API queries (SQL, Insights, findings, diagnoses) run at once; more are answered 429.
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    max_queries: usize,
+    /// Connections served at once; more wait to be accepted.
+    #[arg(long, value_name = "N", default_value_t = 1024)]
+    max_connections: usize,
+    /// Seconds a client has to send a request's headers (or, kept alive, to start its next
+    /// request) before it is disconnected.
+    #[arg(long, value_name = "SECONDS", default_value_t = 10)]
+    header_timeout: u64,
+    /// Seconds a client has to send a request's body (answered 408 past it).
+    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+    body_timeout: u64,
 }
 
 pub fn run(args: Args) -> anyhow::Result<Outcome> {
@@ -91,6 +111,12 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     options.max_decoded = args.max_decoded;
     options.flush_interval = Duration::from_secs(args.flush_interval.max(1));
     options.flush_records = args.flush_records.max(1);
+    options.query_memory = args.query_memory.max(1).saturating_mul(1 << 20);
+    options.query_timeout = Duration::from_secs(args.query_timeout.max(1));
+    options.max_queries = args.max_queries.max(1);
+    options.max_connections = args.max_connections.max(1);
+    options.header_timeout = Duration::from_secs(args.header_timeout.max(1));
+    options.body_timeout = Duration::from_secs(args.body_timeout.max(1));
     runtime()?.block_on(async {
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
