@@ -9,6 +9,8 @@ use clap::{Parser, Subcommand};
 
 mod commands;
 
+use commands::Outcome;
+
 /// VPC Flow Logs, emulated and analysed.
 #[derive(Parser)]
 #[command(name = "flowscope", version, about, long_about = None)]
@@ -36,19 +38,6 @@ enum Command {
     FlowLogs(commands::flow_logs::Args),
     Generate(commands::generate::Args),
     Fields(commands::fields::Args),
-}
-
-/// How a command ended, when it did not simply succeed or fail.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    /// Everything worked.
-    Success,
-    /// Part of the work failed; what could be done was done (exit 1).
-    Partial,
-    /// `--strict` met bad input (exit 2).
-    StrictViolation,
-    /// `--fail-on` met a finding (exit 3).
-    Findings,
 }
 
 fn main() -> ExitCode {

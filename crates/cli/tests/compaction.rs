@@ -1,6 +1,8 @@
 //! `flowscope lake compact` as readers see it: `flowscope sql` and DuckDB (over the documented
 //! glob) count the same rows during a compaction, and after one killed at each step.
 
+mod common;
+
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command as StdCommand, Stdio};
@@ -8,12 +10,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use assert_cmd::Command;
 use assert_cmd::cargo::cargo_bin;
 
-fn flowscope() -> Command {
-    Command::cargo_bin("flowscope").unwrap()
-}
+use common::flowscope;
 
 /// A lake of 4 ingests of every fourth 5-minute file (4 hours): several files per partition.
 fn lake_of_small_files(work: &Path) -> (PathBuf, u64) {

@@ -9,9 +9,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-fn flowscope() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_flowscope"))
-}
+use common::flowscope_process as flowscope;
 
 /// The report's traffic line (records, interfaces, bytes).
 fn traffic_line(report: &str) -> String {

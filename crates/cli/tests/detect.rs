@@ -2,17 +2,16 @@
 //! injected incident in `truth.json` is found with the right addresses, clean traffic raises
 //! nothing above low severity, and alarms notify a real HTTP endpoint.
 
+mod common;
+
 use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use assert_cmd::Command;
 use serde_json::Value;
 
-fn flowscope() -> Command {
-    Command::cargo_bin("flowscope").unwrap()
-}
+use common::flowscope;
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")

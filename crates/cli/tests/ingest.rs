@@ -1,19 +1,18 @@
 //! `flowscope ingest` killed at random moments, then rerun: the lake ends up exact.
 
+mod common;
+
 use std::fs;
 use std::path::Path;
 use std::process::{Command as StdCommand, Stdio};
 use std::time::Instant;
 
-use assert_cmd::Command;
 use flowscope_record::{LogFormat, write_lines};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use predicates::prelude::*;
 use pretty_assertions::assert_eq;
 
-fn flowscope() -> Command {
-    Command::cargo_bin("flowscope").unwrap()
-}
+use common::flowscope;
 
 /// Every record of the lake as a sorted default-format line.
 fn lake_lines(lake: &Path) -> Vec<String> {
@@ -136,9 +135,8 @@ fn killed_at_random_moments_then_rerun_gives_exactly_the_records() {
     assert_eq!(lake_lines(&lake).len(), 150_000);
 }
 
-#[cfg(unix)]
-#[test]
-fn odd_entries_in_an_input_folder_are_counted_failures_and_the_rest_goes_on() {
+/// A temporary folder with `src/good.log` (AWS's default-format example) in it.
+fn folder_with_a_good_file() -> (tempfile::TempDir, std::path::PathBuf) {
     let work = tempfile::tempdir().unwrap();
     let src = work.path().join("src");
     fs::create_dir(&src).unwrap();
@@ -147,6 +145,30 @@ fn odd_entries_in_an_input_folder_are_counted_failures_and_the_rest_goes_on() {
         src.join("good.log"),
     )
     .unwrap();
+    (work, src)
+}
+
+/// `flowscope ingest SRC --lake LAKE` or `flowscope convert SRC --to jsonl`, expected to exit 1
+/// (some input failed); its output.
+fn ingest_or_convert(command: &str, src: &Path, lake: &Path) -> std::process::Output {
+    let mut cmd = flowscope();
+    cmd.arg(command).arg(src);
+    if command == "ingest" {
+        cmd.arg("--lake").arg(lake);
+    } else {
+        cmd.args(["--to", "jsonl"]);
+    }
+    cmd.timeout(std::time::Duration::from_secs(60))
+        .assert()
+        .code(1)
+        .get_output()
+        .clone()
+}
+
+#[cfg(unix)]
+#[test]
+fn odd_entries_in_an_input_folder_are_counted_failures_and_the_rest_goes_on() {
+    let (work, src) = folder_with_a_good_file();
     std::os::unix::fs::symlink(src.join("gone.log"), src.join("dangling.log")).unwrap();
     std::os::unix::fs::symlink(&src, src.join("loop")).unwrap();
     assert!(
@@ -156,20 +178,8 @@ fn odd_entries_in_an_input_folder_are_counted_failures_and_the_rest_goes_on() {
             .unwrap()
             .success()
     );
-    for command in [&["ingest"][..], &["convert"][..]] {
-        let mut cmd = flowscope();
-        cmd.args(command).arg(&src);
-        if command[0] == "ingest" {
-            cmd.arg("--lake").arg(work.path().join("lake"));
-        } else {
-            cmd.args(["--to", "jsonl"]);
-        }
-        let out = cmd
-            .timeout(std::time::Duration::from_secs(60))
-            .assert()
-            .code(1)
-            .get_output()
-            .clone();
+    for command in ["ingest", "convert"] {
+        let out = ingest_or_convert(command, &src, &work.path().join("lake"));
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains("dangling.log"), "{command:?}: {err}");
         assert!(
@@ -189,14 +199,7 @@ fn odd_entries_in_an_input_folder_are_counted_failures_and_the_rest_goes_on() {
 
 #[test]
 fn a_header_with_an_unknown_field_is_a_located_failure_not_swapped_columns() {
-    let work = tempfile::tempdir().unwrap();
-    let src = work.path().join("src");
-    fs::create_dir(&src).unwrap();
-    fs::copy(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/aws/default.log"),
-        src.join("good.log"),
-    )
-    .unwrap();
+    let (work, src) = folder_with_a_good_file();
     // A typo (`srcadr`) in a header whose columns differ from the default order.
     fs::write(
         src.join("typo.log"),
@@ -216,14 +219,7 @@ fn a_header_with_an_unknown_field_is_a_located_failure_not_swapped_columns() {
     let twice = "twice.log: line 1: a header line that is not valid: header line: field \
                  `dstaddr` appears twice";
     for command in ["ingest", "convert"] {
-        let mut cmd = flowscope();
-        cmd.arg(command).arg(&src);
-        if command == "ingest" {
-            cmd.arg("--lake").arg(work.path().join("lake"));
-        } else {
-            cmd.args(["--to", "jsonl"]);
-        }
-        let out = cmd.assert().code(1).get_output().clone();
+        let out = ingest_or_convert(command, &src, &work.path().join("lake"));
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(typo), "{command}: {err}");
         assert!(err.contains(twice), "{command}: {err}");

@@ -1,15 +1,14 @@
 //! The query commands end to end: `generate` -> `ingest` -> `sql` / `insights` / `top` / `shell`,
 //! checked against the generator's own totals and against each other.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
-use assert_cmd::Command;
 use predicates::prelude::*;
 use pretty_assertions::assert_eq;
 
-fn flowscope() -> Command {
-    Command::cargo_bin("flowscope").unwrap()
-}
+use common::flowscope;
 
 /// Generates 30,000 records in 6 files, ingests them, and returns (tempdir, lake, totals JSON).
 fn lake() -> (tempfile::TempDir, PathBuf, serde_json::Value) {

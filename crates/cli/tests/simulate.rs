@@ -6,12 +6,9 @@ use std::fs::{self, File};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use assert_cmd::Command;
 use predicates::prelude::*;
 
-fn flowscope() -> Command {
-    Command::cargo_bin("flowscope").unwrap()
-}
+use common::flowscope;
 
 fn files(dir: &Path, suffix: &str) -> Vec<PathBuf> {
     let mut out = Vec::new();

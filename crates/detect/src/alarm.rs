@@ -218,7 +218,7 @@ impl AlarmsFile {
             toml::from_str(text).map_err(|e| crate::config::toml_error(&e, text, file))?;
         let at = |needle: &str, message: String| {
             let offset = text.find(needle).unwrap_or(0);
-            let (line, column) = crate::config::line_col(text, offset);
+            let (line, column) = flowscope_record::position::line_col(text, offset);
             Error::Config {
                 file: file.into(),
                 line,

@@ -280,7 +280,7 @@ pub(crate) fn at_key(
     message: String,
 ) -> Error {
     let offset = key_offset(text, table, index, key);
-    let (line, column) = line_col(text, offset);
+    let (line, column) = flowscope_record::position::line_col(text, offset);
     Error::Config {
         file: file.into(),
         line,
@@ -323,7 +323,10 @@ fn key_offset(text: &str, table: &str, index: usize, key: &str) -> usize {
 
 /// A TOML error as [`Error::Config`] with its position.
 pub fn toml_error(e: &toml::de::Error, text: &str, file: &str) -> Error {
-    let (line, column) = e.span().map(|s| line_col(text, s.start)).unwrap_or((1, 1));
+    let (line, column) = e
+        .span()
+        .map(|s| flowscope_record::position::line_col(text, s.start))
+        .unwrap_or((1, 1));
     Error::Config {
         file: file.into(),
         line,
@@ -334,21 +337,13 @@ pub fn toml_error(e: &toml::de::Error, text: &str, file: &str) -> Error {
 
 fn config_error(text: &str, file: &str, needle: &str, message: String) -> Error {
     let offset = text.find(&format!("\"{needle}\"")).unwrap_or(0);
-    let (line, column) = line_col(text, offset);
+    let (line, column) = flowscope_record::position::line_col(text, offset);
     Error::Config {
         file: file.into(),
         line,
         column,
         message,
     }
-}
-
-/// 1-based line and column of a byte offset.
-pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let before = &text[..offset.min(text.len())];
-    let line = before.matches('\n').count() + 1;
-    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-    (line, column)
 }
 
 #[cfg(test)]

@@ -1137,13 +1137,7 @@ fn join_ports(ports: &[u16]) -> String {
 }
 
 fn proto(n: i64) -> String {
-    match n {
-        6 => "tcp".into(),
-        17 => "udp".into(),
-        1 => "icmp".into(),
-        58 => "icmpv6".into(),
-        other => other.to_string(),
-    }
+    flowscope_record::protocol::rule_name(n).map_or_else(|| n.to_string(), str::to_ascii_lowercase)
 }
 
 /// The usual service on a port, for summaries.

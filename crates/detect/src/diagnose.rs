@@ -313,13 +313,8 @@ fn is_private(addr: &str) -> bool {
 }
 
 fn proto_name(p: u8) -> String {
-    match p {
-        6 => "TCP".into(),
-        17 => "UDP".into(),
-        1 => "ICMP".into(),
-        58 => "ICMPv6".into(),
-        other => format!("protocol {other}"),
-    }
+    flowscope_record::protocol::rule_name(i64::from(p))
+        .map_or_else(|| format!("protocol {p}"), String::from)
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -23,11 +23,7 @@ impl Position {
 
     /// The 1-based line and column (in characters) of this position in `text`.
     pub fn line_col(&self, text: &str) -> (usize, usize) {
-        let before = &text[..self.offset.min(text.len())];
-        let line = before.matches('\n').count() + 1;
-        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-        let col = before[line_start..].chars().count() + 1;
-        (line, col)
+        flowscope_record::position::line_col(text, self.offset)
     }
 
     /// Converts a 1-based line and column (characters) into a byte offset in `text`.

@@ -293,26 +293,7 @@ impl ScalarUDFImpl for IntName {
 
 /// The IANA keyword of protocol number `n`, for the protocols seen in VPCs.
 pub fn protocol_name(n: i32) -> Option<&'static str> {
-    Some(match n {
-        0 => "HOPOPT",
-        1 => "ICMP",
-        2 => "IGMP",
-        4 => "IPv4",
-        6 => "TCP",
-        17 => "UDP",
-        41 => "IPv6",
-        47 => "GRE",
-        50 => "ESP",
-        51 => "AH",
-        58 => "IPv6-ICMP",
-        89 => "OSPF",
-        112 => "VRRP",
-        115 => "L2TP",
-        132 => "SCTP",
-        136 => "UDPLite",
-        137 => "MPLS-in-IP",
-        _ => return None,
-    })
+    flowscope_record::protocol::keyword(n)
 }
 
 /// The flags in a `tcp-flags` value, comma separated: FIN 1, SYN 2, RST 4, PSH 8, ACK 16, URG 32;

@@ -17,6 +17,8 @@ mod error;
 mod field;
 mod format;
 pub mod net;
+pub mod position;
+pub mod protocol;
 mod schema;
 pub mod synth;
 

@@ -8,8 +8,8 @@ use flowscope_detect::metrics;
 use flowscope_detect::notify::Notifier;
 use flowscope_query::Engine;
 
+use super::Outcome;
 use super::output::{TimeArgs, note, runtime};
-use crate::Outcome;
 
 /// Runs the metric filters of an alarms file over the lake, evaluates each alarm period by
 /// period as CloudWatch would (threshold, M of N, missing data), prints every state change and

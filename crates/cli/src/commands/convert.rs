@@ -8,7 +8,7 @@ use flowscope_lake::sink::{self, Destination, OutputKind, SinkOptions};
 use flowscope_lake::{TextOptions, TextReader};
 use flowscope_record::{LogFormat, Rejection};
 
-use crate::Outcome;
+use super::Outcome;
 
 /// Rejected lines shown per input before the rest are only counted.
 const SHOWN_PER_INPUT: u64 = 100;

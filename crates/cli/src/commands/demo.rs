@@ -16,10 +16,10 @@ use flowscope_detect::{Cause, DetectConfig, Detector, DiagnoseFilter, Diagnosis,
 use flowscope_query::{Engine, TimeRange};
 use serde_json::Value;
 
+use super::Outcome;
 use super::detect::load_intel;
 use super::output::{runtime, terminal_width};
 use super::{ingest, serve, simulate};
-use crate::Outcome;
 
 /// The file that marks a folder as the demo's own, so a second run may replace it.
 const MARKER: &str = ".flowscope-demo";

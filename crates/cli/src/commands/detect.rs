@@ -8,8 +8,8 @@ use comfy_table::{ContentArrangement, Table, presets};
 use flowscope_detect::{DetectConfig, Detector, Finding, ThreatIntel};
 use flowscope_query::Engine;
 
+use super::Outcome;
 use super::output::{TimeArgs, note, runtime, terminal_width};
-use crate::Outcome;
 
 /// Finds port scans, sweeps, SSH/RDP brute force, exfiltration, beaconing, traffic with
 /// known-bad addresses, rejected-traffic spikes and sensitive ports open to the internet.

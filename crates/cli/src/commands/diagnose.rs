@@ -7,8 +7,8 @@ use comfy_table::{ContentArrangement, Table, presets};
 use flowscope_detect::{DiagnoseFilter, diagnose};
 use flowscope_query::Engine;
 
+use super::Outcome;
 use super::output::{TimeArgs, runtime, terminal_width};
-use crate::Outcome;
 
 /// Explains rejected traffic: for each interface, initiator, responder and port with
 /// rejections, whether the requests were refused on the way in or out (security group or

@@ -4,7 +4,7 @@ use std::io::Write;
 
 use flowscope_record::{FIELDS, FieldKind};
 
-use crate::Outcome;
+use super::Outcome;
 
 /// List every flow log field: text name, Parquet column, version, type, meaning.
 #[derive(clap::Args)]

@@ -6,7 +6,7 @@ use anyhow::Context;
 use flowscope_vpc::Topology;
 use flowscope_vpc::topology::{LogDestination, ResourceType, TrafficType};
 
-use crate::Outcome;
+use super::Outcome;
 
 /// Topology files: the VPCs, security groups, network ACLs and flow logs the emulator models.
 #[derive(clap::Args)]

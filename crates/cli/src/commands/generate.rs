@@ -6,7 +6,7 @@ use std::time::Instant;
 use flowscope_lake::synthetic::{GenerateOptions, generate};
 use flowscope_record::LogFormat;
 
-use crate::Outcome;
+use super::Outcome;
 
 /// Write synthetic flow logs as AWS delivers them to S3 (AWSLogs/… keys, AWS file names, header
 /// lines, gzip, one file per 5-minute window), for trials and benchmarks. The same seed gives the

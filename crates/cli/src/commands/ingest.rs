@@ -11,7 +11,7 @@ use flowscope_lake::{Error, Lake, TextOptions, input};
 use flowscope_record::{LogFormat, Rejection};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::Outcome;
+use super::Outcome;
 
 /// Rejected lines printed before the rest are only counted.
 const SHOWN_REJECTIONS: u64 = 100;

@@ -6,8 +6,8 @@ use std::time::Instant;
 use flowscope_query::Engine;
 use flowscope_query::insights::DEFAULT_LIMIT;
 
+use super::Outcome;
 use super::output::{OutputArgs, TimeArgs, note, note_timing, query_error, runtime};
-use crate::Outcome;
 
 /// Run a CloudWatch Logs Insights query over a lake, e.g.
 /// `filter action="REJECT" | stats count(*) as n by srcAddr | sort n desc | limit 20`.

@@ -7,7 +7,7 @@ use flowscope_lake::info::info;
 use flowscope_lake::layout::civil_from_days;
 use flowscope_lake::maintenance::{compact, parse_duration, prune};
 
-use crate::Outcome;
+use super::Outcome;
 
 /// Inspect and maintain a Parquet lake.
 #[derive(clap::Args)]

@@ -17,3 +17,16 @@ pub mod shell;
 pub mod simulate;
 pub mod sql;
 pub mod top;
+
+/// How a command ended, when it did not simply succeed or fail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Everything worked.
+    Success,
+    /// Part of the work failed; what could be done was done (exit 1).
+    Partial,
+    /// `--strict` met bad input (exit 2).
+    StrictViolation,
+    /// `--fail-on` met a finding (exit 3).
+    Findings,
+}

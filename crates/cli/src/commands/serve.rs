@@ -10,9 +10,9 @@ use flowscope_detect::alarm::AlarmsFile;
 use flowscope_record::LogFormat;
 use flowscope_server::{App, DetectSettings, Options, serve, url_of};
 
+use super::Outcome;
 use super::detect::load_intel;
 use super::output::runtime;
-use crate::Outcome;
 
 /// Serve the dashboard, the JSON API (/api/…), the Firehose HTTP endpoint (/firehose) and
 /// CloudWatch Logs subscription intake (/cloudwatch) over a lake.

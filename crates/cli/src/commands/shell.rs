@@ -15,8 +15,8 @@ use rustyline::history::DefaultHistory;
 use rustyline::validate::{ValidationContext, ValidationResult, Validator};
 use rustyline::{Editor, Helper};
 
+use super::Outcome;
 use super::output::{now, query_error, runtime, terminal_width};
-use crate::Outcome;
 
 /// An interactive shell over a lake: type SQL (SELECT, WITH, EXPLAIN, SHOW, DESCRIBE ...) or a
 /// Logs Insights query; end it with `;` or an empty line. `\h` lists the shell's commands.

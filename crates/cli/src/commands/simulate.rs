@@ -24,7 +24,7 @@ use flowscope_vpc::{
 };
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::Outcome;
+use super::Outcome;
 
 /// 2026-11-02T08:00:00Z: the default start of scenarios, so runs repeat byte for byte.
 const DEFAULT_START: i64 = 1_793_606_400;

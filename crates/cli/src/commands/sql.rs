@@ -7,8 +7,8 @@ use std::time::Instant;
 use anyhow::Context;
 use flowscope_query::Engine;
 
+use super::Outcome;
 use super::output::{OutputArgs, note_timing, query_error, runtime};
-use crate::Outcome;
 
 /// Run SQL over a lake: the table is `flows` (AWS's Parquet column names plus the `date` and
 /// `hour` partition columns). Filters on `start` skip whole hour partitions.

@@ -7,8 +7,8 @@ use flowscope_lake::maintenance::parse_duration;
 use flowscope_query::Engine;
 use flowscope_query::top::{Metric, Rule, TopSpec, plan, resolve_keys};
 
+use super::Outcome;
 use super::output::{OutputArgs, TimeArgs, note, query_error, runtime};
-use crate::Outcome;
 
 /// Top-N contributors: the key combinations with the most bytes, packets or records, over a
 /// time range and optionally per time bucket (like CloudWatch Contributor Insights). Shows each

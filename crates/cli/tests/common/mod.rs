@@ -6,6 +6,16 @@ use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command as StdCommand, Stdio};
 use std::time::{Duration, Instant};
 
+/// The `flowscope` binary built for these tests, as an `assert_cmd` command.
+pub fn flowscope() -> assert_cmd::Command {
+    assert_cmd::Command::cargo_bin("flowscope").unwrap()
+}
+
+/// The `flowscope` binary built for these tests, as a plain process command.
+pub fn flowscope_process() -> StdCommand {
+    StdCommand::new(env!("CARGO_BIN_EXE_flowscope"))
+}
+
 /// A moto S3 server on 127.0.0.1, stopped when dropped.
 pub struct Moto {
     child: Child,

@@ -434,11 +434,7 @@ impl Checker<'_> {
         self.mistakes
             .into_iter()
             .map(|(offset, message)| {
-                let offset = offset.min(text.len());
-                let before = &text[..offset];
-                let line = before.matches('\n').count() + 1;
-                let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-                let column = text[line_start..offset].chars().count() + 1;
+                let (line, column) = flowscope_record::position::line_col(text, offset);
                 Mistake {
                     line,
                     column,
@@ -533,14 +529,7 @@ impl Checker<'_> {
     fn protocol(&mut self, value: &Spanned<ProtocolConfig>) -> Option<Protocol> {
         let number = match value.get_ref() {
             ProtocolConfig::Number(n) => Some(*n),
-            ProtocolConfig::Text(t) => match t.to_ascii_lowercase().as_str() {
-                "all" | "-1" => Some(-1),
-                "tcp" => Some(6),
-                "udp" => Some(17),
-                "icmp" => Some(1),
-                "icmpv6" => Some(58),
-                other => other.parse().ok(),
-            },
+            ProtocolConfig::Text(t) => flowscope_record::protocol::rule_number(t),
         };
         match number {
             Some(-1) => Some(Protocol::All),
