@@ -201,14 +201,15 @@ fn odd_entries_in_an_input_folder_are_counted_failures_and_the_rest_goes_on() {
 fn a_header_with_an_unknown_field_is_a_located_failure_not_swapped_columns() {
     let (work, src) = folder_with_a_good_file();
     // A typo (`srcadr`) in a header whose columns differ from the default order.
-    fs::write(
-        src.join("typo.log"),
-        "version account-id interface-id dstaddr srcadr srcport dstport protocol packets bytes \
-         start end action log-status\n\
-         2 123456789010 eni-1235b8ca123456789 10.0.0.2 10.0.0.1 443 49152 6 10 840 1620000000 \
-         1620000060 ACCEPT OK\n",
-    )
-    .unwrap();
+    let file = |srcaddr: &str| {
+        format!(
+            "version account-id interface-id dstaddr {srcaddr} srcport dstport protocol packets \
+             bytes start end action log-status\n\
+             2 123456789010 eni-1235b8ca123456789 10.0.0.2 10.0.0.1 443 49152 6 10 840 \
+             1620000000 1620000060 ACCEPT OK\n"
+        )
+    };
+    fs::write(src.join("typo.log"), file("srcadr")).unwrap();
     fs::write(
         src.join("twice.log"),
         "dstaddr srcaddr dstaddr\n10.0.0.2 10.0.0.1 10.0.0.3\n",
@@ -235,14 +236,7 @@ fn a_header_with_an_unknown_field_is_a_located_failure_not_swapped_columns() {
         }
     }
     // Fixed, the file is taken on the next run (a failed file is not remembered as ingested).
-    fs::write(
-        src.join("typo.log"),
-        "version account-id interface-id dstaddr srcaddr srcport dstport protocol packets bytes \
-         start end action log-status\n\
-         2 123456789010 eni-1235b8ca123456789 10.0.0.2 10.0.0.1 443 49152 6 10 840 1620000000 \
-         1620000060 ACCEPT OK\n",
-    )
-    .unwrap();
+    fs::write(src.join("typo.log"), file("srcaddr")).unwrap();
     fs::remove_file(src.join("twice.log")).unwrap();
     flowscope()
         .args(["ingest", "--lake"])

@@ -723,30 +723,33 @@ fn to_lake(
 /// object, downloaded in full this time), the lines that version gave; `None` when no version is
 /// such a beginning of it.
 fn continuation(payload: &Payload, others: &[(u64, String)]) -> Result<Option<u64>> {
-    let mut shorter: Vec<&(u64, String)> = others.iter().collect();
+    let (name, total) = match payload {
+        Payload::Bytes(bytes) => (String::new(), bytes.len() as u64),
+        Payload::File(path) => {
+            let name = path.display().to_string();
+            let total = std::fs::metadata(path)
+                .map_err(|e| Error::io(&name, e))?
+                .len();
+            (name, total)
+        }
+    };
+    // The first `size` bytes, streamed: a large file's prefix is never held in memory.
+    let prefix = |size: u64| -> Result<Box<dyn Read + '_>> {
+        Ok(match payload {
+            Payload::Bytes(bytes) => Box::new(&bytes[..size as usize]),
+            Payload::File(path) => Box::new(
+                File::open(path)
+                    .map_err(|e| Error::io(&name, e))?
+                    .take(size),
+            ),
+        })
+    };
+    let mut shorter: Vec<&(u64, String)> = others.iter().filter(|(s, _)| *s < total).collect();
     shorter.sort_by_key(|v| std::cmp::Reverse(v.0));
     for (size, checksum) in shorter {
-        let prefix = match payload {
-            Payload::Bytes(bytes) if (*size as usize) < bytes.len() => {
-                bytes.slice(..*size as usize)
-            }
-            Payload::File(path) => {
-                let name = path.display().to_string();
-                let mut file = File::open(path).map_err(|e| Error::io(&name, e))?;
-                let mut prefix = Vec::new();
-                (&mut file)
-                    .take(*size)
-                    .read_to_end(&mut prefix)
-                    .map_err(|e| Error::io(&name, e))?;
-                if prefix.len() as u64 != *size || file.metadata().is_ok_and(|m| m.len() <= *size) {
-                    continue;
-                }
-                Bytes::from(prefix)
-            }
-            Payload::Bytes(_) => continue,
-        };
-        if xxh3_checksum(xxhash_rust::xxh3::xxh3_64(&prefix)) == *checksum {
-            return Ok(Some(crate::text::complete_lines(&prefix)));
+        let (read, digest) = fingerprint_of(&name, prefix(*size)?)?;
+        if read == *size && digest == *checksum {
+            return Ok(Some(crate::text::complete_lines(prefix(*size)?)));
         }
     }
     Ok(None)
@@ -775,12 +778,17 @@ fn xxh3_checksum(digest: u64) -> String {
 /// Size and xxh3 of a file's bytes.
 fn fingerprint(path: &std::path::Path) -> Result<(u64, String)> {
     let name = path.display().to_string();
-    let mut file = File::open(path).map_err(|e| Error::io(&name, e))?;
+    let file = File::open(path).map_err(|e| Error::io(&name, e))?;
+    fingerprint_of(&name, file)
+}
+
+/// Size and xxh3 of the bytes of `reader` (`name` in errors), read in 1 MiB pieces.
+fn fingerprint_of(name: &str, mut reader: impl Read) -> Result<(u64, String)> {
     let mut hasher = xxhash_rust::xxh3::Xxh3::new();
     let mut buffer = vec![0u8; 1 << 20];
     let mut size = 0u64;
     loop {
-        let n = file.read(&mut buffer).map_err(|e| Error::io(&name, e))?;
+        let n = reader.read(&mut buffer).map_err(|e| Error::io(name, e))?;
         if n == 0 {
             break;
         }

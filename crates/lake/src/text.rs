@@ -430,11 +430,15 @@ impl TextReader {
 
 /// The lines ended by a newline in `data` (inflated first when it is gzip), up to where it
 /// breaks off: how many lines a reader of exactly these bytes read in full.
-pub(crate) fn complete_lines(data: &[u8]) -> u64 {
-    let mut reader: Box<dyn Read> = if data.starts_with(&GZIP_MAGIC) {
-        Box::new(MultiGzDecoder::new(data))
+pub(crate) fn complete_lines(data: impl Read) -> u64 {
+    let mut buffered = BufReader::with_capacity(BUFFER, data);
+    let is_gzip = buffered
+        .fill_buf()
+        .is_ok_and(|start| start.starts_with(&GZIP_MAGIC));
+    let mut reader: Box<dyn Read + '_> = if is_gzip {
+        Box::new(MultiGzDecoder::new(buffered))
     } else {
-        Box::new(data)
+        Box::new(buffered)
     };
     let mut buffer = vec![0u8; 1 << 16];
     let mut lines = 0;
