@@ -120,38 +120,7 @@ fn lines(emulator: &mut Emulator) -> Vec<Vec<String>> {
     out
 }
 
-const VPC_172: &str = r#"
-account_id = "123456789010"
-region = "us-east-1"
-
-[[vpc]]
-id = "vpc-abcdefab012345678"
-cidr_blocks = ["172.31.0.0/16"]
-
-[[internet_gateway]]
-id = "igw-1"
-vpc = "vpc-abcdefab012345678"
-
-[[route_table]]
-id = "rtb-1"
-vpc = "vpc-abcdefab012345678"
-main = true
-routes = [{ destination = "0.0.0.0/0", target = "igw-1" }]
-
-[[subnet]]
-id = "subnet-aaaaaaaa012345678"
-vpc = "vpc-abcdefab012345678"
-cidr_block = "172.31.16.0/20"
-az_id = "use1-az1"
-network_acl = "acl-1"
-
-[[network_interface]]
-id = "eni-1235b8ca123456789"
-subnet = "subnet-aaaaaaaa012345678"
-private_ip_addresses = ["172.31.16.139"]
-instance_id = "i-01234567890123456"
-security_groups = ["sg-1"]
-"#;
+const VPC_172: &str = include_str!("../../../testdata/topology/vpc-172.toml");
 
 fn topology(rest: &str) -> String {
     format!(
@@ -654,71 +623,7 @@ security_groups = ["sg-v6"]
     assert_eq!(emulator.stats().packets, expected_packets + 1);
 }
 
-const NAT_TOPOLOGY: &str = r#"
-account_id = "123456789010"
-region = "us-east-1"
-
-[[vpc]]
-id = "vpc-1"
-cidr_blocks = ["10.0.0.0/16"]
-
-[[internet_gateway]]
-id = "igw-1"
-vpc = "vpc-1"
-
-[[nat_gateway]]
-id = "nat-1"
-network_interface = "eni-1235b8ca123456789"
-public_ip = "3.3.3.3"
-
-[[route_table]]
-id = "rtb-public"
-vpc = "vpc-1"
-routes = [{ destination = "0.0.0.0/0", target = "igw-1" }]
-
-[[route_table]]
-id = "rtb-private"
-vpc = "vpc-1"
-main = true
-routes = [{ destination = "0.0.0.0/0", target = "nat-1" }]
-
-[[subnet]]
-id = "subnet-public"
-vpc = "vpc-1"
-cidr_block = "10.0.0.0/24"
-az_id = "use1-az1"
-route_table = "rtb-public"
-
-[[subnet]]
-id = "subnet-private"
-vpc = "vpc-1"
-cidr_block = "10.0.1.0/24"
-az_id = "use1-az1"
-
-[[security_group]]
-id = "sg-1"
-vpc = "vpc-1"
-
-[[network_interface]]
-id = "eni-1235b8ca123456789"
-subnet = "subnet-public"
-private_ip_addresses = ["10.0.0.220"]
-interface_type = "nat_gateway"
-
-[[network_interface]]
-id = "eni-1111aaaa2222bbbb3"
-subnet = "subnet-private"
-private_ip_addresses = ["10.0.1.5"]
-instance_id = "i-01234567890123456"
-security_groups = ["sg-1"]
-
-[[flow_log]]
-id = "fl-1"
-resource_type = "VPC"
-resource_ids = ["vpc-1"]
-traffic_type = "ALL"
-log_format = "${instance-id} ${interface-id} ${srcaddr} ${dstaddr} ${pkt-srcaddr} ${pkt-dstaddr}"
-"#;
+const NAT_TOPOLOGY: &str = include_str!("../../../testdata/topology/nat-gateway.toml");
 
 /// SPEC §5's NAT gateway example: the four records of the NAT gateway's interface and the two
 /// of the instance's, with pkt-srcaddr/pkt-dstaddr showing the addresses behind the NAT.

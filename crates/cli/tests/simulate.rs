@@ -6,6 +6,7 @@ use std::fs::{self, File};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
+use flowscope_lake::deliver::FirehoseBody;
 use predicates::prelude::*;
 
 use common::flowscope;
@@ -208,61 +209,7 @@ fn scenario_straight_into_a_lake_is_idempotent() {
     );
 }
 
-const TOPOLOGY: &str = r#"
-account_id = "123456789010"
-region = "eu-west-1"
-
-[[vpc]]
-id = "vpc-1"
-cidr_blocks = ["10.0.0.0/16"]
-
-[[internet_gateway]]
-id = "igw-1"
-vpc = "vpc-1"
-
-[[route_table]]
-id = "rtb-1"
-vpc = "vpc-1"
-main = true
-routes = [{ destination = "0.0.0.0/0", target = "igw-1" }]
-
-[[subnet]]
-id = "subnet-1"
-vpc = "vpc-1"
-cidr_block = "10.0.1.0/24"
-az_id = "euw1-az1"
-
-[[security_group]]
-id = "sg-web"
-vpc = "vpc-1"
-inbound = [{ protocol = "tcp", port_range = 443, cidr_block = "0.0.0.0/0" }]
-
-[[network_interface]]
-id = "eni-web"
-subnet = "subnet-1"
-private_ip_addresses = ["10.0.1.10"]
-public_ip = "54.1.2.3"
-instance_id = "i-web"
-security_groups = ["sg-web"]
-
-[[flow_log]]
-id = "fl-cwl"
-resource_type = "NetworkInterface"
-resource_ids = ["eni-web"]
-traffic_type = "ALL"
-max_aggregation_interval = 60
-log_destination_type = "cloud-watch-logs"
-log_group_name = "/vpc/flow-logs"
-
-[[flow_log]]
-id = "fl-parquet"
-resource_type = "VPC"
-resource_ids = ["vpc-1"]
-traffic_type = "REJECT"
-log_destination_type = "s3"
-log_destination = "parquet-bucket"
-destination_options = { file_format = "parquet", hive_compatible_partitions = true, per_hour_partition = true }
-"#;
+const TOPOLOGY: &str = include_str!("../../../testdata/topology/web-eni.toml");
 
 #[test]
 fn pcap_replay_delivers_cloudwatch_streams_and_hive_parquet() {
@@ -478,19 +425,11 @@ fn pcap_replay_to_a_firehose_http_endpoint() {
     let got = received.lock().unwrap();
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].0, "k-123");
-    let v: serde_json::Value = serde_json::from_slice(&got[0].1).unwrap();
-    let lines: Vec<String> = v["records"]
-        .as_array()
-        .unwrap()
+    let body: FirehoseBody = serde_json::from_slice(&got[0].1).unwrap();
+    let lines: Vec<String> = body
+        .records
         .iter()
-        .map(|r| {
-            String::from_utf8(
-                base64::engine::general_purpose::STANDARD
-                    .decode(r["data"].as_str().unwrap())
-                    .unwrap(),
-            )
-            .unwrap()
-        })
+        .map(|r| String::from_utf8(r.decode().unwrap()).unwrap())
         .collect();
     assert_eq!(
         lines[2],

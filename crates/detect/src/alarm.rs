@@ -24,6 +24,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use crate::config::{At, config_at};
 use crate::error::{Error, Result};
 use crate::filter::Pattern;
 use crate::finding::rfc3339;
@@ -216,27 +217,19 @@ impl AlarmsFile {
     pub fn parse(text: &str, file: &str) -> Result<Self> {
         let f: Self =
             toml::from_str(text).map_err(|e| crate::config::toml_error(&e, text, file))?;
-        let at = |needle: &str, message: String| {
-            let offset = text.find(needle).unwrap_or(0);
-            let (line, column) = flowscope_record::position::line_col(text, offset);
-            Error::Config {
-                file: file.into(),
-                line,
-                column,
-                message,
-            }
-        };
-        for m in &f.metric_filters {
+        let at = |path: &[At<'_>], message: String| config_at(text, file, path, message);
+        for (i, m) in f.metric_filters.iter().enumerate() {
+            let filter = |key| [At::Key("metric_filters"), At::Index(i), At::Value(key)];
             let pattern = Pattern::parse(&m.filter_pattern).map_err(|e| {
                 at(
-                    &m.filter_pattern,
+                    &filter("filter_pattern"),
                     format!("filter `{}`: {e}", m.filter_name),
                 )
             })?;
             if let Some(field) = m.metric_value.strip_prefix('$') {
                 if !pattern.names().contains(&field) {
                     return Err(at(
-                        &m.metric_value,
+                        &filter("metric_value"),
                         format!(
                             "filter `{}`: metric_value `{}` names no field of the pattern",
                             m.filter_name, m.metric_value
@@ -245,7 +238,7 @@ impl AlarmsFile {
                 }
             } else if m.metric_value.parse::<f64>().is_err() {
                 return Err(at(
-                    &m.metric_value,
+                    &filter("metric_value"),
                     format!(
                         "filter `{}`: metric_value must be a number or $field",
                         m.filter_name
@@ -257,11 +250,8 @@ impl AlarmsFile {
             let mut seen = std::collections::HashSet::new();
             for (i, name) in names.into_iter().enumerate() {
                 if !seen.insert(name) {
-                    return Err(crate::config::at_key(
-                        text,
-                        file,
-                        (table, i),
-                        key,
+                    return Err(at(
+                        &[At::Key(table), At::Index(i), At::Key(key)],
                         format!("{what} `{name}` is defined twice"),
                     ));
                 }
@@ -290,9 +280,14 @@ impl AlarmsFile {
             "notification",
         )?;
         for (i, a) in f.alarms.iter().enumerate() {
-            let here = |m: String| at(&format!("\"{}\"", a.alarm_name), m);
+            let here = |m: String| {
+                at(
+                    &[At::Key("alarms"), At::Index(i), At::Value("alarm_name")],
+                    m,
+                )
+            };
             let at_key =
-                |key: &str, m: String| crate::config::at_key(text, file, ("alarms", i), key, m);
+                |key: &str, m: String| at(&[At::Key("alarms"), At::Index(i), At::Key(key)], m);
             if !f
                 .metric_filters
                 .iter()
@@ -348,13 +343,13 @@ impl AlarmsFile {
                 }
             }
         }
-        for t in &f.notifications {
+        for (i, t) in f.notifications.iter().enumerate() {
             let kinds = usize::from(t.webhook.is_some())
                 + usize::from(t.command.is_some())
                 + usize::from(t.stdout);
             if kinds != 1 {
                 return Err(at(
-                    &format!("\"{}\"", t.name),
+                    &[At::Key("notifications"), At::Index(i), At::Value("name")],
                     format!(
                         "notification `{}` needs exactly one of webhook, command, stdout",
                         t.name

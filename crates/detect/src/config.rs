@@ -159,15 +159,15 @@ impl DetectConfig {
     /// [`Error::Config`] for TOML or schema mistakes, unknown detection ids, bad rule ids.
     pub fn parse(text: &str, file: &str) -> Result<Self> {
         let config: Self = toml::from_str(text).map_err(|e| toml_error(&e, text, file))?;
-        for id in &config.disable {
-            if !crate::detect::BUILT_IN.contains(&id.as_str()) {
-                return Err(config_error(
+        for (i, id) in config.disable.iter().enumerate() {
+            if crate::BuiltIn::from_id(id).is_none() {
+                return Err(config_at(
                     text,
                     file,
-                    id,
+                    &[At::Key("disable"), At::Index(i)],
                     format!(
                         "`{id}` is not a built-in detection; the ids are {}",
-                        crate::detect::BUILT_IN.join(", ")
+                        crate::BuiltIn::ALL.map(crate::BuiltIn::id).join(", ")
                     ),
                 ));
             }
@@ -176,11 +176,10 @@ impl DetectConfig {
         let mut ids = std::collections::HashSet::new();
         for (i, rule) in config.rules.iter().enumerate() {
             if !ids.insert(rule.id.as_str()) {
-                return Err(at_key(
+                return Err(config_at(
                     text,
                     file,
-                    ("rules", i),
-                    "id",
+                    &[At::Key("rules"), At::Index(i), At::Key("id")],
                     format!("rule id `{}` is used twice", rule.id),
                 ));
             }
@@ -190,10 +189,10 @@ impl DetectConfig {
                     .chars()
                     .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c));
             if !ok {
-                return Err(config_error(
+                return Err(config_at(
                     text,
                     file,
-                    &rule.id,
+                    &[At::Key("rules"), At::Index(i), At::Value("id")],
                     format!(
                         "rule id `{}` may hold only letters, digits, `_`, `-` and `.`",
                         rule.id
@@ -210,11 +209,10 @@ impl Thresholds {
     /// than a year), ratios and fractions that are not finite numbers in their range.
     fn check(&self, text: &str, file: &str) -> Result<()> {
         let bad = |key: &str, message: String| {
-            Err(at_key(
+            Err(config_at(
                 text,
                 file,
-                ("thresholds", 0),
-                key,
+                &[At::Key("thresholds"), At::Key(key)],
                 format!("{key}: {message}"),
             ))
         };
@@ -270,17 +268,21 @@ impl Thresholds {
     }
 }
 
-/// [`Error::Config`] at `key = …` inside the `index`-th `[[table]]` (or the `[table]`) of
-/// `text`; at the table's header if the key is not written there.
-pub(crate) fn at_key(
-    text: &str,
-    file: &str,
-    (table, index): (&str, usize),
-    key: &str,
-    message: String,
-) -> Error {
-    let offset = key_offset(text, table, index, key);
-    let (line, column) = flowscope_record::position::line_col(text, offset);
+/// One step of a path to a setting in a TOML document.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum At<'a> {
+    /// The key of this name (the error points at the key).
+    Key(&'a str),
+    /// The value of the key of this name (the error points at the value).
+    Value(&'a str),
+    /// The element of an array, or the table of an array of tables.
+    Index(usize),
+}
+
+/// [`Error::Config`] at `path` in `text`: where the parsed document's spans put the deepest
+/// part of the path that is written (a key left at its default: its table).
+pub(crate) fn config_at(text: &str, file: &str, path: &[At<'_>], message: String) -> Error {
+    let (line, column) = flowscope_record::position::line_col(text, offset_of(text, path));
     Error::Config {
         file: file.into(),
         line,
@@ -289,36 +291,45 @@ pub(crate) fn at_key(
     }
 }
 
-fn key_offset(text: &str, table: &str, index: usize, key: &str) -> usize {
-    let headers = [format!("[[{table}]]"), format!("[{table}]")];
-    let mut seen = 0;
-    let mut inside = false;
-    let mut header_at = None;
+/// The byte offset of `path` in `text` (see [`config_at`]); 0 when nothing of it is written.
+fn offset_of(text: &str, path: &[At<'_>]) -> usize {
+    use toml::de::{DeTable, DeValue};
+    let Ok(root) = DeTable::parse(text) else {
+        return 0;
+    };
     let mut offset = 0;
-    for line in text.split_inclusive('\n') {
-        let trimmed = line.trim();
-        if trimmed.starts_with('[') {
-            inside = headers.iter().any(|h| trimmed.starts_with(h.as_str()));
-            if inside {
-                inside = seen == index;
-                if inside {
-                    header_at = Some(offset);
-                }
-                seen += 1;
+    let mut table = Some(root.get_ref());
+    let mut array: Option<&toml::de::DeArray<'_>> = None;
+    for step in path {
+        let value = match *step {
+            At::Key(name) | At::Value(name) => {
+                let Some((key, value)) =
+                    table.and_then(|t| t.iter().find(|(k, _)| k.get_ref() == name))
+                else {
+                    break;
+                };
+                offset = if matches!(step, At::Key(_)) {
+                    key.span().start
+                } else {
+                    value.span().start
+                };
+                value
             }
-        } else if inside {
-            let indent = line.len() - line.trim_start().len();
-            let rest = line.trim_start();
-            if rest
-                .strip_prefix(key)
-                .is_some_and(|after| after.trim_start().starts_with('='))
-            {
-                return offset + indent;
+            At::Index(i) => {
+                let Some(value) = array.and_then(|a| a.get(i)) else {
+                    break;
+                };
+                offset = value.span().start;
+                value
             }
-        }
-        offset += line.len();
+        };
+        (table, array) = match value.get_ref() {
+            DeValue::Table(t) => (Some(t), None),
+            DeValue::Array(a) => (None, Some(a)),
+            _ => (None, None),
+        };
     }
-    header_at.unwrap_or(0)
+    offset
 }
 
 /// A TOML error as [`Error::Config`] with its position.
@@ -335,20 +346,30 @@ pub fn toml_error(e: &toml::de::Error, text: &str, file: &str) -> Error {
     }
 }
 
-fn config_error(text: &str, file: &str, needle: &str, message: String) -> Error {
-    let offset = text.find(&format!("\"{needle}\"")).unwrap_or(0);
-    let (line, column) = flowscope_record::position::line_col(text, offset);
-    Error::Config {
-        file: file.into(),
-        line,
-        column,
-        message,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mistakes_are_located_by_the_documents_spans_not_by_searching_the_text() {
+        // The bad id's text stands earlier too: in a comment and in another rule's summary.
+        let text = "# \"bad id\" is refused\n[[rules]]\nid = \"ok\"\nseverity = \"low\"\n\
+                    query = \"select 1\"\nsummary = \"bad id\"\n\n[[rules]]\nid = \"bad id\"\n\
+                    severity = \"low\"\nquery = \"select 1\"\nsummary = \"x\"\n";
+        let e = DetectConfig::parse(text, "r.toml").unwrap_err().to_string();
+        assert!(e.starts_with("r.toml:9:6: rule id `bad id`"), "{e}");
+        // A threshold left at its default but wrong with another: at its table's name.
+        let e = DetectConfig::parse(
+            "disable = []\n\n[thresholds]\nbeacon_max_interval = 5\n",
+            "r.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.starts_with("r.toml:3:2: beacon_min_interval: is above"),
+            "{e}"
+        );
+    }
 
     #[test]
     fn defaults_overrides_and_mistakes() {

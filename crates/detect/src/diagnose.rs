@@ -26,7 +26,7 @@ use serde::Serialize;
 use crate::error::Result;
 use crate::finding::rfc3339;
 use crate::rows::{self, Row, int, quote, text};
-use crate::scan::{SLACK, range_sql};
+use crate::scan::SLACK;
 
 /// Why a group of records was rejected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -106,7 +106,7 @@ fn reverse_accepted(range: &TimeRange) -> String {
         "SELECT 1 FROM flows f WHERE f.action = 'ACCEPT' AND f.srcaddr = r.dstaddr \
          AND f.dstaddr = r.srcaddr AND f.srcport = r.dstport AND f.dstport = r.srcport \
          AND f.protocol = r.protocol{}",
-        range_sql(range, "f.", SLACK)
+        range.sql("f.", SLACK)
     )
 }
 
@@ -135,7 +135,7 @@ pub async fn diagnose(engine: &Engine, filter: &DiagnoseFilter) -> Result<Vec<Di
         }
         (req, rep)
     };
-    pushdown.push_str(&range_sql(range, "r.", 0));
+    pushdown.push_str(&range.sql("r.", 0));
     let requests = rows::query(
         engine,
         &format!(
@@ -151,7 +151,7 @@ pub async fn diagnose(engine: &Engine, filter: &DiagnoseFilter) -> Result<Vec<Di
              AND acc.sp = rr.srcport AND acc.dp = rr.dstport AND acc.ai <> rr.interface_id \
              GROUP BY rr.interface_id, rr.srcaddr, rr.dstaddr, rr.dstport, rr.protocol",
             reverse_accepted(range),
-            range_sql(range, "f.", SLACK)
+            range.sql("f.", SLACK)
         ),
     )
     .await?;
@@ -240,7 +240,7 @@ pub async fn diagnose(engine: &Engine, filter: &DiagnoseFilter) -> Result<Vec<Di
                 quote(&eni),
                 quote(&initiator),
                 quote(&responder),
-                range_sql(range, "", SLACK)
+                range.sql("", SLACK)
             ),
         )
         .await?
@@ -277,7 +277,7 @@ async fn own_addresses(
         .map(|i| quote(i))
         .collect::<Vec<_>>()
         .join(", ");
-    let r = range_sql(range, "", 0);
+    let r = range.sql("", 0);
     let rows = rows::query(
         engine,
         &format!(

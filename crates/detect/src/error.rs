@@ -38,6 +38,12 @@ pub enum Error {
         /// What is wrong.
         message: String,
     },
+    /// Arrow could not convert or show a column (its message, with the cause kept).
+    #[error(transparent)]
+    Arrow(#[from] arrow_schema::ArrowError),
+    /// The record crate could not write a record as a flow log line.
+    #[error(transparent)]
+    Record(#[from] flowscope_record::Error),
     /// Anything else that is invalid (a setting, an argument).
     #[error("{0}")]
     Invalid(String),
@@ -62,12 +68,6 @@ pub enum Error {
 impl From<datafusion::error::DataFusionError> for Error {
     fn from(e: datafusion::error::DataFusionError) -> Self {
         Self::Query(flowscope_query::Error::from(e))
-    }
-}
-
-impl From<arrow_schema::ArrowError> for Error {
-    fn from(e: arrow_schema::ArrowError) -> Self {
-        Self::Invalid(e.to_string())
     }
 }
 

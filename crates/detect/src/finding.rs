@@ -1,6 +1,9 @@
 //! What a detection reports: a [`Finding`] with its severity, ATT&CK technique, a plain-language
 //! summary and the evidence behind it.
 
+use std::sync::LazyLock;
+
+use flowscope_record::LogFormat;
 use serde::{Deserialize, Serialize};
 
 /// How much a finding matters, lowest first.
@@ -155,6 +158,22 @@ pub fn rfc3339(seconds: i64) -> String {
         rest / 3_600,
         rest % 3_600 / 60,
         rest % 60
+    )
+}
+
+/// The default flow log format's columns as a SQL select list, in order: what evidence samples
+/// and metric filters read.
+pub fn default_columns() -> &'static str {
+    static COLUMNS: LazyLock<String> = LazyLock::new(|| LogFormat::default_format().select_list());
+    &COLUMNS
+}
+
+/// The records behind a finding, in time order.
+pub fn records_sql(condition: &str, first: i64, last: i64) -> String {
+    format!(
+        "SELECT {} FROM flows WHERE {condition} AND start >= {first} \
+         AND start <= {last} ORDER BY start, interface_id",
+        default_columns()
     )
 }
 

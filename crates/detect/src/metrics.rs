@@ -2,15 +2,18 @@
 //! (what CloudWatch Logs would hold as the event) and matched against every filter, in one
 //! streaming pass.
 
+use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap, HashSet};
 
 use arrow_array::RecordBatch;
-use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
+use datafusion::arrow::array::{Array, AsArray};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, Int64Type};
 use flowscope_query::{Engine, TimeRange};
+use flowscope_record::LogFormat;
 use futures::StreamExt;
 
 use crate::alarm::{MetricFilter, Series, StatSet};
-use crate::detect::DEFAULT_COLUMNS;
 use crate::error::Result;
 use crate::filter::Pattern;
 
@@ -54,37 +57,49 @@ impl Accumulator {
     }
 
     /// Adds the records of `batch`, which holds the default format's columns by their lake
-    /// names ([`DEFAULT_COLUMNS`]; others are ignored).
+    /// names (others are ignored).
     ///
     /// # Errors
     /// [`crate::Error::Invalid`] when a column is missing or cannot be shown as text.
     pub fn add(&mut self, batch: &RecordBatch) -> Result<()> {
-        let options = FormatOptions::default().with_null("-");
-        let formatters: Vec<ArrayFormatter> = DEFAULT_COLUMNS
-            .split(',')
-            .map(|c| c.trim().trim_matches('"'))
-            .map(|name| {
-                let column = batch
-                    .column_by_name(name)
-                    .ok_or_else(|| crate::Error::Invalid(format!("no column {name}")))?;
-                Ok(ArrayFormatter::try_new(column.as_ref(), &options)?)
-            })
-            .collect::<Result<_>>()?;
-        let start_col = 10;
-        let mut line = String::new();
+        let format = LogFormat::default_format();
+        if let Some(missing) = format
+            .fields()
+            .iter()
+            .find(|f| batch.column_by_name(f.column).is_none())
+        {
+            return Err(crate::Error::Invalid(format!(
+                "no column {}",
+                missing.column
+            )));
+        }
+        // Each record as the line CloudWatch Logs would hold, from the record crate's encoder.
+        let mut text = Vec::new();
+        flowscope_record::write_lines(batch, &format, &mut text)?;
+        let text = String::from_utf8_lossy(&text);
+        let mut lines: Vec<Cow<'_, str>> = text.split_terminator('\n').map(Cow::Borrowed).collect();
+        if lines.len() != batch.num_rows() {
+            // A value holding a line break: one record at a time.
+            lines = (0..batch.num_rows())
+                .map(|row| {
+                    let mut one = Vec::new();
+                    flowscope_record::write_lines(&batch.slice(row, 1), &format, &mut one)?;
+                    one.pop();
+                    Ok(Cow::Owned(String::from_utf8_lossy(&one).into_owned()))
+                })
+                .collect::<Result<_>>()?;
+        }
+        let starts = cast(
+            batch.column_by_name("start").expect("checked above"),
+            &DataType::Int64,
+        )?;
+        let starts = starts.as_primitive::<Int64Type>();
         let metrics = &mut self.metrics;
-        for row in 0..batch.num_rows() {
-            line.clear();
-            for (i, f) in formatters.iter().enumerate() {
-                if i > 0 {
-                    line.push(' ');
-                }
-                use std::fmt::Write;
-                let _ = write!(line, "{}", f.value(row));
-            }
-            let Ok(start) = formatters[start_col].value(row).to_string().parse::<i64>() else {
+        for (row, line) in lines.iter().enumerate() {
+            if starts.is_null(row) {
                 continue;
-            };
+            }
+            let start = starts.value(row);
             let minute = start - start.rem_euclid(60);
             metrics.records += 1;
             metrics.active_minutes.insert(minute);
@@ -94,7 +109,7 @@ impl Accumulator {
             });
             for (n, (pattern, filter)) in self.compiled.iter().enumerate() {
                 let key = (filter.metric_namespace.clone(), filter.metric_name.clone());
-                let value = pattern.matches(&line).and_then(|bound| {
+                let value = pattern.matches(line).and_then(|bound| {
                     match filter.metric_value.strip_prefix('$') {
                         Some(name) => bound.get(name).and_then(|v| v.parse::<f64>().ok()),
                         None => filter.metric_value.parse().ok(),
@@ -137,13 +152,11 @@ pub async fn compute(
     range: TimeRange,
 ) -> Result<Metrics> {
     let mut acc = Accumulator::new(filters)?;
-    let mut sql = format!("SELECT {DEFAULT_COLUMNS} FROM flows WHERE true");
-    if let Some(s) = range.start {
-        sql.push_str(&format!(" AND start >= {s}"));
-    }
-    if let Some(e) = range.end {
-        sql.push_str(&format!(" AND start < {e}"));
-    }
+    let sql = format!(
+        "SELECT {} FROM flows WHERE true{}",
+        crate::finding::default_columns(),
+        range.sql("", 0)
+    );
     let mut stream = engine.sql(&sql).await?.execute_stream().await?;
     while let Some(batch) = stream.next().await {
         acc.add(&batch?)?;

@@ -60,7 +60,7 @@ impl AtomicFile {
             .parent()
             .filter(|d| !d.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
-        crate::store::sync_dir(dir)
+        sync_dir(dir)
     }
 }
 
@@ -89,6 +89,20 @@ impl Drop for AtomicFile {
         if self.writer.is_some() {
             let _ = fs::remove_file(&self.temp);
         }
+    }
+}
+
+/// Persists renames in `dir`. An error here means a rename may not survive a crash, so it fails
+/// whatever it was part of; where directories cannot be opened at all (not Unix) it is a no-op.
+pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
+    #[cfg(unix)]
+    {
+        std::fs::File::open(dir)?.sync_all()
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = dir;
+        Ok(())
     }
 }
 

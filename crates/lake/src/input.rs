@@ -34,31 +34,7 @@ impl fmt::Display for Input {
     }
 }
 
-/// Whether a file found while walking a directory looks like flow log text.
-///
-/// Files named on the command line are always read; inside directories only `.log`, `.txt` and
-/// their `.gz` forms are, so a `README` or a `.parquet` beside the logs is not mistaken for one.
-pub fn is_flow_log_name(path: &Path) -> bool {
-    // A name that is not UTF-8 is judged by its readable part, not skipped unseen.
-    let Some(name) = path.file_name().map(|n| n.to_string_lossy()) else {
-        return false;
-    };
-    let name: &str = &name;
-    if name.starts_with('.') {
-        return false;
-    }
-    let name = name.strip_suffix(".gz").unwrap_or(name);
-    name.ends_with(".log") || name.ends_with(".txt")
-}
-
-/// Whether a file found while walking a directory is an AWS Parquet flow log (`.parquet`).
-pub fn is_parquet_name(path: &Path) -> bool {
-    path.extension().is_some_and(|e| e == "parquet")
-        && !path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .is_some_and(|n| n.starts_with('.'))
-}
+pub use crate::layout::{is_flow_log_name, is_parquet_name};
 
 /// Expands command-line arguments into inputs: `-` is standard input, a directory is walked
 /// recursively (in name order), a pattern with `*`, `?` or `[` that names no file is a glob,

@@ -17,7 +17,7 @@ use object_store::{ObjectStore, ObjectStoreExt};
 use tokio::runtime::Runtime;
 
 use crate::error::{Error, Result};
-use crate::input::{Input, is_flow_log_name, is_parquet_name};
+use crate::layout::{is_flow_log_name, is_parquet_name};
 
 /// How to reach an S3-compatible store.
 #[derive(Debug, Clone, Default)]
@@ -95,7 +95,7 @@ pub fn parse_url(url: &str) -> Option<(&str, &str)> {
 ///
 /// # Errors
 /// [`Error::Io`] naming the URL when the store cannot be set up or listed.
-pub fn list(url: &str, options: &S3Options) -> Result<Vec<Input>> {
+pub fn list(url: &str, options: &S3Options) -> Result<Vec<ObjectInput>> {
     let fail = |e: &dyn fmt::Display| Error::io(url, std::io::Error::other(e.to_string()));
     let (bucket_name, prefix) =
         parse_url(url).ok_or_else(|| fail(&"not an s3://bucket/prefix URL"))?;
@@ -118,14 +118,14 @@ pub fn list(url: &str, options: &S3Options) -> Result<Vec<Input>> {
             tracing::warn!(object = %format!("s3://{bucket_name}/{key}"), "not a flow log object; skipped");
             continue;
         }
-        inputs.push(Input::Object(ObjectInput {
+        inputs.push(ObjectInput {
             bucket: Arc::clone(&bucket),
             key,
             size: meta.size,
             etag: meta.e_tag,
-        }));
+        });
     }
-    inputs.sort_by_key(Input::name);
+    inputs.sort_by(|a, b| a.key.cmp(&b.key));
     Ok(inputs)
 }
 

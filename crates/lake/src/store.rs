@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::atomic::AtomicFile;
+use crate::atomic::{AtomicFile, sync_dir};
 use crate::error::{Error, Result};
 
 const META: &str = "_flowscope";
@@ -585,20 +585,6 @@ fn remove_empty_dirs(root: &Path, dir: &Path) {
             break;
         }
         dir = d.parent();
-    }
-}
-
-/// Persists renames in `dir`. An error here means a rename may not survive a crash, so it fails
-/// whatever it was part of; where directories cannot be opened at all (not Unix) it is a no-op.
-pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
-    #[cfg(unix)]
-    {
-        File::open(dir)?.sync_all()
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = dir;
-        Ok(())
     }
 }
 

@@ -11,8 +11,9 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
-use base64::Engine as _;
-use flowscope_lake::deliver::{FirehoseDelivery, FirehoseSettings, S3Delivery, S3Layout, S3Target};
+use flowscope_lake::deliver::{
+    FirehoseBody, FirehoseDelivery, FirehoseSettings, S3Delivery, S3Layout, S3Target,
+};
 use flowscope_lake::ingest::{IngestOptions, Quiet, ingest};
 use flowscope_lake::{Lake, input, layout};
 use flowscope_record::{LogFormat, TextDecoder};
@@ -242,21 +243,13 @@ fn firehose_requests_are_retried_with_the_same_request_id() {
     // Every line arrives exactly once once retries are removed by request ID.
     let mut seen = std::collections::BTreeMap::new();
     for (h, body) in &s.requests {
-        let v: serde_json::Value = serde_json::from_slice(body).unwrap();
-        assert_eq!(v["requestId"].as_str().unwrap(), id(h));
-        assert_eq!(v["timestamp"], 1_793_607_760_000i64);
-        let data: Vec<String> = v["records"]
-            .as_array()
-            .unwrap()
+        let v: FirehoseBody = serde_json::from_slice(body).unwrap();
+        assert_eq!(v.request_id, id(h));
+        assert_eq!(v.timestamp, Some(1_793_607_760_000i64.into()));
+        let data: Vec<String> = v
+            .records
             .iter()
-            .map(|r| {
-                String::from_utf8(
-                    base64::engine::general_purpose::STANDARD
-                        .decode(r["data"].as_str().unwrap())
-                        .unwrap(),
-                )
-                .unwrap()
-            })
+            .map(|r| String::from_utf8(r.decode().unwrap()).unwrap())
             .collect();
         seen.insert(id(h), data);
     }

@@ -25,11 +25,9 @@ use flowscope_lake::snapshot::Snapshots;
 use crate::error::{Error, Result};
 use crate::insights::InsightsPlan;
 use crate::snapshot::SnapshotStore;
+pub use crate::table::TABLE;
 use crate::table::{DATE, FlowsTable, HOUR, Pending};
 use crate::time::TimeRange;
-
-/// The table name queries use.
-pub const TABLE: &str = "flows";
 
 /// A query session over one lake.
 pub struct Engine {

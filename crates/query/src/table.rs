@@ -28,8 +28,12 @@ use tokio::sync::RwLock;
 
 /// Name of the date partition column (`date=YYYY-MM-DD`), a `Date32`.
 pub const DATE: &str = "date";
+
 /// Name of the hour partition column (`hour=HH`), an `Int32`.
 pub const HOUR: &str = "hour";
+
+/// The table name queries use.
+pub const TABLE: &str = "flows";
 
 /// The lake as a DataFusion table.
 #[derive(Debug)]

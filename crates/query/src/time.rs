@@ -49,6 +49,23 @@ impl TimeRange {
     pub fn is_unbounded(&self) -> bool {
         self.start.is_none() && self.end.is_none()
     }
+
+    /// The range as SQL conditions on `start`, each with a leading ` AND ` (empty when
+    /// unbounded): `start >= START - slack` and `start < END + slack`, on the columns of
+    /// `alias` (`"f."`, or `""` for none).
+    pub fn sql(&self, alias: &str, slack: i64) -> String {
+        let mut s = String::new();
+        if let Some(lo) = self.start {
+            s.push_str(&format!(
+                " AND {alias}start >= {}",
+                lo.saturating_sub(slack)
+            ));
+        }
+        if let Some(hi) = self.end {
+            s.push_str(&format!(" AND {alias}start < {}", hi.saturating_add(slack)));
+        }
+        s
+    }
 }
 
 /// Parses one time: `now`; a duration ago (`-1h`, `1h`, `-7d`, `30m`, units s m h d w);
@@ -113,6 +130,22 @@ mod tests {
     use super::*;
 
     const NOW: i64 = 1_566_848_000; // 2019-08-26T19:33:20Z
+
+    #[test]
+    fn ranges_as_sql_conditions() {
+        let both = TimeRange {
+            start: Some(100),
+            end: Some(200),
+        };
+        assert_eq!(both.sql("", 0), " AND start >= 100 AND start < 200");
+        assert_eq!(both.sql("f.", 5), " AND f.start >= 95 AND f.start < 205");
+        let open = TimeRange {
+            start: None,
+            end: Some(7),
+        };
+        assert_eq!(open.sql("", 0), " AND start < 7");
+        assert_eq!(TimeRange::default().sql("r.", 900), "");
+    }
 
     #[test]
     fn forms() {

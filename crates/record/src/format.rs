@@ -172,6 +172,22 @@ impl LogFormat {
         self.fields.is_empty()
     }
 
+    /// The format's columns as a SQL select list (`version, account_id, ...`), in order; the one
+    /// column whose name is a reserved word in SQL, `end`, is quoted.
+    pub fn select_list(&self) -> String {
+        self.fields
+            .iter()
+            .map(|f| {
+                if f.column == "end" {
+                    "\"end\"".to_string()
+                } else {
+                    f.column.to_string()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
     /// The position of a field (by text or column name) in this format.
     pub fn position(&self, name: &str) -> Option<usize> {
         self.fields
@@ -283,6 +299,11 @@ mod tests {
             format.header(),
             "version account-id interface-id srcaddr dstaddr srcport dstport protocol packets \
              bytes start end action log-status"
+        );
+        assert_eq!(
+            format.select_list(),
+            "version, account_id, interface_id, srcaddr, dstaddr, srcport, dstport, protocol, \
+             packets, bytes, start, \"end\", action, log_status"
         );
     }
 

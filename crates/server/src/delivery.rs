@@ -5,6 +5,7 @@ use std::io::Read;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
+use flowscope_lake::deliver::FirehoseBody;
 use serde::Deserialize;
 
 /// The largest body Firehose sends (64 MiB before compression); larger bodies are refused.
@@ -31,6 +32,14 @@ impl BadBody {
         }
     }
 
+    /// The HTTP status it is answered with: 400 for a malformed body, 413 for one too large.
+    pub fn status(&self) -> axum::http::StatusCode {
+        match self {
+            Self::Invalid(_) => axum::http::StatusCode::BAD_REQUEST,
+            Self::TooLarge(_) => axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+        }
+    }
+
     /// The same kind with `prefix` before its message.
     pub(crate) fn within(self, prefix: &str) -> Self {
         match self {
@@ -47,20 +56,6 @@ pub struct FirehoseRequest {
     pub request_id: String,
     /// The flow log lines of every record, newline-separated.
     pub text: String,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct RawRequest {
-    request_id: String,
-    #[allow(dead_code)]
-    timestamp: Option<serde_json::Value>,
-    records: Vec<RawRecord>,
-}
-
-#[derive(Deserialize)]
-struct RawRecord {
-    data: String,
 }
 
 /// A CloudWatch Logs subscription payload.
@@ -109,7 +104,7 @@ fn is_gzip(data: &[u8]) -> bool {
 /// [`BadBody::TooLarge`] when the records' text (gzip records inflated) passes
 /// `max_decoded` bytes in all.
 pub fn firehose(body: &[u8], max_decoded: usize) -> Result<FirehoseRequest, BadBody> {
-    let raw: RawRequest = serde_json::from_slice(body).map_err(|e| {
+    let raw: FirehoseBody = serde_json::from_slice(body).map_err(|e| {
         BadBody::Invalid(format!(
             "request body is not a Firehose delivery request: {e}"
         ))
@@ -127,8 +122,8 @@ pub fn firehose(body: &[u8], max_decoded: usize) -> Result<FirehoseRequest, BadB
     }
     let mut text = String::new();
     for (i, r) in raw.records.iter().enumerate() {
-        let data = STANDARD
-            .decode(r.data.trim())
+        let data = r
+            .decode()
             .map_err(|e| BadBody::Invalid(format!("records[{i}].data is not base64: {e}")))?;
         if data.len() > MAX_RECORD_BYTES {
             return Err(BadBody::Invalid(format!(
@@ -289,7 +284,12 @@ mod tests {
         assert_eq!(taken.text.len(), text);
         let e = firehose(body.as_bytes(), text).unwrap_err();
         assert!(matches!(e, BadBody::TooLarge(_)), "{e:?}");
+        assert_eq!(e.status(), axum::http::StatusCode::PAYLOAD_TOO_LARGE);
         assert!(e.message().contains("more than"), "{}", e.message());
+        assert_eq!(
+            BadBody::Invalid("x".into()).within("body").status(),
+            axum::http::StatusCode::BAD_REQUEST
+        );
         // The same for a body posted to /cloudwatch.
         let e = cloudwatch(&gz(json.as_bytes()), 1_000).unwrap_err();
         assert!(matches!(e, BadBody::TooLarge(_)), "{e:?}");

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use arrow_array::RecordBatch;
-use flowscope_detect::metrics::Accumulator;
+use flowscope_detect::Accumulator;
 use flowscope_lake::ingest::{append, lake_batch};
 use flowscope_lake::partition::{NO_TIME, with_time};
 use flowscope_lake::{Lake, SourceEntry, SourceIdentity, TextOptions, TextReader};

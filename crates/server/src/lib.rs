@@ -25,9 +25,10 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use flowscope_detect::alarm::AlarmsFile;
-use flowscope_detect::metrics::Accumulator;
+use flowscope_detect::Accumulator;
+use flowscope_detect::AlarmsFile;
 use flowscope_detect::{DetectConfig, ThreatIntel};
+use flowscope_lake::deliver::FirehoseReply;
 use flowscope_query::{Engine, TimeRange};
 use flowscope_record::LogFormat;
 use serde_json::json;
@@ -168,7 +169,7 @@ impl App {
         // are fed by the intake.
         let intake = match &metrics {
             Some(m) => {
-                let computed = flowscope_detect::metrics::compute(
+                let computed = flowscope_detect::compute_metrics(
                     &engine,
                     &options.alarms.as_ref().expect("alarms").metric_filters,
                     TimeRange::default(),
@@ -251,22 +252,31 @@ pub(crate) fn now_ms() -> i64 {
 
 /// Firehose's response: `{"requestId", "timestamp"}`, plus `errorMessage` on failure.
 fn firehose_reply(status: StatusCode, request_id: &str, message: Option<String>) -> Response {
-    let mut body = json!({"requestId": request_id, "timestamp": now_ms()});
-    if let Some(m) = message {
-        let mut m = m;
-        m.truncate(8192);
-        body["errorMessage"] = m.into();
-    }
+    let body = FirehoseReply {
+        error_message: message.map(|mut m| {
+            truncate_at_char(&mut m, 8192);
+            m
+        }),
+        request_id: request_id.to_string(),
+        timestamp: Some(now_ms().into()),
+    };
     (status, axum::Json(body)).into_response()
+}
+
+/// Cuts `text` to at most `max` bytes, at a character boundary.
+fn truncate_at_char(text: &mut String, max: usize) {
+    if text.len() > max {
+        let mut end = max;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+    }
 }
 
 /// The status and message a body that cannot be taken is answered with.
 fn bad_body(e: &BadBody) -> (StatusCode, String) {
-    let status = match e {
-        BadBody::Invalid(_) => StatusCode::BAD_REQUEST,
-        BadBody::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-    };
-    (status, e.message().to_string())
+    (e.status(), e.message().to_string())
 }
 
 /// The `requestId` of a body that is JSON but no valid delivery request, so that a refusal

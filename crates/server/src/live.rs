@@ -8,9 +8,9 @@
 
 use std::sync::{Arc, Mutex};
 
-use flowscope_detect::alarm::{Alarm, AlarmsFile, Transition};
-use flowscope_detect::metrics::Accumulator;
-use flowscope_detect::notify::Notifier;
+use flowscope_detect::Accumulator;
+use flowscope_detect::Notifier;
+use flowscope_detect::{Alarm, AlarmsFile, Transition};
 use serde_json::{Value, json};
 
 /// Transitions kept per alarm for the API.

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use flowscope_detect::alarm::AlarmsFile;
+use flowscope_detect::AlarmsFile;
 use flowscope_server::{App, Options, router};
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;

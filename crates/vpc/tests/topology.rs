@@ -4,52 +4,7 @@ use flowscope_vpc::Topology;
 use flowscope_vpc::topology::{LogDestination, ResourceType, TrafficType};
 use pretty_assertions::assert_eq;
 
-const GOOD: &str = r#"
-account_id = "123456789012"
-region = "eu-west-1"
-
-[[vpc]]
-id = "vpc-1"
-cidr_blocks = ["10.0.0.0/16"]
-
-[[subnet]]
-id = "subnet-a"
-vpc = "vpc-1"
-cidr_block = "10.0.1.0/24"
-az_id = "euw1-az1"
-
-[[subnet]]
-id = "subnet-b"
-vpc = "vpc-1"
-cidr_block = "10.0.2.0/24"
-az_id = "euw1-az2"
-
-[[security_group]]
-id = "sg-web"
-vpc = "vpc-1"
-inbound = [{ protocol = "tcp", port_range = "80", cidr_block = "0.0.0.0/0" }]
-
-[[network_interface]]
-id = "eni-a"
-subnet = "subnet-a"
-private_ip_addresses = ["10.0.1.10"]
-security_groups = ["sg-web"]
-
-[[network_interface]]
-id = "eni-b"
-subnet = "subnet-b"
-private_ip_addresses = ["10.0.2.10"]
-security_groups = ["sg-web"]
-
-[[flow_log]]
-id = "fl-1"
-resource_type = "Subnet"
-resource_ids = ["subnet-b"]
-traffic_type = "REJECT"
-max_aggregation_interval = 60
-log_destination_type = "cloud-watch-logs"
-log_group_name = "vpc-flow-logs"
-"#;
+const GOOD: &str = include_str!("../../../testdata/topology/every-section.toml");
 
 #[test]
 fn a_good_file_is_checked_into_a_topology() {

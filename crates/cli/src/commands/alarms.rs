@@ -3,9 +3,8 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use flowscope_detect::alarm::{Alarm, AlarmsFile, Transition};
-use flowscope_detect::metrics;
-use flowscope_detect::notify::Notifier;
+use flowscope_detect::Notifier;
+use flowscope_detect::{Alarm, AlarmsFile, Transition};
 use flowscope_query::Engine;
 
 use super::Outcome;
@@ -41,7 +40,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     let mut failed = false;
     runtime()?.block_on(async {
         let engine = Engine::open(&args.lake).await?;
-        let m = metrics::compute(&engine, &file.metric_filters, range).await?;
+        let m = flowscope_detect::compute_metrics(&engine, &file.metric_filters, range).await?;
         let Some((lo, hi)) = m.span else {
             note("no records in the time range: every alarm stays INSUFFICIENT_DATA");
             return anyhow::Ok(());

@@ -8,12 +8,18 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use clap::Parser;
+use arrow_array::cast::AsArray;
+use arrow_array::types::Int64Type;
+use arrow_array::{Array, RecordBatch};
+use arrow_cast::cast;
+use arrow_schema::DataType;
 use comfy_table::{ContentArrangement, Table, presets};
-use flowscope_detect::detect::human_bytes;
-use flowscope_detect::rows::{self, Row, int, text};
-use flowscope_detect::{Cause, DetectConfig, Detector, DiagnoseFilter, Diagnosis, Finding};
+use flowscope_capture::scenario::ScenarioOptions;
+use flowscope_detect::{
+    AlarmsFile, Cause, DetectConfig, Detector, DiagnoseFilter, Diagnosis, Finding, human_bytes,
+};
 use flowscope_query::{Engine, TimeRange};
+use flowscope_server::{DetectSettings, Options as ServerOptions};
 use serde_json::Value;
 
 use super::Outcome;
@@ -32,7 +38,8 @@ const SHOWN_DIAGNOSES: usize = 10;
 
 /// The whole system in one command: simulates the `three-tier` VPC with its incidents (flow
 /// logs in AWS's S3 layout), ingests them into a lake, runs the detections and the SG/NACL
-/// diagnosis, prints a short report, then serves the dashboard on 127.0.0.1.
+/// diagnosis, prints a short report, then serves the dashboard on 127.0.0.1 (on a free port
+/// when the one asked for is taken).
 #[derive(clap::Args)]
 pub struct Args {
     /// The folder to work in: DIR/vpc (the flow logs and truth.json), DIR/lake, and the
@@ -48,26 +55,8 @@ pub struct Args {
     /// Print the report and exit instead of serving the dashboard.
     #[arg(long)]
     no_serve: bool,
-    /// Where the dashboard listens; if the port is taken, a free one is used.
-    #[arg(
-        long,
-        value_name = "ADDR:PORT",
-        default_value = "127.0.0.1:8080",
-        env = "FLOWSCOPE_LISTEN"
-    )]
-    listen: SocketAddr,
-}
-
-/// Parses one subcommand's arguments, as if typed after its name.
-#[derive(Parser)]
-#[command(no_binary_name = true)]
-struct Line<A: clap::Args> {
     #[command(flatten)]
-    args: A,
-}
-
-fn parse<A: clap::Args>(argv: &[String]) -> anyhow::Result<A> {
-    Ok(Line::<A>::try_parse_from(argv)?.args)
+    listen: super::ListenArgs,
 }
 
 fn path(p: &Path) -> String {
@@ -99,20 +88,16 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         ),
     );
     let started = Instant::now();
-    let argv: Vec<String> = [
-        "--scenario",
-        "three-tier",
-        "--duration",
-        &args.duration,
-        "--seed",
-        &args.seed.to_string(),
-        "--out",
-        &path(&vpc),
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    simulate::run(parse(&argv)?)?;
+    let duration = flowscope_lake::maintenance::parse_duration(&args.duration)
+        .filter(|d| *d > 0)
+        .with_context(|| format!("--duration `{}`: use 30m, 2h, 1d ...", args.duration))?;
+    let scenario = ScenarioOptions {
+        start: simulate::DEFAULT_START,
+        duration,
+        seed: args.seed,
+        incidents: true,
+    };
+    simulate::execute(simulate::Job::three_tier(scenario, &vpc)?)?;
     steps.push(("simulate", started.elapsed()));
 
     step(
@@ -120,12 +105,11 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         &format!("ingesting the S3 layout into the lake {}", lake.display()),
     );
     let started = Instant::now();
-    let argv = vec![
-        path(&vpc.join("AWSLogs")),
-        "--lake".to_string(),
-        path(&lake),
-    ];
-    if ingest::run(parse(&argv)?)? != Outcome::Success {
+    let ingested = ingest::run(ingest::Args::new(
+        vec![path(&vpc.join("AWSLogs"))],
+        lake.clone(),
+    ))?;
+    if ingested != Outcome::Success {
         bail!("the ingest did not complete (see above)");
     }
     steps.push(("ingest", started.elapsed()));
@@ -166,23 +150,11 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
 
         step(5, "summing up the traffic");
         let started = Instant::now();
-        let traffic = rows::query(
-            &engine,
-            "SELECT count(*) AS records, sum(bytes) AS bytes, sum(packets) AS packets, \
-             count(DISTINCT interface_id) AS interfaces, \
-             sum(CASE WHEN action = 'REJECT' THEN 1 ELSE 0 END) AS rejected, \
-             min(start) AS first, max(\"end\") AS last FROM flows",
-        )
-        .await?;
-        let talkers = rows::query(
-            &engine,
-            "SELECT srcaddr, dstaddr, sum(bytes) AS bytes, count(*) AS records FROM flows \
-             WHERE action = 'ACCEPT' GROUP BY srcaddr, dstaddr ORDER BY bytes DESC LIMIT 5",
-        )
-        .await?;
+        let traffic = Traffic::of(&engine).await?;
+        let talkers = Talker::top(&engine, 5).await?;
         steps.push(("report", started.elapsed()));
         anyhow::Ok(Report {
-            traffic: traffic.into_iter().next().unwrap_or_default(),
+            traffic,
             talkers,
             findings: detected.findings,
             diagnoses,
@@ -198,18 +170,17 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     if args.no_serve {
         return Ok(Outcome::Success);
     }
-    let listen = free_or_any(args.listen);
-    let argv = vec![
-        "--lake".to_string(),
-        path(&lake),
-        "--listen".to_string(),
-        listen.to_string(),
-        "--alarms".to_string(),
-        path(&alarms_file),
-        "--threat-intel".to_string(),
-        path(&intel_file),
-    ];
-    serve::run(parse(&argv)?)
+    let listen = free_or_any(args.listen.listen);
+    let mut options = ServerOptions::new(&lake);
+    options.access_key = std::env::var("FLOWSCOPE_FIREHOSE_ACCESS_KEY")
+        .ok()
+        .filter(|k| !k.is_empty());
+    options.alarms = Some(AlarmsFile::load(&alarms_file)?);
+    options.detect = DetectSettings {
+        config: DetectConfig::default(),
+        intel: load_intel(std::slice::from_ref(&intel_file))?,
+    };
+    serve::start(&options, listen)
 }
 
 /// Makes `dir` ready: new, empty, or an earlier demo (whose outputs are removed).
@@ -256,9 +227,121 @@ fn free_or_any(addr: SocketAddr) -> SocketAddr {
     }
 }
 
+/// The whole lake in figures, for the report.
+#[derive(Default)]
+struct Traffic {
+    records: i64,
+    bytes: i64,
+    packets: i64,
+    interfaces: i64,
+    rejected: i64,
+    first: i64,
+    last: i64,
+}
+
+/// A pair of addresses among those that sent most accepted bytes.
+struct Talker {
+    src: String,
+    dst: String,
+    bytes: i64,
+    records: i64,
+}
+
+/// The query's batches, each column as integers or as texts by name (null as 0 or empty).
+async fn columns(engine: &Engine, sql: &str) -> anyhow::Result<Vec<RecordBatch>> {
+    Ok(engine.sql(sql).await?.collect().await?)
+}
+
+fn ints(batch: &RecordBatch, name: &str) -> anyhow::Result<Vec<i64>> {
+    let column = batch
+        .column_by_name(name)
+        .with_context(|| format!("no column {name}"))?;
+    let column = cast(column, &DataType::Int64)?;
+    let column = column.as_primitive::<Int64Type>();
+    Ok((0..column.len())
+        .map(|i| {
+            if column.is_null(i) {
+                0
+            } else {
+                column.value(i)
+            }
+        })
+        .collect())
+}
+
+fn texts(batch: &RecordBatch, name: &str) -> anyhow::Result<Vec<String>> {
+    let column = batch
+        .column_by_name(name)
+        .with_context(|| format!("no column {name}"))?;
+    let column = cast(column, &DataType::Utf8)?;
+    let column = column.as_string::<i32>();
+    Ok((0..column.len())
+        .map(|i| {
+            if column.is_null(i) {
+                String::new()
+            } else {
+                column.value(i).to_string()
+            }
+        })
+        .collect())
+}
+
+impl Traffic {
+    async fn of(engine: &Engine) -> anyhow::Result<Self> {
+        let batches = columns(
+            engine,
+            "SELECT count(*) AS records, sum(bytes) AS bytes, sum(packets) AS packets, \
+             count(DISTINCT interface_id) AS interfaces, \
+             sum(CASE WHEN action = 'REJECT' THEN 1 ELSE 0 END) AS rejected, \
+             min(start) AS first, max(\"end\") AS last FROM flows",
+        )
+        .await?;
+        let Some(b) = batches.iter().find(|b| b.num_rows() > 0) else {
+            return Ok(Self::default());
+        };
+        let one = |name| ints(b, name).map(|v| v[0]);
+        Ok(Self {
+            records: one("records")?,
+            bytes: one("bytes")?,
+            packets: one("packets")?,
+            interfaces: one("interfaces")?,
+            rejected: one("rejected")?,
+            first: one("first")?,
+            last: one("last")?,
+        })
+    }
+}
+
+impl Talker {
+    async fn top(engine: &Engine, n: usize) -> anyhow::Result<Vec<Self>> {
+        let batches = columns(
+            engine,
+            &format!(
+                "SELECT srcaddr, dstaddr, sum(bytes) AS bytes, count(*) AS records FROM flows \
+                 WHERE action = 'ACCEPT' GROUP BY srcaddr, dstaddr ORDER BY bytes DESC LIMIT {n}"
+            ),
+        )
+        .await?;
+        let mut out = Vec::new();
+        for b in &batches {
+            let (src, dst) = (texts(b, "srcaddr")?, texts(b, "dstaddr")?);
+            let (bytes, records) = (ints(b, "bytes")?, ints(b, "records")?);
+            for i in 0..b.num_rows() {
+                out.push(Self {
+                    src: src[i].clone(),
+                    dst: dst[i].clone(),
+                    bytes: bytes[i],
+                    records: records[i],
+                });
+            }
+        }
+        Ok(out)
+    }
+}
+
 struct Report {
-    traffic: Row,
-    talkers: Vec<Row>,
+    traffic: Traffic,
+    talkers: Vec<Talker>,
     findings: Vec<Finding>,
     diagnoses: Vec<Diagnosis>,
 }
@@ -310,15 +393,14 @@ impl Report {
         let t = &self.traffic;
         let lake = args.dir.join("lake");
         let lake = lake.display();
-        let records = int(t, "records");
-        let rejected = int(t, "rejected");
+        let (records, rejected) = (t.records, t.rejected);
         writeln!(out)?;
         writeln!(
             out,
             "flowscope demo: {} of the three-tier VPC, {} to {} UTC",
             args.duration,
-            minute(&flowscope_detect::finding::rfc3339(int(t, "first"))),
-            minute(&flowscope_detect::finding::rfc3339(int(t, "last"))),
+            minute(&flowscope_detect::rfc3339(t.first)),
+            minute(&flowscope_detect::rfc3339(t.last)),
         )?;
         writeln!(out)?;
         writeln!(out, "TRAFFIC")?;
@@ -326,9 +408,9 @@ impl Report {
             out,
             "  {} flow log records from {} interfaces: {} packets, {}; {} records rejected ({:.1} %)",
             thousands(records),
-            int(t, "interfaces"),
-            thousands(int(t, "packets")),
-            human_bytes(int(t, "bytes").max(0) as u64),
+            t.interfaces,
+            thousands(t.packets),
+            human_bytes(t.bytes.max(0) as u64),
             thousands(rejected),
             100.0 * rejected as f64 / records.max(1) as f64
         )?;
@@ -337,10 +419,10 @@ impl Report {
         let mut tt = table(&["source", "destination", "bytes", "records"]);
         for r in &self.talkers {
             tt.add_row(vec![
-                text(r, "srcaddr").unwrap_or_default(),
-                text(r, "dstaddr").unwrap_or_default(),
-                human_bytes(int(r, "bytes").max(0) as u64),
-                thousands(int(r, "records")),
+                r.src.clone(),
+                r.dst.clone(),
+                human_bytes(r.bytes.max(0) as u64),
+                thousands(r.records),
             ]);
         }
         writeln!(out, "{}", indent(&tt))?;

@@ -50,7 +50,7 @@ pub struct Args {
     threads: usize,
 
     /// Rows buffered before they are written (bounds memory, about 300 bytes a row).
-    #[arg(long, value_name = "ROWS", default_value_t = 1 << 20, hide = true)]
+    #[arg(long, value_name = "ROWS", default_value_t = BUFFER_ROWS, hide = true)]
     buffer_rows: usize,
 
     /// Take a file whose key (its path from AWSLogs/ on) the lake has with other content, that is
@@ -63,6 +63,26 @@ pub struct Args {
     /// No progress bar, no rejected-line messages; the summary line only.
     #[arg(long, short)]
     quiet: bool,
+}
+
+/// Rows buffered before they are written, unless `--buffer-rows` says otherwise.
+const BUFFER_ROWS: usize = 1 << 20;
+
+impl Args {
+    /// An ingest of `sources` into `lake` with every other option at its default.
+    pub(super) fn new(sources: Vec<String>, lake: PathBuf) -> Self {
+        Self {
+            sources,
+            endpoint_url: None,
+            region: None,
+            lake,
+            format: None,
+            threads: 0,
+            buffer_rows: BUFFER_ROWS,
+            allow_changed: false,
+            quiet: false,
+        }
+    }
 }
 
 struct Progress {
@@ -145,7 +165,11 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     let mut inputs = Vec::new();
     for source in &args.sources {
         if source.starts_with("s3://") {
-            inputs.extend(object::list(source, &s3)?);
+            inputs.extend(
+                object::list(source, &s3)?
+                    .into_iter()
+                    .map(input::Input::Object),
+            );
         } else {
             inputs.extend(input::expand_with(std::slice::from_ref(source), true)?);
         }

@@ -18,6 +18,19 @@ pub mod simulate;
 pub mod sql;
 pub mod top;
 
+/// Where a server listens (`serve`, and the dashboard of `demo`).
+#[derive(clap::Args)]
+pub struct ListenArgs {
+    /// Address to listen on; port 0 picks a free port. Only 127.0.0.1 unless told otherwise.
+    #[arg(
+        long,
+        value_name = "ADDR:PORT",
+        default_value = "127.0.0.1:8080",
+        env = "FLOWSCOPE_LISTEN"
+    )]
+    pub listen: std::net::SocketAddr,
+}
+
 /// How a command ended, when it did not simply succeed or fail.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {

@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
+use flowscope_detect::AlarmsFile;
 use flowscope_detect::DetectConfig;
-use flowscope_detect::alarm::AlarmsFile;
 use flowscope_record::LogFormat;
 use flowscope_server::{App, DetectSettings, Options, serve, url_of};
 
@@ -21,14 +21,8 @@ pub struct Args {
     /// The lake (made if missing); the server is its writer while it runs.
     #[arg(long, value_name = "DIR")]
     lake: PathBuf,
-    /// Address to listen on; port 0 picks a free port. Only 127.0.0.1 unless told otherwise.
-    #[arg(
-        long,
-        value_name = "ADDR:PORT",
-        default_value = "127.0.0.1:8080",
-        env = "FLOWSCOPE_LISTEN"
-    )]
-    listen: SocketAddr,
+    #[command(flatten)]
+    listen: super::ListenArgs,
     /// The key Firehose sends in X-Amz-Firehose-Access-Key (also required on /cloudwatch).
     /// Without it, anyone who can reach the address can deliver records.
     #[arg(long, value_name = "KEY", env = "FLOWSCOPE_FIREHOSE_ACCESS_KEY")]
@@ -117,10 +111,16 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     options.max_connections = args.max_connections.max(1);
     options.header_timeout = Duration::from_secs(args.header_timeout.max(1));
     options.body_timeout = Duration::from_secs(args.body_timeout.max(1));
+    start(&options, args.listen.listen)
+}
+
+/// Serves the lake of `options` at `listen` until Ctrl-C.
+pub(super) fn start(options: &Options, listen: SocketAddr) -> anyhow::Result<Outcome> {
+    let lake = &options.lake;
     runtime()?.block_on(async {
-        let listener = tokio::net::TcpListener::bind(args.listen)
+        let listener = tokio::net::TcpListener::bind(listen)
             .await
-            .with_context(|| format!("cannot listen on {}", args.listen))?;
+            .with_context(|| format!("cannot listen on {listen}"))?;
         let addr = listener.local_addr()?;
         if options.access_key.is_none() && !addr.ip().is_loopback() {
             anyhow::bail!(
@@ -129,10 +129,10 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
                  could deliver records"
             );
         }
-        let app = App::open(&options)
+        let app = App::open(options)
             .await
-            .with_context(|| format!("cannot serve {}", args.lake.display()))?;
-        println!("flowscope: serving {} at {}", args.lake.display(), url_of(addr));
+            .with_context(|| format!("cannot serve {}", lake.display()))?;
+        println!("flowscope: serving {} at {}", lake.display(), url_of(addr));
         if options.access_key.is_none() {
             eprintln!(
                 "flowscope: note: no --firehose-access-key: /firehose and /cloudwatch take deliveries from anyone who can reach {addr}"

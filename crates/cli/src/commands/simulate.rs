@@ -1,33 +1,22 @@
 //! `flowscope simulate`: the Flow Logs service emulated — packets from a built-in scenario or
 //! from captures, through a modelled VPC, out as flow logs delivered the way AWS delivers them.
 
-use std::collections::{BTreeMap, HashMap};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{Context, bail};
-use flowscope_capture::PcapSource;
-use flowscope_capture::scenario::{ScenarioOptions, THREE_TIER_TOPOLOGY, ThreeTier};
-use flowscope_lake::deliver::{
-    CloudWatchDelivery, DeliveryReport, FirehoseDelivery, FirehoseSettings, S3_WINDOW, S3Delivery,
-    S3Layout, S3Target,
-};
-use flowscope_lake::ingest::{IngestOptions, Quiet, ingest};
-use flowscope_lake::object::{Bucket, S3Options, parse_url};
-use flowscope_lake::{Lake, input};
-use flowscope_record::{LogFormat, write_lines};
-use flowscope_vpc::topology::{FileFormat, LogDestination};
-use flowscope_vpc::{
-    ClosedWindow, Emulator, Exclusion, FlowRecord, Topology, WirePacket, to_batch,
-};
+use flowscope_capture::scenario::{ScenarioOptions, THREE_TIER_TOPOLOGY};
+use flowscope_lake::deliver::DeliveryReport;
+use flowscope_lake::object::S3Options;
+use flowscope_simulate::{Delivered, Options, Simulation};
+use flowscope_vpc::{Exclusion, Topology};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::Outcome;
 
 /// 2026-11-02T08:00:00Z: the default start of scenarios, so runs repeat byte for byte.
-const DEFAULT_START: i64 = 1_793_606_400;
+pub(super) const DEFAULT_START: i64 = 1_793_606_400;
 
 /// Emulate VPC Flow Logs: packets through a modelled VPC, out as AWS-exact flow logs.
 ///
@@ -88,26 +77,59 @@ pub struct Args {
     quiet: bool,
 }
 
-/// Where one flow log's records go.
-enum Sink {
-    S3(S3Delivery),
-    CloudWatch(usize),
-    Firehose(Box<FirehoseDelivery>),
+/// The packets a simulation is fed.
+pub(super) enum Packets {
+    /// The built-in three-tier scenario.
+    Scenario(ScenarioOptions),
+    /// Captures replayed in order.
+    Captures(Vec<PathBuf>),
 }
 
-struct Outputs {
-    sinks: Vec<Sink>,
-    groups: Vec<CloudWatchDelivery>,
-    /// Folders to ingest into lakes at the end: (lake, staged S3 layout).
-    lakes: Vec<(PathBuf, PathBuf)>,
-    /// End of the last window delivered, ms (the time of the final Firehose request).
-    clock_ms: i64,
-    _staging: Option<tempfile::TempDir>,
+/// One simulation, in typed options: what `simulate`'s arguments say, or what `demo` asks for.
+pub(super) struct Job {
+    /// The modelled network and its flow logs.
+    pub topology: Topology,
+    /// What the summary calls it (the scenario, or the topology file).
+    pub label: String,
+    /// The packets.
+    pub packets: Packets,
+    /// Where the deliveries go.
+    pub options: Options,
+    /// Where the scenario's truth.json goes.
+    pub truth_dir: Option<PathBuf>,
+    /// No progress bar.
+    pub quiet: bool,
+}
+
+impl Job {
+    /// The three-tier scenario delivered under `out`, as its topology says.
+    pub(super) fn three_tier(scenario: ScenarioOptions, out: &Path) -> anyhow::Result<Self> {
+        Ok(Self {
+            topology: three_tier_topology()?,
+            label: "three-tier".into(),
+            packets: Packets::Scenario(scenario),
+            options: Options {
+                out: out.to_path_buf(),
+                ..Options::default()
+            },
+            truth_dir: Some(out.to_path_buf()),
+            quiet: false,
+        })
+    }
+}
+
+fn three_tier_topology() -> anyhow::Result<Topology> {
+    Topology::from_toml(THREE_TIER_TOPOLOGY)
+        .map_err(|m| anyhow::anyhow!("built-in topology: {m:?}"))
 }
 
 /// Runs `flowscope simulate`.
 pub fn run(args: Args) -> anyhow::Result<Outcome> {
-    let started = Instant::now();
+    execute(job_of(args)?)
+}
+
+/// The job the arguments describe.
+fn job_of(args: Args) -> anyhow::Result<Job> {
     let lake_override = match &args.to {
         None => None,
         Some(to) => match to.strip_prefix("lake:") {
@@ -119,11 +141,9 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         bail!("give --out DIR (or --to lake:DIR)");
     }
     let (topology, label) = match (&args.scenario, &args.topology) {
-        (Some(name), None) if name == "three-tier" => (
-            Topology::from_toml(THREE_TIER_TOPOLOGY)
-                .map_err(|m| anyhow::anyhow!("built-in topology: {m:?}"))?,
-            "three-tier".to_string(),
-        ),
+        (Some(name), None) if name == "three-tier" => {
+            (three_tier_topology()?, "three-tier".to_string())
+        }
         (Some(name), None) => bail!("no scenario `{name}`; the built-in scenario is three-tier"),
         (None, Some(file)) => {
             let text = std::fs::read_to_string(file)
@@ -143,13 +163,46 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         }
         _ => bail!("give --scenario three-tier, or --topology FILE --pcap FILE..."),
     };
-    if topology.flow_logs.is_empty() {
-        bail!("the topology has no [[flow_log]]: nothing would be written");
-    }
-    let mut outputs = open_outputs(&topology, &args, lake_override.as_deref())?;
-    let mut emulator = Emulator::new(topology);
+    let packets = if args.scenario.is_some() {
+        let duration = flowscope_lake::maintenance::parse_duration(&args.duration)
+            .filter(|d| *d > 0)
+            .with_context(|| format!("--duration `{}`: use 30m, 2h, 1d ...", args.duration))?;
+        let start = match &args.start {
+            None => DEFAULT_START,
+            Some(t) => flowscope_query::time::parse_time(t, crate::commands::output::now())?,
+        };
+        Packets::Scenario(ScenarioOptions {
+            start,
+            duration,
+            seed: args.seed,
+            incidents: !args.no_incidents,
+        })
+    } else {
+        Packets::Captures(args.pcap)
+    };
+    Ok(Job {
+        topology,
+        label,
+        packets,
+        options: Options {
+            out: args.out.clone().unwrap_or_else(|| PathBuf::from(".")),
+            lake: lake_override,
+            s3: S3Options {
+                endpoint_url: args.endpoint_url,
+                region: args.region,
+            },
+        },
+        truth_dir: args.out,
+        quiet: args.quiet,
+    })
+}
 
-    let interactive = !args.quiet && std::io::stderr().is_terminal();
+/// Runs a simulation and prints its summary.
+pub(super) fn execute(job: Job) -> anyhow::Result<Outcome> {
+    let started = Instant::now();
+    let label = job.label;
+    let mut simulation = Simulation::new(job.topology, &job.options)?;
+    let interactive = !job.quiet && std::io::stderr().is_terminal();
     let bar = if interactive {
         ProgressBar::new(0)
     } else {
@@ -163,76 +216,41 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
 
     let mut truth = None;
     let mut capture_note = String::new();
-    if args.scenario.is_some() {
-        let duration = flowscope_lake::maintenance::parse_duration(&args.duration)
-            .filter(|d| *d > 0)
-            .with_context(|| format!("--duration `{}`: use 30m, 2h, 1d ...", args.duration))?;
-        let start = match &args.start {
-            None => DEFAULT_START,
-            Some(t) => flowscope_query::time::parse_time(t, crate::commands::output::now())?,
-        };
-        let options = ScenarioOptions {
-            start,
-            duration,
-            seed: args.seed,
-            incidents: !args.no_incidents,
-        };
-        bar.set_length(duration as u64);
-        bar.set_style(
-            ProgressStyle::with_template("{bar:30} {pos}/{len} s simulated, {msg}")
-                .expect("template"),
-        );
-        let mut scenario = ThreeTier::new(&options);
-        emulator.start_at(start);
-        run_packets(
-            &mut emulator,
-            &mut outputs,
-            scenario.by_ref(),
-            &bar,
-            Some(start),
-        )?;
-        emulator.finish_at(start + duration);
-        deliver_closed(&mut emulator, &mut outputs)?;
-        truth = Some(scenario.truth().clone());
-    } else {
-        bar.set_style(ProgressStyle::with_template("{spinner} {msg}").expect("template"));
-        let mut last = None;
-        let mut stats = flowscope_capture::CaptureStats::default();
-        for path in &args.pcap {
-            let mut source = PcapSource::open(path)?;
-            let mut error = None;
-            let packets = std::iter::from_fn(|| match source.next_packet()? {
-                Ok(p) => Some(p),
-                Err(e) => {
-                    error = Some(e);
-                    None
-                }
-            });
-            last = run_packets(&mut emulator, &mut outputs, packets, &bar, None)?.or(last);
-            stats.add(source.stats());
-            if let Some(e) = error {
-                eprintln!("flowscope: {e} (the packets before it were used)");
-            }
+    match &job.packets {
+        Packets::Scenario(options) => {
+            bar.set_length(options.duration as u64);
+            bar.set_style(
+                ProgressStyle::with_template("{bar:30} {pos}/{len} s simulated, {msg}")
+                    .expect("template"),
+            );
+            truth = Some(simulation.run_scenario(options, &mut |p| {
+                bar.set_position((p.second - options.start).max(0) as u64);
+                bar.set_message(format!("{} packets, {} records", p.packets, p.records));
+            })?);
         }
-        if let Some(last) = last {
-            emulator.finish_at(last + 1);
+        Packets::Captures(paths) => {
+            bar.set_style(ProgressStyle::with_template("{spinner} {msg}").expect("template"));
+            let stats = simulation.replay(
+                paths,
+                &mut |p| bar.set_message(format!("{} packets, {} records", p.packets, p.records)),
+                &mut |_, e| eprintln!("flowscope: {e} (the packets before it were used)"),
+            )?;
+            capture_note = format!(
+                "{} frames read, {} IP packets; skipped {} (not IP {}, malformed {}, other link types {}, orphan fragments {})",
+                stats.frames,
+                stats.packets,
+                stats.skipped(),
+                stats.not_ip,
+                stats.malformed,
+                stats.unknown_link,
+                stats.orphan_fragments
+            );
         }
-        deliver_closed(&mut emulator, &mut outputs)?;
-        capture_note = format!(
-            "{} frames read, {} IP packets; skipped {} (not IP {}, malformed {}, other link types {}, orphan fragments {})",
-            stats.frames,
-            stats.packets,
-            stats.skipped(),
-            stats.not_ip,
-            stats.malformed,
-            stats.unknown_link,
-            stats.orphan_fragments
-        );
     }
     bar.finish_and_clear();
 
-    let reports = finish_outputs(outputs, emulator.topology())?;
-    let stats = emulator.stats();
+    let stats = simulation.stats().clone();
+    let reports = simulation.finish()?;
     eprintln!(
         "simulated {label}: {} packets ({:.1} MB), {} records in {:.1} s",
         stats.packets,
@@ -261,12 +279,27 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
             stats.outside
         );
     }
-    for (id, report) in &reports {
-        eprintln!("  {id}: {report}");
+    for delivered in &reports {
+        match delivered {
+            Delivered::Destination {
+                label,
+                unit,
+                report,
+            } => eprintln!("  {label}: {}", describe(report, unit)),
+            Delivered::Lake {
+                dir,
+                records,
+                files,
+                skipped,
+            } => eprintln!(
+                "  lake {}: {records} records added from {files} files ({skipped} already there)",
+                dir.display()
+            ),
+        }
     }
     if let Some(truth) = truth {
         let json = serde_json::to_string_pretty(&truth)?;
-        match &args.out {
+        match &job.truth_dir {
             Some(out) => {
                 std::fs::create_dir_all(out)?;
                 let path = out.join("truth.json");
@@ -286,226 +319,6 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         }
     }
     Ok(Outcome::Success)
-}
-
-/// Feeds packets, delivering windows as they close; the last packet's second.
-fn run_packets(
-    emulator: &mut Emulator,
-    outputs: &mut Outputs,
-    packets: impl Iterator<Item = WirePacket>,
-    bar: &ProgressBar,
-    start: Option<i64>,
-) -> anyhow::Result<Option<i64>> {
-    let mut last = None;
-    let mut count = 0u64;
-    for p in packets {
-        emulator.process(&p);
-        last = Some(p.time_us.div_euclid(1_000_000));
-        count += 1;
-        if count.is_multiple_of(1 << 16) {
-            deliver_closed(emulator, outputs)?;
-            if let (Some(start), Some(now)) = (start, last) {
-                bar.set_position((now - start).max(0) as u64);
-            }
-            bar.set_message(format!(
-                "{count} packets, {} records",
-                emulator.stats().records
-            ));
-        }
-    }
-    deliver_closed(emulator, outputs)?;
-    Ok(last)
-}
-
-fn open_outputs(topology: &Topology, args: &Args, lake: Option<&Path>) -> anyhow::Result<Outputs> {
-    let out = args.out.clone().unwrap_or_else(|| PathBuf::from("."));
-    let resolve = |location: &Option<String>| match location {
-        None => out.clone(),
-        Some(l) if Path::new(l).is_absolute() => PathBuf::from(l),
-        Some(l) => out.join(l),
-    };
-    let needs_staging = lake.is_some()
-        || topology
-            .flow_logs
-            .iter()
-            .any(|f| matches!(f.destination, LogDestination::Lake { .. }));
-    let staging = needs_staging.then(tempfile::tempdir).transpose()?;
-    let mut outputs = Outputs {
-        sinks: Vec::new(),
-        groups: Vec::new(),
-        lakes: Vec::new(),
-        clock_ms: 0,
-        _staging: None,
-    };
-    let mut group_index: HashMap<PathBuf, usize> = HashMap::new();
-    let mut buckets: HashMap<String, Arc<Bucket>> = HashMap::new();
-    let s3_options = S3Options {
-        endpoint_url: args.endpoint_url.clone(),
-        region: args.region.clone(),
-    };
-    for def in &topology.flow_logs {
-        let layout = |parquet, hive, hourly| S3Layout {
-            account_id: topology.account_id.clone(),
-            region: topology.region.clone(),
-            flow_log_id: def.id.clone(),
-            format: def.log_format.clone(),
-            parquet,
-            hive_compatible_partitions: hive,
-            per_hour_partition: hourly,
-            max_file_bytes: 75_000_000,
-        };
-        let mut stage = |lake_dir: PathBuf| {
-            let dir = staging.as_ref().expect("staging made").path().join(&def.id);
-            outputs.lakes.push((lake_dir, dir.clone()));
-            Sink::S3(S3Delivery::new(
-                S3Target::Folder(dir),
-                layout(false, false, false),
-            ))
-        };
-        let sink = if let Some(lake) = lake {
-            stage(lake.to_path_buf())
-        } else {
-            match &def.destination {
-                LogDestination::Lake { location } => stage(resolve(location)),
-                LogDestination::S3 {
-                    location,
-                    file_format,
-                    hive_compatible_partitions,
-                    per_hour_partition,
-                } => {
-                    let target = match location.as_deref().and_then(parse_url) {
-                        Some((name, prefix)) => {
-                            let bucket = match buckets.get(name) {
-                                Some(b) => Arc::clone(b),
-                                None => {
-                                    let b = Arc::new(
-                                        Bucket::connect(name, &s3_options)
-                                            .map_err(|e| anyhow::anyhow!("s3://{name}: {e}"))?,
-                                    );
-                                    buckets.insert(name.to_string(), Arc::clone(&b));
-                                    b
-                                }
-                            };
-                            S3Target::Bucket {
-                                bucket,
-                                prefix: prefix.to_string(),
-                            }
-                        }
-                        None => S3Target::Folder(resolve(location)),
-                    };
-                    let parquet = *file_format == FileFormat::Parquet;
-                    Sink::S3(S3Delivery::new(
-                        target,
-                        layout(parquet, *hive_compatible_partitions, *per_hour_partition),
-                    ))
-                }
-                LogDestination::CloudWatchLogs {
-                    location,
-                    log_group_name,
-                } => {
-                    let root = resolve(location);
-                    let key = root.join(log_group_name.trim_start_matches('/'));
-                    let i = match group_index.get(&key) {
-                        Some(i) => *i,
-                        None => {
-                            outputs
-                                .groups
-                                .push(CloudWatchDelivery::new(root, log_group_name)?);
-                            group_index.insert(key, outputs.groups.len() - 1);
-                            outputs.groups.len() - 1
-                        }
-                    };
-                    Sink::CloudWatch(i)
-                }
-                LogDestination::Firehose { url, options } => {
-                    let settings = FirehoseSettings {
-                        url: url.clone(),
-                        access_key: options.access_key.clone(),
-                        source_arn: options.delivery_stream_arn.clone().unwrap_or_else(|| {
-                            format!(
-                                "arn:aws:firehose:{}:{}:deliverystream/{}",
-                                topology.region, topology.account_id, def.id
-                            )
-                        }),
-                        common_attributes: options.common_attributes.clone(),
-                        gzip: options.gzip,
-                        retry_duration: Duration::from_secs(options.retry_duration),
-                        initial_backoff: Duration::from_secs(1),
-                        max_records: 500,
-                        id_seed: def.id.clone(),
-                    };
-                    Sink::Firehose(Box::new(FirehoseDelivery::new(settings)?))
-                }
-            }
-        };
-        outputs.sinks.push(sink);
-    }
-    outputs._staging = staging;
-    Ok(outputs)
-}
-
-/// Hands every closed window to the flow logs' sinks.
-fn deliver_closed(emulator: &mut Emulator, outputs: &mut Outputs) -> anyhow::Result<()> {
-    let windows: Vec<ClosedWindow> = emulator.take_closed();
-    let topology = emulator.topology();
-    for window in &windows {
-        let window_end = window.start + i64::from(window.interval);
-        outputs.clock_ms = outputs.clock_ms.max(window_end * 1000);
-        for (i, def) in topology.flow_logs.iter().enumerate() {
-            let records = emulator.flow_log_records(i, window);
-            if records.is_empty() {
-                continue;
-            }
-            match &mut outputs.sinks[i] {
-                Sink::S3(delivery) => {
-                    let mut by_file: BTreeMap<i64, Vec<_>> = BTreeMap::new();
-                    for r in records {
-                        by_file
-                            .entry(r.end.div_euclid(S3_WINDOW) * S3_WINDOW)
-                            .or_default()
-                            .push(r);
-                    }
-                    for (file_window, records) in by_file {
-                        delivery
-                            .write(file_window, &to_batch(&records, topology, &def.log_format))?;
-                    }
-                    delivery.close_before(window_end)?;
-                }
-                Sink::CloudWatch(g) => {
-                    let mut by_interface: BTreeMap<usize, Vec<_>> = BTreeMap::new();
-                    for r in records {
-                        by_interface.entry(r.interface).or_default().push(r);
-                    }
-                    for (interface, records) in by_interface {
-                        let text = text_of(&records, topology, &def.log_format)?;
-                        let events = records.iter().map(|r| r.start * 1000).zip(text.lines());
-                        // CloudWatch Logs receives records about five minutes after the window.
-                        outputs.groups[*g].append(
-                            &topology.interfaces[interface].id,
-                            events,
-                            (window_end + 300) * 1000,
-                        )?;
-                    }
-                }
-                Sink::Firehose(delivery) => {
-                    let text = text_of(&records, topology, &def.log_format)?;
-                    delivery.send(text.lines(), window_end * 1000)?;
-                }
-            }
-        }
-    }
-    Ok(())
-}
-
-/// The records as flow log lines (no header).
-fn text_of(
-    records: &[FlowRecord],
-    topology: &Topology,
-    format: &LogFormat,
-) -> anyhow::Result<String> {
-    let mut text = Vec::new();
-    write_lines(&to_batch(records, topology, format), format, &mut text)?;
-    Ok(String::from_utf8(text).expect("flow log text is ASCII"))
 }
 
 fn describe(report: &DeliveryReport, what: &str) -> String {
@@ -528,38 +341,4 @@ fn describe(report: &DeliveryReport, what: &str) -> String {
         ));
     }
     text
-}
-
-fn finish_outputs(outputs: Outputs, topology: &Topology) -> anyhow::Result<Vec<(String, String)>> {
-    let mut reports = Vec::new();
-    let now_ms = outputs.clock_ms;
-    for (def, sink) in topology.flow_logs.iter().zip(outputs.sinks) {
-        let text = match sink {
-            Sink::S3(d) => describe(&d.finish()?, "files"),
-            Sink::Firehose(d) => describe(&d.finish(now_ms)?, "Firehose requests"),
-            Sink::CloudWatch(_) => continue,
-        };
-        reports.push((def.id.clone(), text));
-    }
-    for group in outputs.groups {
-        let report = group.finish()?;
-        reports.push(("CloudWatch Logs".to_string(), describe(&report, "streams")));
-    }
-    for (lake_dir, staged) in &outputs.lakes {
-        let lake = Lake::open(lake_dir)?;
-        let inputs = if staged.exists() {
-            input::expand(&[staged.display().to_string()])?
-        } else {
-            Vec::new()
-        };
-        let summary = ingest(&lake, &inputs, &IngestOptions::default(), &Quiet)?;
-        reports.push((
-            format!("lake {}", lake_dir.display()),
-            format!(
-                "{} records added from {} files ({} already there)",
-                summary.records, summary.files, summary.skipped
-            ),
-        ));
-    }
-    Ok(reports)
 }

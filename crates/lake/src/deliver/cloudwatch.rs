@@ -7,9 +7,13 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
-use super::DeliveryReport;
+use super::{Delivery, DeliveryReport, Window, grouped, lines_of};
 use crate::atomic::AtomicFile;
 use crate::error::{Error, Result};
+
+/// How long after its aggregation window ends CloudWatch Logs receives a record, seconds:
+/// flow logs publish to CloudWatch Logs about every 5 minutes.
+pub const CLOUDWATCH_LAG: i64 = 300;
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -87,5 +91,30 @@ impl CloudWatchDelivery {
             file.commit().map_err(|e| Error::io(&name, e))?;
         }
         Ok(self.report)
+    }
+}
+
+impl Delivery for CloudWatchDelivery {
+    /// Each record goes to its interface's stream, received [`CLOUDWATCH_LAG`] seconds after the
+    /// window's end.
+    fn deliver(&mut self, window: &Window<'_>) -> Result<()> {
+        let records = window.records;
+        for (interface, rows) in grouped(window, |i| records.interface_id(i)) {
+            let text = lines_of(records, &rows)?;
+            let events = rows
+                .iter()
+                .map(|i| records.span(*i).0 * 1000)
+                .zip(text.lines());
+            self.append(interface, events, (window.end + CLOUDWATCH_LAG) * 1000)?;
+        }
+        Ok(())
+    }
+
+    fn finish(self: Box<Self>, _now_ms: i64) -> Result<DeliveryReport> {
+        CloudWatchDelivery::finish(*self)
+    }
+
+    fn unit(&self) -> &'static str {
+        "streams"
     }
 }

@@ -14,10 +14,10 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use flate2::Compression;
 use flate2::write::GzEncoder;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::xxh3_64;
 
-use super::DeliveryReport;
+use super::{Delivery, DeliveryReport, Window, lines_of};
 use crate::error::{Error, Result};
 
 /// How to reach the endpoint.
@@ -43,10 +43,50 @@ pub struct FirehoseSettings {
     pub id_seed: String,
 }
 
-#[derive(Deserialize)]
+/// The body of a Firehose HTTP endpoint delivery request: what Firehose (and this sender) posts
+/// and what an endpoint (the server) reads. Fields in the order they are written.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct Answer {
-    request_id: String,
+pub struct FirehoseBody {
+    /// The records.
+    pub records: Vec<FirehoseRecord>,
+    /// The request's ID, the same on every retry of the batch.
+    pub request_id: String,
+    /// When the request was made, ms since the epoch (a number from Firehose; an endpoint takes
+    /// any value, or none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timestamp: Option<serde_json::Value>,
+}
+
+/// One record of a [`FirehoseBody`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FirehoseRecord {
+    /// The record's bytes, base64 (here one flow log line with its newline).
+    pub data: String,
+}
+
+impl FirehoseRecord {
+    /// The record's bytes (surrounding white space in the base64 text is ignored).
+    ///
+    /// # Errors
+    /// When `data` is not base64.
+    pub fn decode(&self) -> std::result::Result<Vec<u8>, base64::DecodeError> {
+        STANDARD.decode(self.data.trim())
+    }
+}
+
+/// An endpoint's answer: the request's ID and a time, with a message on failure.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FirehoseReply {
+    /// Why the request was refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_message: Option<String>,
+    /// The ID of the request answered.
+    pub request_id: String,
+    /// When it was answered, ms since the epoch (a number; a sender takes any value, or none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timestamp: Option<serde_json::Value>,
 }
 
 /// Posts records to one endpoint.
@@ -144,14 +184,19 @@ impl FirehoseDelivery {
     }
 
     fn post(&mut self, now_ms: i64) -> Result<()> {
-        let records: Vec<serde_json::Value> = self
+        let records = self
             .pending
             .iter()
-            .map(|line| serde_json::json!({ "data": STANDARD.encode(format!("{line}\n")) }))
+            .map(|line| FirehoseRecord {
+                data: STANDARD.encode(format!("{line}\n")),
+            })
             .collect();
         let request_id = self.request_id();
-        let body =
-            serde_json::json!({ "requestId": request_id, "timestamp": now_ms, "records": records });
+        let body = FirehoseBody {
+            records,
+            request_id: request_id.clone(),
+            timestamp: Some(now_ms.into()),
+        };
         let mut bytes = serde_json::to_vec(&body).expect("JSON of strings");
         let url = self.settings.url.clone();
         let fail = |reason: String| Error::io(&url, std::io::Error::other(reason));
@@ -190,7 +235,7 @@ impl FirehoseDelivery {
                 Ok::<_, String>((status, text))
             });
             let problem = match outcome {
-                Ok((200, text)) => match serde_json::from_str::<Answer>(&text) {
+                Ok((200, text)) => match serde_json::from_str::<FirehoseReply>(&text) {
                     Ok(answer) if answer.request_id == request_id => break,
                     Ok(answer) => format!(
                         "answer names request {} instead of {request_id}",
@@ -231,5 +276,71 @@ impl FirehoseDelivery {
         self.pending.clear();
         self.batch += 1;
         Ok(())
+    }
+}
+
+impl Delivery for FirehoseDelivery {
+    /// The window's records are posted as its end's time.
+    fn deliver(&mut self, window: &Window<'_>) -> Result<()> {
+        let rows: Vec<usize> = (0..window.records.len()).collect();
+        let text = lines_of(window.records, &rows)?;
+        self.send(text.lines(), window.end * 1000)
+    }
+
+    fn finish(self: Box<Self>, now_ms: i64) -> Result<DeliveryReport> {
+        FirehoseDelivery::finish(*self, now_ms)
+    }
+
+    fn unit(&self) -> &'static str {
+        "Firehose requests"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_wire_format_is_firehoses() {
+        // As Firehose writes it (keys in this order), and read back by the same types.
+        let body = FirehoseBody {
+            records: vec![FirehoseRecord {
+                data: STANDARD.encode("2 123 eni-1 - - - - - - - 1 2 - NODATA\n"),
+            }],
+            request_id: "ed4acda5-034f-9f42-bba1-f29aea6d7d8f".into(),
+            timestamp: Some(1_578_090_901_599_i64.into()),
+        };
+        let text = serde_json::to_string(&body).unwrap();
+        assert_eq!(
+            text,
+            format!(
+                "{{\"records\":[{{\"data\":\"{}\"}}],\"requestId\":\"ed4acda5-034f-9f42-bba1-f29aea6d7d8f\",\"timestamp\":1578090901599}}",
+                body.records[0].data
+            )
+        );
+        let read: FirehoseBody = serde_json::from_str(&text).unwrap();
+        assert_eq!(read, body);
+        assert_eq!(
+            read.records[0].decode().unwrap(),
+            b"2 123 eni-1 - - - - - - - 1 2 - NODATA\n"
+        );
+        let spaced = FirehoseRecord {
+            data: format!(" {} \n", read.records[0].data),
+        };
+        assert_eq!(spaced.decode().unwrap(), read.records[0].decode().unwrap());
+        assert!(FirehoseRecord { data: "***".into() }.decode().is_err());
+        // An endpoint may send any timestamp, or none; a refusal carries its message.
+        let reply: FirehoseReply =
+            serde_json::from_str(r#"{"requestId":"r","timestamp":"soon"}"#).unwrap();
+        assert_eq!(reply.request_id, "r");
+        let refused = FirehoseReply {
+            error_message: Some("no".into()),
+            request_id: "r".into(),
+            timestamp: Some(7.into()),
+        };
+        assert_eq!(
+            serde_json::to_string(&refused).unwrap(),
+            r#"{"errorMessage":"no","requestId":"r","timestamp":7}"#
+        );
     }
 }

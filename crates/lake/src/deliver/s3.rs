@@ -12,12 +12,15 @@ use flowscope_record::{LogFormat, conform, write_lines};
 use parquet::arrow::ArrowWriter;
 use xxhash_rust::xxh3::xxh3_64;
 
-use super::{DeliveryReport, S3_WINDOW};
+use super::{Delivery, DeliveryReport, S3_WINDOW, Window, grouped};
 use crate::atomic::AtomicFile;
 use crate::error::{Error, Result};
 use crate::layout::AwsObject;
 use crate::object::Bucket;
 use crate::partition::writer_properties;
+
+/// The uncompressed size at which AWS closes a flow log file and starts another: 75 MB.
+pub const MAX_FILE_BYTES: usize = 75_000_000;
 
 /// Where the layout is written.
 #[derive(Clone)]
@@ -50,7 +53,8 @@ pub struct S3Layout {
     pub hive_compatible_partitions: bool,
     /// An hour level under the day.
     pub per_hour_partition: bool,
-    /// Uncompressed size at which a file is closed and another started (AWS: 75 MB).
+    /// Uncompressed size at which a file is closed and another started (AWS:
+    /// [`MAX_FILE_BYTES`]).
     pub max_file_bytes: usize,
 }
 
@@ -214,5 +218,27 @@ impl S3Delivery {
         self.report.outputs.push(written);
         self.report.records += pending.rows;
         Ok(())
+    }
+}
+
+impl Delivery for S3Delivery {
+    /// Each record goes to the file of the 5-minute window its `end` falls in; the files of the
+    /// windows that ended are published.
+    fn deliver(&mut self, window: &Window<'_>) -> Result<()> {
+        let records = window.records;
+        for (file_window, rows) in grouped(window, |i| {
+            records.span(i).1.div_euclid(S3_WINDOW) * S3_WINDOW
+        }) {
+            self.write(file_window, &records.batch(&rows))?;
+        }
+        self.close_before(window.end)
+    }
+
+    fn finish(self: Box<Self>, _now_ms: i64) -> Result<DeliveryReport> {
+        S3Delivery::finish(*self)
+    }
+
+    fn unit(&self) -> &'static str {
+        "files"
     }
 }

@@ -1,25 +1,26 @@
-//! Logs Insights commands -> a DataFusion logical plan.
+//! Logs Insights commands -> a DataFusion logical plan: the commands here, function calls and
+//! aggregations in [`function`].
+
+mod function;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::OnceLock;
 
-use arrow_schema::{DataType, TimeUnit};
-use datafusion::common::ScalarValue;
+use arrow_schema::DataType;
 use datafusion::dataframe::DataFrame;
 use datafusion::execution::FunctionRegistry;
-use datafusion::functions_aggregate::count::count_all;
-use datafusion::functions_aggregate::expr_fn::{first_value, percentile_cont};
 use datafusion::logical_expr::expr::Like;
 use datafusion::logical_expr::{
-    Expr as DfExpr, ExprFunctionExt, ExprSchemable, SortExpr, case, cast, ident, lit,
+    Expr as DfExpr, ExprFunctionExt, ExprSchemable, SortExpr, cast, ident, lit,
 };
 use datafusion::prelude::SessionContext;
 use flowscope_record::{FIELDS, LogFormat, edit_distance};
 
 use super::parser::{BinOp, Command, Expr, ExprKind, ParsePattern, Projection, Query, Span};
-use crate::engine::TABLE;
 use crate::error::{Error, Result};
+use crate::table::TABLE;
 use crate::time::TimeRange;
+use function::{check_regex, escape_like, is_aggregate_call};
 
 /// Rows a query returns when it has no `limit` (the current Logs Insights default).
 pub const DEFAULT_LIMIT: usize = 10_000;
@@ -563,298 +564,6 @@ impl<'a> Planner<'a> {
             _ => return Err(Error::query(format!("unknown field `{name}`"), None)),
         })
     }
-
-    /// A function by its DataFusion name.
-    fn call_df(&self, name: &str, args: Vec<DfExpr>) -> Result<DfExpr> {
-        Ok(self.ctx.udf(name)?.call(args))
-    }
-
-    fn call(
-        &self,
-        df: &DataFrame,
-        name: &str,
-        args: &[Expr],
-        span: Span,
-        mode: Mode,
-    ) -> Result<DfExpr> {
-        let lower = name.to_ascii_lowercase();
-        let here = Some(span.position());
-        let arity = |min: usize, max: usize| -> Result<()> {
-            if args.len() < min || args.len() > max {
-                let wanted = if min == max {
-                    format!("{min}")
-                } else if max == usize::MAX {
-                    format!("at least {min}")
-                } else {
-                    format!("{min} to {max}")
-                };
-                return Err(Error::query(
-                    format!("{name}() takes {wanted} argument(s), got {}", args.len()),
-                    here,
-                ));
-            }
-            Ok(())
-        };
-        if AGGREGATES.contains(&lower.as_str()) {
-            if mode != Mode::Aggregate {
-                return Err(Error::query(
-                    format!("{name}() is an aggregation: use it in `stats`"),
-                    here,
-                ));
-            }
-            return self.aggregate(df, name, &lower, args, span);
-        }
-        let mut values = Vec::new();
-        let row_args = |values: &mut Vec<DfExpr>| -> Result<()> {
-            for a in args {
-                values.push(self.expr_on(df, a, Mode::Row)?);
-            }
-            Ok(())
-        };
-        Ok(match lower.as_str() {
-            "bin" => {
-                arity(1, 1)?;
-                let period = period_arg(&args[0])?;
-                let ts = self.system("@timestamp")?;
-                self.call_df("date_bin", vec![interval(period), ts])?
-            }
-            "datefloor" | "dateceil" => {
-                arity(2, 2)?;
-                let ts = self.expr_on(df, &args[0], Mode::Row)?;
-                let period = period_arg(&args[1])?;
-                let floor = self.call_df("date_bin", vec![interval(period), ts.clone()])?;
-                if lower == "datefloor" {
-                    floor
-                } else {
-                    case(floor.clone().eq(ts))
-                        .when(lit(true), floor.clone())
-                        .otherwise(floor + interval(period))?
-                }
-            }
-            "frommillis" => {
-                arity(1, 1)?;
-                row_args(&mut values)?;
-                self.call_df("to_timestamp_millis", values)?
-            }
-            "tomillis" => {
-                arity(1, 1)?;
-                row_args(&mut values)?;
-                let ms = cast(
-                    values.remove(0),
-                    DataType::Timestamp(TimeUnit::Millisecond, None),
-                );
-                cast(ms, DataType::Int64)
-            }
-            "abs" | "ceil" | "floor" | "sqrt" => {
-                arity(1, 1)?;
-                row_args(&mut values)?;
-                self.call_df(&lower, values)?
-            }
-            "log" => {
-                arity(1, 1)?;
-                row_args(&mut values)?;
-                self.call_df("ln", values)?
-            }
-            "greatest" | "least" | "coalesce" | "concat" => {
-                arity(1, usize::MAX)?;
-                row_args(&mut values)?;
-                self.call_df(&lower, values)?
-            }
-            "ispresent" => {
-                arity(1, 1)?;
-                row_args(&mut values)?;
-                values.remove(0).is_not_null()
-            }
-            "isempty" | "isblank" => {
-                arity(1, 1)?;
-                row_args(&mut values)?;
-                let v = self.as_text(df, values.remove(0));
-                let text = if lower == "isblank" {
-                    self.call_df("btrim", vec![v.clone()])?
-                } else {
-                    v.clone()
-                };
-                v.is_null().or(text.eq(lit("")))
-            }
-            "ltrim" | "rtrim" | "trim" => {
-                arity(1, 2)?;
-                row_args(&mut values)?;
-                let f = if lower == "trim" { "btrim" } else { &lower };
-                self.call_df(f, values)?
-            }
-            "strlen" => {
-                arity(1, 1)?;
-                row_args(&mut values)?;
-                self.call_df("character_length", values)?
-            }
-            "toupper" | "tolower" => {
-                arity(1, 1)?;
-                row_args(&mut values)?;
-                self.call_df(if lower == "toupper" { "upper" } else { "lower" }, values)?
-            }
-            "substr" => {
-                arity(2, 3)?;
-                row_args(&mut values)?;
-                // Logs Insights counts from 0, SQL from 1.
-                values[1] = values[1].clone() + lit(1_i64);
-                self.call_df("substr", values)?
-            }
-            "replace" => {
-                arity(3, 3)?;
-                row_args(&mut values)?;
-                self.call_df("replace", values)?
-            }
-            "strcontains" => {
-                arity(2, 2)?;
-                row_args(&mut values)?;
-                let found = self.call_df("strpos", values)?.gt(lit(0));
-                case(found)
-                    .when(lit(true), lit(1_i64))
-                    .otherwise(lit(0_i64))?
-            }
-            "isvalidip" | "isvalidipv4" | "isvalidipv6" => {
-                arity(1, 1)?;
-                row_args(&mut values)?;
-                let f = match lower.as_str() {
-                    "isvalidip" => "is_valid_ip",
-                    "isvalidipv4" => "is_valid_ipv4",
-                    _ => "is_valid_ipv6",
-                };
-                self.call_df(f, values)?
-            }
-            "isipinsubnet" | "isipv4insubnet" | "isipv6insubnet" => {
-                arity(2, 2)?;
-                if let ExprKind::Str(cidr) = &args[1].kind {
-                    crate::udf::Cidr::parse(cidr)
-                        .map_err(|e| Error::query(e, Some(args[1].span.position())))?;
-                    let v4 = cidr.contains('.');
-                    if (lower == "isipv4insubnet" && !v4) || (lower == "isipv6insubnet" && v4) {
-                        return Err(Error::query(
-                            format!("{name}() takes an IPv{} CIDR block", if v4 { 6 } else { 4 }),
-                            Some(args[1].span.position()),
-                        ));
-                    }
-                }
-                row_args(&mut values)?;
-                self.call_df("is_ip_in_subnet", values)?
-            }
-            _ => {
-                return Err(Error::query(format!("unknown function `{name}`"), here));
-            }
-        })
-    }
-
-    fn aggregate(
-        &self,
-        df: &DataFrame,
-        name: &str,
-        lower: &str,
-        args: &[Expr],
-        span: Span,
-    ) -> Result<DfExpr> {
-        let here = Some(span.position());
-        let one = |args: &[Expr]| -> Result<DfExpr> {
-            match args {
-                [a] => self.expr_on(df, a, Mode::Row),
-                _ => Err(Error::query(format!("{name}() takes one field"), here)),
-            }
-        };
-        let udaf =
-            |f: &str, args: Vec<DfExpr>| -> Result<DfExpr> { Ok(self.ctx.udaf(f)?.call(args)) };
-        Ok(match lower {
-            "count" => match args {
-                [] => count_all().unalias(),
-                [a] if a.kind == ExprKind::Star => count_all().unalias(),
-                _ => udaf("count", vec![one(args)?])?,
-            },
-            "count_distinct" => {
-                let v = one(args)?;
-                datafusion::functions_aggregate::expr_fn::count_distinct(v)
-            }
-            "sum" | "avg" | "min" | "max" | "stddev" => udaf(lower, vec![one(args)?])?,
-            "sortsfirst" => udaf("min", vec![one(args)?])?,
-            "sortslast" => udaf("max", vec![one(args)?])?,
-            "earliest" => first_value(one(args)?, vec![ident("start").sort(true, false)]),
-            "latest" => first_value(one(args)?, vec![ident("start").sort(false, false)]),
-            "pct" => {
-                let [field, p] = args else {
-                    return Err(Error::query(
-                        format!("{name}() takes a field and a percentile, e.g. pct(bytes, 95)"),
-                        here,
-                    ));
-                };
-                let pct = match p.kind {
-                    ExprKind::Int(n) => n as f64,
-                    ExprKind::Float(f) => f,
-                    _ => -1.0,
-                };
-                if !(0.0..=100.0).contains(&pct) {
-                    return Err(Error::query(
-                        "the percentile must be a number from 0 to 100",
-                        Some(p.span.position()),
-                    ));
-                }
-                let v = cast(self.expr_on(df, field, Mode::Row)?, DataType::Float64);
-                percentile_cont(v.sort(true, false), lit(pct / 100.0))
-            }
-            _ => unreachable!("AGGREGATES lists every name handled here"),
-        })
-    }
-}
-
-/// Aggregation functions of `stats`.
-const AGGREGATES: &[&str] = &[
-    "count",
-    "count_distinct",
-    "sum",
-    "avg",
-    "min",
-    "max",
-    "stddev",
-    "pct",
-    "earliest",
-    "latest",
-    "sortsfirst",
-    "sortslast",
-];
-
-fn is_aggregate_call(e: &Expr) -> bool {
-    matches!(&e.kind, ExprKind::Call { name, .. } if AGGREGATES.contains(&name.to_ascii_lowercase().as_str()))
-}
-
-fn period_arg(e: &Expr) -> Result<i64> {
-    match e.kind {
-        ExprKind::Period(p) if p > 0 => Ok(p),
-        _ => Err(Error::query(
-            "expected a time period such as 5m, 1h or 1d",
-            Some(e.span.position()),
-        )),
-    }
-}
-
-fn interval(seconds: i64) -> DfExpr {
-    lit(ScalarValue::new_interval_mdn(
-        0,
-        0,
-        seconds.saturating_mul(1_000_000_000),
-    ))
-}
-
-fn escape_like(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out
-}
-
-fn check_regex(re: &str, span: Span) -> Result<()> {
-    regex::Regex::new(re)
-        .map(|_| ())
-        .map_err(|e| Error::query(format!("invalid regex: {e}"), Some(span.position())))
 }
 
 fn unknown_field(name: &str, span: Span, fields: &arrow_schema::Fields) -> Error {

@@ -1,0 +1,66 @@
+//! Figures in words, for summaries: bytes, durations, the service on a port.
+
+/// The usual service on a port, for summaries.
+pub fn service_name(port: u16) -> &'static str {
+    match port {
+        22 => "SSH",
+        23 => "Telnet",
+        445 => "SMB",
+        1433 => "SQL Server",
+        1521 => "Oracle",
+        2375 => "Docker API",
+        3306 => "MySQL",
+        3389 => "RDP",
+        5432 => "PostgreSQL",
+        5900 => "VNC",
+        6379 => "Redis",
+        9200 => "Elasticsearch",
+        11211 => "Memcached",
+        27017 => "MongoDB",
+        _ => "service",
+    }
+}
+
+/// Bytes for people: `432.0 MB`.
+pub fn human_bytes(b: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KB", "MB", "GB", "TB"];
+    let mut v = b as f64;
+    let mut u = 0;
+    while v >= 1000.0 && u + 1 < UNITS.len() {
+        v /= 1000.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{b} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+/// Seconds for people: `12 min`, `45 s`, `2.5 h`.
+pub fn human_duration(s: i64) -> String {
+    if s < 120 {
+        format!("{s} s")
+    } else if s < 7_200 {
+        format!("{} min", (s + 30) / 60)
+    } else {
+        format!("{:.1} h", s as f64 / 3_600.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn units_and_services() {
+        assert_eq!(human_bytes(432_000_000), "432.0 MB");
+        assert_eq!(human_bytes(999), "999 B");
+        assert_eq!(human_bytes(1_500), "1.5 KB");
+        assert_eq!(human_duration(45), "45 s");
+        assert_eq!(human_duration(720), "12 min");
+        assert_eq!(human_duration(9_000), "2.5 h");
+        assert_eq!(service_name(3389), "RDP");
+        assert_eq!(service_name(8080), "service");
+    }
+}
