@@ -82,9 +82,7 @@ impl Default for Thresholds {
             rejected_spike_records: 100,
             rejected_spike_ratio: 5.0,
             rejected_spike_window: 300,
-            sensitive_ports: vec![
-                22, 23, 445, 1433, 1521, 2375, 3306, 3389, 5432, 5900, 6379, 9200, 11211, 27017,
-            ],
+            sensitive_ports: crate::words::SENSITIVE_PORTS.map(|(p, _)| p).to_vec(),
             exposed_sources: 5,
             samples: 3,
         }

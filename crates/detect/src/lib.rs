@@ -42,4 +42,4 @@ pub use intel::{Entry, Loaded, ThreatIntel};
 pub use metrics::{Accumulator, Metrics, compute as compute_metrics};
 pub use notify::Notifier;
 pub use scan::SLACK;
-pub use words::{human_bytes, human_duration, service_name};
+pub use words::{SENSITIVE_PORTS, human_bytes, human_duration, service_name};

@@ -1,24 +1,30 @@
 //! Figures in words, for summaries: bytes, durations, the service on a port.
 
-/// The usual service on a port, for summaries.
+/// The ports that should not be reachable from the internet, with their usual services: the
+/// default of the exposed-port detection's `sensitive_ports`, and the names its summaries use.
+pub const SENSITIVE_PORTS: [(u16, &str); 14] = [
+    (22, "SSH"),
+    (23, "Telnet"),
+    (445, "SMB"),
+    (1433, "SQL Server"),
+    (1521, "Oracle"),
+    (2375, "Docker API"),
+    (3306, "MySQL"),
+    (3389, "RDP"),
+    (5432, "PostgreSQL"),
+    (5900, "VNC"),
+    (6379, "Redis"),
+    (9200, "Elasticsearch"),
+    (11211, "Memcached"),
+    (27017, "MongoDB"),
+];
+
+/// The usual service on a port, for summaries (`service` for a port not listed).
 pub fn service_name(port: u16) -> &'static str {
-    match port {
-        22 => "SSH",
-        23 => "Telnet",
-        445 => "SMB",
-        1433 => "SQL Server",
-        1521 => "Oracle",
-        2375 => "Docker API",
-        3306 => "MySQL",
-        3389 => "RDP",
-        5432 => "PostgreSQL",
-        5900 => "VNC",
-        6379 => "Redis",
-        9200 => "Elasticsearch",
-        11211 => "Memcached",
-        27017 => "MongoDB",
-        _ => "service",
-    }
+    SENSITIVE_PORTS
+        .iter()
+        .find(|(p, _)| *p == port)
+        .map_or("service", |(_, name)| name)
 }
 
 /// Bytes for people: `432.0 MB`.
@@ -62,5 +68,12 @@ mod tests {
         assert_eq!(human_duration(9_000), "2.5 h");
         assert_eq!(service_name(3389), "RDP");
         assert_eq!(service_name(8080), "service");
+        // The documented default of `sensitive_ports`, in order.
+        assert_eq!(
+            crate::Thresholds::default().sensitive_ports,
+            [
+                22, 23, 445, 1433, 1521, 2375, 3306, 3389, 5432, 5900, 6379, 9200, 11211, 27017
+            ]
+        );
     }
 }
