@@ -372,7 +372,6 @@ fn validate_reports_every_mistake_with_file_line_and_column() {
 fn pcap_replay_to_a_firehose_http_endpoint() {
     use axum::body::Bytes;
     use axum::http::HeaderMap;
-    use base64::Engine as _;
     use std::sync::{Arc, Mutex};
 
     let received: Arc<Mutex<Vec<(String, Bytes)>>> = Arc::default();
