@@ -247,11 +247,12 @@ struct Talker {
     records: i64,
 }
 
-/// The query's batches, each column as integers or as texts by name (null as 0 or empty).
+/// The batches of one query (read by column name with [`ints`] and [`texts`]).
 async fn columns(engine: &Engine, sql: &str) -> anyhow::Result<Vec<RecordBatch>> {
     Ok(engine.sql(sql).await?.collect().await?)
 }
 
+/// A column as integers, null as 0.
 fn ints(batch: &RecordBatch, name: &str) -> anyhow::Result<Vec<i64>> {
     let column = batch
         .column_by_name(name)
@@ -269,6 +270,7 @@ fn ints(batch: &RecordBatch, name: &str) -> anyhow::Result<Vec<i64>> {
         .collect())
 }
 
+/// A column as texts, null as empty.
 fn texts(batch: &RecordBatch, name: &str) -> anyhow::Result<Vec<String>> {
     let column = batch
         .column_by_name(name)
