@@ -8,9 +8,9 @@
 //!
 //! [`WirePacket`]: flowscope_vpc::WirePacket
 
-pub mod decode;
+mod decode;
 mod error;
-pub mod pcap;
+mod pcap;
 pub mod scenario;
 
 pub use error::{Error, Result};

@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::{At, config_at};
 use crate::error::{Error, Result};
 use crate::filter::Pattern;
-use crate::finding::rfc3339;
+use flowscope_record::time::rfc3339;
 
 /// An alarm's state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -18,10 +18,11 @@ use crate::config::{CustomRule, DetectConfig, Language, Thresholds};
 use crate::error::{Error, Result};
 #[cfg(test)]
 use crate::finding::default_columns;
-use crate::finding::{Evidence, Finding, Technique, rfc3339};
+use crate::finding::{Evidence, Finding, Technique};
 use crate::intel::ThreatIntel;
 use crate::rows::{self, Row, float, quote, text};
 use crate::scan::{self, Wants};
+use flowscope_record::time::rfc3339;
 
 /// Findings that get sample records (the most severe first).
 pub const MAX_SAMPLED: usize = 25;

@@ -24,9 +24,9 @@ use flowscope_query::{Engine, TimeRange};
 use serde::Serialize;
 
 use crate::error::Result;
-use crate::finding::rfc3339;
 use crate::rows::{self, Row, int, quote, text};
 use crate::scan::SLACK;
+use flowscope_record::time::rfc3339;
 
 /// Why a group of records was rejected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]

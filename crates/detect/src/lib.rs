@@ -37,7 +37,7 @@ pub use detect::{Detector, MAX_SAMPLED, Report};
 pub use diagnose::{Cause, DiagnoseFilter, Diagnosis, diagnose};
 pub use error::{Error, Result};
 pub use filter::{Condition, FieldPattern, Op, Pattern};
-pub use finding::{Evidence, Finding, Severity, Technique, default_columns, records_sql, rfc3339};
+pub use finding::{Evidence, Finding, Severity, Technique, default_columns, records_sql};
 pub use intel::{Entry, Loaded, ThreatIntel};
 pub use metrics::{Accumulator, Metrics, compute as compute_metrics};
 pub use notify::Notifier;

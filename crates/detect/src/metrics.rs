@@ -34,6 +34,8 @@ pub struct Metrics {
 /// what a server feeds as deliveries arrive.
 pub struct Accumulator {
     compiled: Vec<(Pattern, MetricFilter)>,
+    /// The default format: the lines filter patterns read.
+    format: LogFormat,
     /// (filter, minute) whose datapoint is the filter's default value, not a match.
     defaulted: HashSet<(usize, i64)>,
     /// What has been computed so far.
@@ -51,6 +53,7 @@ impl Accumulator {
                 .iter()
                 .map(|f| Pattern::parse(&f.filter_pattern).map(|p| (p, f.clone())))
                 .collect::<Result<_>>()?,
+            format: LogFormat::default_format(),
             defaulted: HashSet::new(),
             metrics: Metrics::default(),
         })
@@ -62,7 +65,7 @@ impl Accumulator {
     /// # Errors
     /// [`crate::Error::Invalid`] when a column is missing or cannot be shown as text.
     pub fn add(&mut self, batch: &RecordBatch) -> Result<()> {
-        let format = LogFormat::default_format();
+        let format = &self.format;
         if let Some(missing) = format
             .fields()
             .iter()
@@ -75,7 +78,7 @@ impl Accumulator {
         }
         // Each record as the line CloudWatch Logs would hold, from the record crate's encoder.
         let mut text = Vec::new();
-        flowscope_record::write_lines(batch, &format, &mut text)?;
+        flowscope_record::write_lines(batch, format, &mut text)?;
         let text = String::from_utf8_lossy(&text);
         let mut lines: Vec<Cow<'_, str>> = text.split_terminator('\n').map(Cow::Borrowed).collect();
         if lines.len() != batch.num_rows() {
@@ -83,7 +86,7 @@ impl Accumulator {
             lines = (0..batch.num_rows())
                 .map(|row| {
                     let mut one = Vec::new();
-                    flowscope_record::write_lines(&batch.slice(row, 1), &format, &mut one)?;
+                    flowscope_record::write_lines(&batch.slice(row, 1), format, &mut one)?;
                     one.pop();
                     Ok(Cow::Owned(String::from_utf8_lossy(&one).into_owned()))
                 })

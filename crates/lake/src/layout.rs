@@ -6,6 +6,8 @@
 //! `.log.parquet`). The name carries what a record may lack: the flow log, the account and the
 //! region.
 
+use flowscope_record::time::{civil_from_days, days_from_civil};
+
 /// What an AWS flow log object's name and key say about it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AwsObject {
@@ -114,31 +116,6 @@ fn parse_stamp(stamp: &str) -> Option<i64> {
     Some(days_from_civil(year, month as u32, day as u32) * 86_400 + hour * 3_600 + minute * 60)
 }
 
-/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
-pub fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
-    let year = if month <= 2 { year - 1 } else { year };
-    let era = year.div_euclid(400);
-    let yoe = year - era * 400;
-    let month = i64::from(month);
-    let doy = (153 * (if month > 2 { month - 3 } else { month + 9 }) + 2) / 5 + i64::from(day) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// The (year, month, day) of a day count since 1970-01-01.
-pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
-}
-
 /// Whether a file found while walking a directory looks like flow log text.
 ///
 /// Files named on the command line are always read; inside directories only `.log`, `.txt` and
@@ -203,16 +180,5 @@ mod tests {
         ] {
             assert_eq!(parse(name), None, "{name}");
         }
-    }
-
-    #[test]
-    fn civil_dates_round_trip() {
-        assert_eq!(days_from_civil(1970, 1, 1), 0);
-        assert_eq!(days_from_civil(2000, 3, 1), 11_017);
-        for days in (-800_000..800_000).step_by(997) {
-            let (y, m, d) = civil_from_days(days);
-            assert_eq!(days_from_civil(y, m, d), days);
-        }
-        assert_eq!(civil_from_days(19_378), (2023, 1, 21));
     }
 }

@@ -11,11 +11,11 @@ use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use crate::error::{Error, Result};
-use crate::layout::days_from_civil;
 use crate::partition::{
     lake_schema, read_footer, sorted_by_start, write_parquet, writer_properties,
 };
 use crate::store::{Commit, Lake};
+use flowscope_record::time::days_from_civil;
 
 /// Partitions up to this many rows are merged into one file sorted by `start`; larger ones are
 /// concatenated file by file (each file is sorted already).
@@ -188,36 +188,9 @@ pub fn partition_start(rel: &str) -> Option<i64> {
     Some(days_from_civil(y, u32::try_from(m).ok()?, u32::try_from(d).ok()?) * 86_400 + hour * 3_600)
 }
 
-/// Parses a duration such as `90d`, `12h`, `30m`, `2w` or `45s` into seconds.
-pub fn parse_duration(text: &str) -> Option<i64> {
-    let text = text.trim();
-    let unit_at = text.find(|c: char| !c.is_ascii_digit())?;
-    let (number, unit) = text.split_at(unit_at);
-    let number: i64 = number.parse().ok()?;
-    let unit = match unit {
-        "s" => 1,
-        "m" | "min" => 60,
-        "h" => 3_600,
-        "d" => 86_400,
-        "w" => 7 * 86_400,
-        _ => return None,
-    };
-    number.checked_mul(unit)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("90d"), Some(90 * 86_400));
-        assert_eq!(parse_duration("12h"), Some(43_200));
-        assert_eq!(parse_duration("2w"), Some(1_209_600));
-        assert_eq!(parse_duration("90"), None);
-        assert_eq!(parse_duration("d"), None);
-        assert_eq!(parse_duration("5y"), None);
-    }
 
     #[test]
     fn partition_paths() {

@@ -16,7 +16,7 @@ use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
 use parquet::file::properties::WriterProperties;
 
 use crate::error::{Error, Result};
-use crate::layout::civil_from_days;
+use flowscope_record::time::civil_from_days;
 
 /// The column added to AWS's fields: the flow log a record came from (from the S3 file name).
 pub const FLOW_LOG_ID: &str = "flow_log_id";

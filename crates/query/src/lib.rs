@@ -5,7 +5,7 @@
 //! the lake's (AWS's Parquet names) plus the `date` and `hour` partition columns. SQL goes to
 //! DataFusion as it is; Logs Insights queries are parsed here ([`insights`]) and translated into
 //! DataFusion logical plans, never into SQL text, so both languages share one optimiser, one set
-//! of functions ([`udf`]) and one executor. Contributor reports ([`top`]) are plans too, built
+//! of functions (registered on every session) and one executor. Contributor reports ([`top`]) are plans too, built
 //! from a key set or from a Contributor Insights rule.
 //!
 //! Why DataFusion and not a hand-written scanner: the lake is ordinary Parquet, and the questions
@@ -14,16 +14,16 @@
 
 mod capped;
 mod coop;
-pub mod engine;
-pub mod error;
+mod engine;
+mod error;
 pub mod insights;
 pub mod render;
 mod snapshot;
 mod sum;
-pub mod table;
+mod table;
 pub mod time;
 pub mod top;
-pub mod udf;
+mod udf;
 
 pub use engine::{Engine, TABLE};
 pub use error::{Error, Position, Result};

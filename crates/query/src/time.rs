@@ -1,8 +1,7 @@
 //! Time ranges as users type them: relative to now (`-1h`, `7d`, `now`), absolute
 //! (`2019-08-26`, `2019-08-26T19:25:00Z`, `2019-08-26 19:25`), or Unix seconds.
 
-use flowscope_lake::layout::days_from_civil;
-use flowscope_lake::maintenance::parse_duration;
+use flowscope_record::time::{parse_datetime, parse_duration};
 
 use crate::error::{Error, Result};
 
@@ -92,37 +91,6 @@ pub fn parse_time(text: &str, now: i64) -> Result<i64> {
         return now.checked_sub(secs).ok_or_else(bad);
     }
     parse_datetime(t).ok_or_else(bad)
-}
-
-/// `YYYY-MM-DD[(T| )HH:MM[:SS][Z]]` in UTC to Unix seconds.
-fn parse_datetime(t: &str) -> Option<i64> {
-    let t = t.strip_suffix('Z').unwrap_or(t);
-    let (date, clock) = match t.split_once(['T', ' ']) {
-        Some((d, c)) => (d, Some(c)),
-        None => (t, None),
-    };
-    let mut ymd = date.split('-');
-    let y: i64 = ymd.next()?.parse().ok()?;
-    let m: u32 = ymd.next()?.parse().ok()?;
-    let d: u32 = ymd.next()?.parse().ok()?;
-    if ymd.next().is_some() || !(1..=12).contains(&m) || !(1..=31).contains(&d) {
-        return None;
-    }
-    let mut secs = days_from_civil(y, m, d) * 86_400;
-    if let Some(clock) = clock {
-        let mut hms = clock.split(':');
-        let h: i64 = hms.next()?.parse().ok()?;
-        let min: i64 = hms.next()?.parse().ok()?;
-        let s: i64 = match hms.next() {
-            Some(s) => s.split('.').next()?.parse().ok()?,
-            None => 0,
-        };
-        if hms.next().is_some() || h > 23 || min > 59 || s > 60 {
-            return None;
-        }
-        secs += h * 3_600 + min * 60 + s;
-    }
-    Some(secs)
 }
 
 #[cfg(test)]

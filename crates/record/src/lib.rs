@@ -21,6 +21,7 @@ pub mod position;
 pub mod protocol;
 mod schema;
 pub mod synth;
+pub mod time;
 
 pub use decode::{DEFAULT_BATCH_SIZE, TextDecoder};
 pub use encode::write_lines;

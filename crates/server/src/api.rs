@@ -9,7 +9,6 @@ use arrow_cast::display::{ArrayFormatter, FormatOptions};
 use arrow_schema::DataType;
 use axum::Json;
 use axum::extract::{Query, State};
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use datafusion::dataframe::DataFrame;
 use flowscope_detect::{Detector, Severity};
@@ -17,9 +16,10 @@ use flowscope_detect::{DiagnoseFilter, diagnose};
 use flowscope_query::TimeRange;
 use futures::StreamExt;
 use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use crate::App;
+use crate::error::ApiError;
 
 /// Rows a query answer holds at most unless the request asks for fewer.
 pub const MAX_ROWS: usize = 10_000;
@@ -33,24 +33,6 @@ fn value_size(value: &Value) -> usize {
         Value::String(s) => s.len() + 2,
         _ => 8,
     }
-}
-
-/// A JSON error answer: `{"error": message, "position": {"line", "column", "offset"}}`.
-pub fn error(status: StatusCode, message: impl Into<String>, position: Option<Value>) -> Response {
-    let mut body = Map::new();
-    body.insert("error".into(), Value::String(message.into()));
-    if let Some(p) = position {
-        body.insert("position".into(), p);
-    }
-    (status, Json(Value::Object(body))).into_response()
-}
-
-fn query_error(e: &flowscope_query::Error, text: &str) -> Response {
-    let position = e.position().map(|p| {
-        let (line, column) = p.line_col(text);
-        json!({"line": line, "column": column, "offset": p.offset, "length": p.len})
-    });
-    error(StatusCode::BAD_REQUEST, e.to_string(), position)
 }
 
 /// A column's values as JSON: numbers as numbers, booleans as booleans, nulls as null,
@@ -118,32 +100,27 @@ fn column_values(array: &dyn Array, out: &mut [Vec<Value>]) -> Result<(), String
 
 /// Runs a planned query into `{"columns", "rows", "truncated", "elapsed_ms"}`, reading at most
 /// `limit` rows (the rest are not computed).
-async fn answer(frame: DataFrame, limit: usize, clock: Instant) -> Response {
+async fn answer(frame: DataFrame, limit: usize, clock: Instant) -> Result<Response, ApiError> {
     let columns: Vec<String> = frame
         .schema()
         .fields()
         .iter()
         .map(|f| f.name().clone())
         .collect();
-    let mut stream = match frame.execute_stream().await {
-        Ok(s) => s,
-        Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string(), None),
-    };
+    let mut stream = frame
+        .execute_stream()
+        .await
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
     let mut rows: Vec<Vec<Value>> = Vec::new();
     let mut truncated = false;
     let mut bytes = 0;
     while let Some(batch) = stream.next().await {
-        let batch: RecordBatch = match batch {
-            Ok(b) => b,
-            Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string(), None),
-        };
+        let batch: RecordBatch = batch.map_err(|e| ApiError::bad_request(e.to_string()))?;
         let take = batch.num_rows().min(limit - rows.len());
         let batch = batch.slice(0, take);
         let mut new: Vec<Vec<Value>> = vec![Vec::with_capacity(columns.len()); take];
         for c in batch.columns() {
-            if let Err(e) = column_values(c.as_ref(), &mut new) {
-                return error(StatusCode::INTERNAL_SERVER_ERROR, e, None);
-            }
+            column_values(c.as_ref(), &mut new).map_err(ApiError::internal)?;
         }
         for row in new {
             bytes += row.iter().map(value_size).sum::<usize>();
@@ -158,13 +135,13 @@ async fn answer(frame: DataFrame, limit: usize, clock: Instant) -> Response {
             break;
         }
     }
-    Json(json!({
+    Ok(Json(json!({
         "columns": columns,
         "rows": rows,
         "truncated": truncated,
         "elapsed_ms": clock.elapsed().as_secs_f64() * 1000.0,
     }))
-    .into_response()
+    .into_response())
 }
 
 /// `POST /api/sql` body.
@@ -182,7 +159,7 @@ pub async fn sql(
 ) -> Response {
     let Json(req) = match body {
         Ok(b) => b,
-        Err(e) => return error(StatusCode::BAD_REQUEST, e.body_text(), None),
+        Err(e) => return ApiError::from(e).into_response(),
     };
     let clock = Instant::now();
     let limit = req.limit.unwrap_or(MAX_ROWS).clamp(1, MAX_ROWS);
@@ -190,8 +167,8 @@ pub async fn sql(
     app.queries
         .run(async move {
             match worker.engine.query_only(&req.sql).await {
-                Ok(frame) => answer(frame, limit, clock).await,
-                Err(e) => query_error(&e, &req.sql),
+                Ok(frame) => answer(frame, limit, clock).await.into_response(),
+                Err(e) => ApiError::query(&e, &req.sql).into_response(),
             }
         })
         .await
@@ -216,11 +193,11 @@ impl TimeArg {
     }
 }
 
-fn range(start: Option<&TimeArg>, end: Option<&TimeArg>) -> Result<TimeRange, Box<Response>> {
+fn range(start: Option<&TimeArg>, end: Option<&TimeArg>) -> Result<TimeRange, ApiError> {
     let now = crate::now_ms() / 1000;
     let (s, e) = (start.map(TimeArg::text), end.map(TimeArg::text));
     TimeRange::parse(s.as_deref(), e.as_deref(), now)
-        .map_err(|e| Box::new(error(StatusCode::BAD_REQUEST, e.to_string(), None)))
+        .map_err(|e| ApiError::bad_request(e.to_string()))
 }
 
 /// `POST /api/insights` body.
@@ -242,20 +219,20 @@ pub async fn insights(
 ) -> Response {
     let Json(req) = match body {
         Ok(b) => b,
-        Err(e) => return error(StatusCode::BAD_REQUEST, e.body_text(), None),
+        Err(e) => return ApiError::from(e).into_response(),
     };
     let clock = Instant::now();
     let range = match range(req.start.as_ref(), req.end.as_ref()) {
         Ok(r) => r,
-        Err(resp) => return *resp,
+        Err(e) => return e.into_response(),
     };
     let limit = req.limit.unwrap_or(MAX_ROWS).clamp(1, MAX_ROWS);
     let worker = Arc::clone(&app);
     app.queries
         .run(async move {
             match worker.engine.insights(&req.query, range).await {
-                Ok(plan) => answer(plan.frame, limit, clock).await,
-                Err(e) => query_error(&e, &req.query),
+                Ok(plan) => answer(plan.frame, limit, clock).await.into_response(),
+                Err(e) => ApiError::query(&e, &req.query).into_response(),
             }
         })
         .await
@@ -277,12 +254,12 @@ pub async fn findings(State(app): State<Arc<App>>, Query(q): Query<FindingsQuery
         q.end.map(TimeArg::Text).as_ref(),
     ) {
         Ok(r) => r,
-        Err(resp) => return *resp,
+        Err(e) => return e.into_response(),
     };
     let min = match q.min_severity.as_deref().map(str::parse::<Severity>) {
         None => Severity::Low,
         Some(Ok(s)) => s,
-        Some(Err(e)) => return error(StatusCode::BAD_REQUEST, e.to_string(), None),
+        Some(Err(e)) => return ApiError::bad_request(e.to_string()).into_response(),
     };
     let worker = Arc::clone(&app);
     app.queries
@@ -311,7 +288,7 @@ async fn findings_of(app: &App, range: TimeRange, min: Severity, clock: Instant)
             }))
             .into_response()
         }
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), None),
+        Err(e) => ApiError::internal(e.to_string()).into_response(),
     }
 }
 
@@ -332,15 +309,11 @@ pub async fn diagnoses(State(app): State<Arc<App>>, Query(q): Query<DiagnoseQuer
         q.end.map(TimeArg::Text).as_ref(),
     ) {
         Ok(r) => r,
-        Err(resp) => return *resp,
+        Err(e) => return e.into_response(),
     };
     for a in [&q.src, &q.dst].into_iter().flatten() {
         if a.parse::<std::net::IpAddr>().is_err() {
-            return error(
-                StatusCode::BAD_REQUEST,
-                format!("{a:?} is not an IP address"),
-                None,
-            );
+            return ApiError::bad_request(format!("{a:?} is not an IP address")).into_response();
         }
     }
     let filter = DiagnoseFilter {
@@ -354,7 +327,7 @@ pub async fn diagnoses(State(app): State<Arc<App>>, Query(q): Query<DiagnoseQuer
         .run(async move {
             match diagnose(&worker.engine, &filter).await {
                 Ok(d) => Json(json!({ "diagnoses": d })).into_response(),
-                Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), None),
+                Err(e) => ApiError::internal(e.to_string()).into_response(),
             }
         })
         .await

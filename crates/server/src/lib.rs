@@ -3,16 +3,17 @@
 //!
 //! The server is the lake's only writer while it runs. Deliveries are written to an intake log
 //! (fsynced) before they are acknowledged, are readable by queries at once, and are committed
-//! to the lake in batches (see [`intake`]).
+//! to the lake in batches; a delivery seen before (the same Firehose `requestId`, the same
+//! CloudWatch payload) is acknowledged and not written twice.
 
-pub mod api;
-pub mod dashboard;
+mod api;
+mod dashboard;
 pub mod delivery;
-pub mod error;
-pub mod intake;
-pub mod live;
-pub mod openapi;
-pub mod queries;
+mod error;
+mod intake;
+mod live;
+mod openapi;
+mod queries;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -35,8 +36,7 @@ use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
-use delivery::BadBody;
-pub use error::{Error, Result};
+pub use error::{ApiError, Error, Result};
 use intake::{Intake, Taken};
 use live::LiveAlarms;
 
@@ -207,19 +207,19 @@ impl App {
     }
 
     /// 401 without a key, 403 with a wrong one, when a key is configured.
-    fn check_key(&self, headers: &HeaderMap) -> Result<(), (StatusCode, String)> {
+    fn check_key(&self, headers: &HeaderMap) -> Result<(), ApiError> {
         let Some(expected) = &self.access_key else {
             return Ok(());
         };
         match headers.get("x-amz-firehose-access-key") {
-            None => Err((
+            None => Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,
-                "missing X-Amz-Firehose-Access-Key".into(),
+                "missing X-Amz-Firehose-Access-Key",
             )),
             Some(given) if constant_time_eq(given.as_bytes(), expected.as_bytes()) => Ok(()),
-            Some(_) => Err((
+            Some(_) => Err(ApiError::new(
                 StatusCode::FORBIDDEN,
-                "wrong X-Amz-Firehose-Access-Key".into(),
+                "wrong X-Amz-Firehose-Access-Key",
             )),
         }
     }
@@ -274,11 +274,6 @@ fn truncate_at_char(text: &mut String, max: usize) {
     }
 }
 
-/// The status and message a body that cannot be taken is answered with.
-fn bad_body(e: &BadBody) -> (StatusCode, String) {
-    (e.status(), e.message().to_string())
-}
-
 /// The `requestId` of a body that is JSON but no valid delivery request, so that a refusal
 /// still names the request it refuses.
 fn salvaged_request_id(body: &[u8]) -> String {
@@ -296,16 +291,12 @@ fn salvaged_request_id(body: &[u8]) -> String {
 }
 
 /// Reads a body up to the limit, inflating `Content-Encoding: gzip`.
-async fn read_body(
-    app: &App,
-    headers: &HeaderMap,
-    body: Body,
-) -> Result<Vec<u8>, (StatusCode, String)> {
+async fn read_body(app: &App, headers: &HeaderMap, body: Body) -> Result<Vec<u8>, ApiError> {
     let read = tokio::time::timeout(app.body_timeout, axum::body::to_bytes(body, app.max_body));
     let bytes = read
         .await
         .map_err(|_| {
-            (
+            ApiError::new(
                 StatusCode::REQUEST_TIMEOUT,
                 format!(
                     "the body did not arrive within {:.0} s (--body-timeout)",
@@ -314,7 +305,7 @@ async fn read_body(
             )
         })?
         .map_err(|_| {
-            (
+            ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 format!("body larger than {} bytes (or cut off)", app.max_body),
             )
@@ -324,7 +315,7 @@ async fn read_body(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.eq_ignore_ascii_case("gzip"));
     if gzip {
-        delivery::gunzip(&bytes, app.max_decoded).map_err(|e| bad_body(&e.within("body")))
+        delivery::gunzip(&bytes, app.max_decoded).map_err(|e| ApiError::from(&e.within("body")))
     } else {
         Ok(bytes.to_vec())
     }
@@ -337,28 +328,27 @@ async fn firehose(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_string();
-    if let Err((status, message)) = app.check_key(&headers) {
+    if let Err(e) = app.check_key(&headers) {
         app.intake.refuse();
-        return firehose_reply(status, &header_id, Some(message));
+        return firehose_reply(e.status, &header_id, Some(e.message));
     }
     let bytes = match read_body(&app, &headers, body).await {
         Ok(b) => b,
-        Err((status, message)) => {
+        Err(e) => {
             app.intake.refuse();
-            return firehose_reply(status, &header_id, Some(message));
+            return firehose_reply(e.status, &header_id, Some(e.message));
         }
     };
     let request = match delivery::firehose(&bytes, app.max_decoded) {
         Ok(r) => r,
         Err(e) => {
             app.intake.refuse();
-            let (status, message) = bad_body(&e);
             let id = if header_id.is_empty() {
                 salvaged_request_id(&bytes)
             } else {
                 header_id
             };
-            return firehose_reply(status, &id, Some(message));
+            return firehose_reply(e.status(), &id, Some(e.message().to_string()));
         }
     };
     if !header_id.is_empty() && header_id != request.request_id {
@@ -390,23 +380,20 @@ async fn firehose(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -
 
 /// `POST /cloudwatch`.
 async fn cloudwatch(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> Response {
-    let refuse = |status: StatusCode, message: String| {
+    let refuse = |e: ApiError| {
         app.intake.refuse();
-        api::error(status, message, None)
+        e.into_response()
     };
-    if let Err((status, message)) = app.check_key(&headers) {
-        return refuse(status, message);
+    if let Err(e) = app.check_key(&headers) {
+        return refuse(e);
     }
     let bytes = match read_body(&app, &headers, body).await {
         Ok(b) => b,
-        Err((status, message)) => return refuse(status, message),
+        Err(e) => return refuse(e),
     };
     let (payload, lines) = match delivery::cloudwatch(&bytes, app.max_decoded) {
         Ok(p) => p,
-        Err(e) => {
-            let (status, message) = bad_body(&e);
-            return refuse(status, message);
-        }
+        Err(e) => return refuse(ApiError::from(&e)),
     };
     if lines.is_empty() {
         return axum::Json(json!({"records": 0, "rejected": 0, "duplicate": false}))
@@ -422,7 +409,7 @@ async fn cloudwatch(State(app): State<Arc<App>>, headers: HeaderMap, body: Body)
         Ok(Taken::Duplicate) => {
             axum::Json(json!({"records": 0, "rejected": 0, "duplicate": true})).into_response()
         }
-        Err(e) => api::error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), None),
+        Err(e) => ApiError::internal(e.to_string()).into_response(),
     }
 }
 
@@ -479,14 +466,14 @@ async fn guard(
         .and_then(|h| h.to_str().ok())
         .unwrap_or("");
     if !host_allowed(host, &app.allowed_hosts) {
-        return api::error(
+        return ApiError::new(
             StatusCode::MISDIRECTED_REQUEST,
             format!(
                 "Host `{host}` is not this server's: use its address, localhost, or a name \
                  given with --allow-host"
             ),
-            None,
-        );
+        )
+        .into_response();
     }
     if request.method() == axum::http::Method::POST {
         let path = request.uri().path();
@@ -503,14 +490,14 @@ async fn guard(
             .to_ascii_lowercase();
         let accepted = accepted_types(path);
         if !accepted.contains(&essence.as_str()) {
-            return api::error(
+            return ApiError::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 format!(
                     "{path} takes Content-Type {}; got `{given}`",
                     accepted.join(" or ")
                 ),
-                None,
-            );
+            )
+            .into_response();
         }
     }
     // Bodies the handlers read themselves (the JSON API's) get the same time to arrive; a
@@ -518,11 +505,11 @@ async fn guard(
     let limit = app.body_timeout + app.queries.timeout();
     match tokio::time::timeout(limit, next.run(request)).await {
         Ok(response) => response,
-        Err(_) => api::error(
+        Err(_) => ApiError::new(
             StatusCode::REQUEST_TIMEOUT,
             format!("the request took longer than {:.0} s", limit.as_secs_f64()),
-            None,
-        ),
+        )
+        .into_response(),
     }
 }
 

@@ -7,10 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use tokio::sync::Semaphore;
 
-use crate::api::error;
+use crate::error::ApiError;
 use crate::error::{Error, Result};
 
 /// The nice value of query threads: below intake's threads when the CPU is busy.
@@ -66,15 +66,15 @@ impl Queries {
         F: Future<Output = Response> + Send + 'static,
     {
         let Ok(permit) = Arc::clone(&self.permits).try_acquire_owned() else {
-            let mut response = error(
+            let mut response = ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
                 format!(
                     "{} queries are running, the most the server runs at once \
                      (--max-queries); try again shortly",
                     self.max
                 ),
-                None,
-            );
+            )
+            .into_response();
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
@@ -88,22 +88,18 @@ impl Queries {
         let abort = task.abort_handle();
         match tokio::time::timeout(self.timeout, task).await {
             Ok(Ok(response)) => response,
-            Ok(Err(e)) => error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("the query failed: {e}"),
-                None,
-            ),
+            Ok(Err(e)) => ApiError::internal(format!("the query failed: {e}")).into_response(),
             Err(_) => {
                 // Dropping the query's future cancels its DataFusion tasks and frees its permit.
                 abort.abort();
-                error(
+                ApiError::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     format!(
                         "the query ran past the {:.0} s limit (--query-timeout) and was stopped",
                         self.timeout.as_secs_f64()
                     ),
-                    None,
                 )
+                .into_response()
             }
         }
     }

@@ -15,7 +15,7 @@ use arrow_array::RecordBatch;
 use flowscope_capture::scenario::{ScenarioOptions, ThreeTier, Truth};
 use flowscope_capture::{CaptureStats, PcapSource};
 use flowscope_lake::deliver::{
-    CloudWatchDelivery, Delivery, DeliveryReport, FirehoseDelivery, FirehoseSettings,
+    CloudWatchDelivery, Delivery, DeliveryReport, FirehoseDelivery, FirehoseSettings, Kind,
     MAX_FILE_BYTES, Records, S3Delivery, S3Layout, S3Target, Window,
 };
 use flowscope_lake::ingest::{IngestOptions, Quiet, ingest};
@@ -112,12 +112,17 @@ pub enum Delivered {
 
 /// One flow log's records of one window, as deliveries take them.
 struct FlowLogWindow<'a> {
+    id: &'a str,
     records: Vec<FlowRecord>,
     topology: &'a Topology,
     format: &'a LogFormat,
 }
 
 impl Records for FlowLogWindow<'_> {
+    fn flow_log_id(&self) -> &str {
+        self.id
+    }
+
     fn len(&self) -> usize {
         self.records.len()
     }
@@ -426,6 +431,7 @@ impl Simulation {
                     continue;
                 }
                 let records = FlowLogWindow {
+                    id: &def.id,
                     records,
                     topology,
                     format: &def.log_format,
@@ -450,14 +456,14 @@ impl Simulation {
         let mut reports = Vec::new();
         let mut groups = Vec::new();
         for (delivery, label) in self.deliveries.into_iter().zip(self.labels) {
-            let unit = delivery.unit();
+            let kind = delivery.kind();
             let report = delivery.finish(now_ms)?;
             let delivered = Delivered::Destination {
                 label,
-                unit,
+                unit: kind.unit(),
                 report,
             };
-            if unit == "streams" {
+            if kind == Kind::CloudWatchLogs {
                 groups.push(delivered);
             } else {
                 reports.push(delivered);

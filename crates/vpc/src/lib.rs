@@ -10,9 +10,9 @@
 //! missing ephemeral-port rule show up in flow logs as an inbound ACCEPT with an outbound REJECT.
 //!
 
-pub mod emulator;
-pub mod record;
-pub mod rules;
+mod emulator;
+mod record;
+mod rules;
 pub mod topology;
 
 pub use emulator::{ClosedWindow, Emulator, EmulatorStats, Exclusion, WirePacket};

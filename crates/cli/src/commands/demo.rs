@@ -88,7 +88,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         ),
     );
     let started = Instant::now();
-    let duration = flowscope_lake::maintenance::parse_duration(&args.duration)
+    let duration = flowscope_record::time::parse_duration(&args.duration)
         .filter(|d| *d > 0)
         .with_context(|| format!("--duration `{}`: use 30m, 2h, 1d ...", args.duration))?;
     let scenario = ScenarioOptions {
@@ -401,8 +401,8 @@ impl Report {
             out,
             "flowscope demo: {} of the three-tier VPC, {} to {} UTC",
             args.duration,
-            minute(&flowscope_detect::rfc3339(t.first)),
-            minute(&flowscope_detect::rfc3339(t.last)),
+            minute(&flowscope_record::time::rfc3339(t.first)),
+            minute(&flowscope_record::time::rfc3339(t.last)),
         )?;
         writeln!(out)?;
         writeln!(out, "TRAFFIC")?;

@@ -4,8 +4,8 @@ use std::path::PathBuf;
 
 use flowscope_lake::Lake;
 use flowscope_lake::info::info;
-use flowscope_lake::layout::civil_from_days;
-use flowscope_lake::maintenance::{compact, parse_duration, prune};
+use flowscope_lake::maintenance::{compact, prune};
+use flowscope_record::time::{parse_duration, rfc3339};
 
 use super::Outcome;
 
@@ -84,18 +84,8 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
                 println!("{}", serde_json::to_string_pretty(&info)?);
                 return Ok(Outcome::Success);
             }
-            let time = |t: Option<i64>| {
-                t.map_or("-".to_string(), |t| {
-                    let (y, m, d) = civil_from_days(t.div_euclid(86_400));
-                    let s = t.rem_euclid(86_400);
-                    format!(
-                        "{t} ({y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z)",
-                        s / 3_600,
-                        s % 3_600 / 60,
-                        s % 60
-                    )
-                })
-            };
+            let time =
+                |t: Option<i64>| t.map_or("-".to_string(), |t| format!("{t} ({})", rfc3339(t)));
             println!("lake        {}", lake.root().display());
             println!("partitions  {}", info.partitions);
             println!("files       {}", info.files);

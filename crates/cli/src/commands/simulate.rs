@@ -164,7 +164,7 @@ fn job_of(args: Args) -> anyhow::Result<Job> {
         _ => bail!("give --scenario three-tier, or --topology FILE --pcap FILE..."),
     };
     let packets = if args.scenario.is_some() {
-        let duration = flowscope_lake::maintenance::parse_duration(&args.duration)
+        let duration = flowscope_record::time::parse_duration(&args.duration)
             .filter(|d| *d > 0)
             .with_context(|| format!("--duration `{}`: use 30m, 2h, 1d ...", args.duration))?;
         let start = match &args.start {

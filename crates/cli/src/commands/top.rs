@@ -3,9 +3,9 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use flowscope_lake::maintenance::parse_duration;
 use flowscope_query::Engine;
 use flowscope_query::top::{Metric, Rule, TopSpec, plan, resolve_keys};
+use flowscope_record::time::parse_duration;
 
 use super::Outcome;
 use super::output::{OutputArgs, TimeArgs, note, query_error, runtime};

@@ -31,10 +31,11 @@ use serde::Serialize;
 
 use crate::config::Thresholds;
 use crate::error::Result;
-use crate::finding::{Evidence, Finding, Severity, Technique, rfc3339};
+use crate::finding::{Evidence, Finding, Severity, Technique};
 use crate::intel::ThreatIntel;
 use crate::rows::{self, int, quote, texts};
 use crate::scan::{Gathered, Totals, Wants};
+use flowscope_record::time::rfc3339;
 
 /// A built-in detection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

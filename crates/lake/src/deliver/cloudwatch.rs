@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
-use super::{Delivery, DeliveryReport, Window, grouped, lines_of};
+use super::{Delivery, DeliveryReport, Kind, Window, grouped, lines_of};
 use crate::atomic::AtomicFile;
 use crate::error::{Error, Result};
 
@@ -114,7 +114,7 @@ impl Delivery for CloudWatchDelivery {
         CloudWatchDelivery::finish(*self)
     }
 
-    fn unit(&self) -> &'static str {
-        "streams"
+    fn kind(&self) -> Kind {
+        Kind::CloudWatchLogs
     }
 }

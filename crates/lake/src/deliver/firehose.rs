@@ -17,7 +17,7 @@ use flate2::write::GzEncoder;
 use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::xxh3_64;
 
-use super::{Delivery, DeliveryReport, Window, lines_of};
+use super::{Delivery, DeliveryReport, Kind, Window, lines_of};
 use crate::error::{Error, Result};
 
 /// How to reach the endpoint.
@@ -291,8 +291,8 @@ impl Delivery for FirehoseDelivery {
         FirehoseDelivery::finish(*self, now_ms)
     }
 
-    fn unit(&self) -> &'static str {
-        "Firehose requests"
+    fn kind(&self) -> Kind {
+        Kind::Firehose
     }
 }
 

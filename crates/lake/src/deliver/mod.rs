@@ -40,6 +40,9 @@ pub struct DeliveryReport {
 /// The records of one flow log in one aggregation window, as a delivery takes them: each
 /// delivery groups them its own way (by 5-minute file, by interface) and asks for batches.
 pub trait Records {
+    /// The flow log's ID (`fl-…`), which errors name.
+    fn flow_log_id(&self) -> &str;
+
     /// How many records.
     fn len(&self) -> usize;
 
@@ -83,8 +86,30 @@ pub trait Delivery: Send {
     /// When a file, object or request cannot be written.
     fn finish(self: Box<Self>, now_ms: i64) -> Result<DeliveryReport>;
 
+    /// Which of AWS's three destinations it is.
+    fn kind(&self) -> Kind;
+}
+
+/// The three destinations AWS delivers flow logs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Objects in AWS's S3 layout.
+    S3,
+    /// Log streams of a CloudWatch Logs log group.
+    CloudWatchLogs,
+    /// Requests to an Amazon Data Firehose HTTP endpoint.
+    Firehose,
+}
+
+impl Kind {
     /// What its outputs are called in a report: `files`, `streams`, `Firehose requests`.
-    fn unit(&self) -> &'static str;
+    pub fn unit(self) -> &'static str {
+        match self {
+            Self::S3 => "files",
+            Self::CloudWatchLogs => "streams",
+            Self::Firehose => "Firehose requests",
+        }
+    }
 }
 
 /// The records of `window` grouped by `key`, each group's rows in order, groups in key order.
@@ -101,7 +126,7 @@ fn lines_of(records: &dyn Records, rows: &[usize]) -> Result<String> {
     let mut text = Vec::new();
     flowscope_record::write_lines(&records.batch(rows), records.format(), &mut text).map_err(
         |source| crate::Error::Record {
-            path: "flow log delivery".into(),
+            path: format!("flow log {}", records.flow_log_id()),
             source,
         },
     )?;

@@ -12,7 +12,7 @@ use flowscope_record::{LogFormat, conform, write_lines};
 use parquet::arrow::ArrowWriter;
 use xxhash_rust::xxh3::xxh3_64;
 
-use super::{Delivery, DeliveryReport, S3_WINDOW, Window, grouped};
+use super::{Delivery, DeliveryReport, Kind, S3_WINDOW, Window, grouped};
 use crate::atomic::AtomicFile;
 use crate::error::{Error, Result};
 use crate::layout::AwsObject;
@@ -238,7 +238,7 @@ impl Delivery for S3Delivery {
         S3Delivery::finish(*self)
     }
 
-    fn unit(&self) -> &'static str {
-        "files"
+    fn kind(&self) -> Kind {
+        Kind::S3
     }
 }

@@ -8,6 +8,36 @@ use super::super::config::{DestinationOptionsConfig, FlowLogConfig};
 
 use super::super::check::Checker;
 use super::super::model::*;
+use super::Builder;
+
+impl Builder<'_, '_> {
+    /// The flow logs, each with the interfaces it covers and where it delivers.
+    pub(super) fn flow_logs(
+        &mut self,
+        subnets: &[Subnet],
+        interfaces: &[Interface],
+    ) -> Vec<FlowLogDefinition> {
+        let mut flow_logs = Vec::new();
+        for f in &self.raw.flow_log {
+            let f = f.get_ref();
+            self.check.id(&f.id, "fl-", &mut self.seen);
+            if let Some(def) = flow_log(
+                self.check,
+                f,
+                subnets,
+                interfaces,
+                [
+                    &self.index.vpc,
+                    &self.index.subnet,
+                    &self.index.network_interface,
+                ],
+            ) {
+                flow_logs.push(def);
+            }
+        }
+        flow_logs
+    }
+}
 
 pub(super) fn flow_log(
     check: &mut Checker<'_>,

@@ -1,33 +1,60 @@
-//! Security group and network ACL rules, reserved addresses, route targets.
+//! Security: security groups and network ACLs, with their rules.
 
 use std::collections::{HashMap, HashSet};
-use std::net::IpAddr;
 
-use flowscope_record::net::Cidr;
 use toml::Spanned;
 
-use crate::rules::{NaclRule, Peer, RuleAction, SgRule};
+use crate::rules::{NaclRule, NetworkAcl, Peer, RuleAction, SecurityGroup, SgRule};
 
-use super::super::config::{NaclRuleConfig, SgRuleConfig, Text};
-
-use super::super::check::{Checker, Raw};
+use super::super::check::Checker;
+use super::super::config::{NaclRuleConfig, SgRuleConfig};
 use super::super::model::*;
+use super::Builder;
 
-/// Why AWS reserves `ip` in subnet `c` (the first four addresses and the last one of IPv4
-/// subnets), or `None`.
-pub(super) fn reserved(c: Cidr, ip: IpAddr) -> Option<&'static str> {
-    let (IpAddr::V4(net), IpAddr::V4(a)) = (c.network(), ip) else {
-        return None;
-    };
-    let offset = u32::from(a) - u32::from(net);
-    let size = 1u64 << (32 - u32::from(c.prefix()));
-    match offset {
-        0 => Some("network address"),
-        1 => Some("VPC router"),
-        2 => Some("DNS server"),
-        3 => Some("reserved for future use"),
-        o if u64::from(o) == size - 1 => Some("broadcast address"),
-        _ => None,
+impl Builder<'_, '_> {
+    /// The security groups and their rules.
+    pub(super) fn security_groups(&mut self) -> Vec<SecurityGroup> {
+        let mut groups = Vec::new();
+        for g in &self.raw.security_group {
+            let g = g.get_ref();
+            self.check.id(&g.id, "sg-", &mut self.seen);
+            self.check.reference(&g.vpc, "vpc", &self.index.vpc);
+            let mut group = SecurityGroup::new(g.id.get_ref().clone());
+            group.inbound = sg_rules(self.check, &g.inbound, &self.index.security_group);
+            if let Some(outbound) = &g.outbound {
+                group.outbound = sg_rules(self.check, outbound, &self.index.security_group);
+            }
+            groups.push(group);
+        }
+        groups
+    }
+
+    /// The network ACLs declared, then one default ACL per VPC (whose index the VPC keeps).
+    pub(super) fn network_acls(&mut self, vpcs: &mut [Vpc]) -> Vec<NetworkAcl> {
+        let mut acls = Vec::new();
+        for a in &self.raw.network_acl {
+            let a = a.get_ref();
+            self.check.id(&a.id, "acl-", &mut self.seen);
+            self.check.reference(&a.vpc, "vpc", &self.index.vpc);
+            let inbound = nacl_rules(self.check, &a.inbound);
+            let outbound = nacl_rules(self.check, &a.outbound);
+            match NetworkAcl::new(a.id.get_ref().clone(), inbound, outbound) {
+                Ok(acl) => acls.push(acl),
+                Err(e) => {
+                    self.check.at(a.id.span(), e.to_string());
+                    acls.push(NetworkAcl::default_acl(a.id.get_ref().clone(), true));
+                }
+            }
+        }
+        for vpc in vpcs.iter_mut() {
+            vpc.default_acl = acls.len();
+            let ipv6 = !vpc.ipv6_cidr_blocks.is_empty();
+            acls.push(NetworkAcl::default_acl(
+                format!("{}-default-acl", vpc.id),
+                ipv6,
+            ));
+        }
+        acls
     }
 }
 
@@ -120,56 +147,4 @@ pub(super) fn nacl_rules(
     out.sort_by_key(|r| r.number);
     out.dedup_by_key(|r| r.number);
     out
-}
-
-pub(super) fn route_target(
-    check: &mut Checker<'_>,
-    target: &Text,
-    raw: &Raw,
-    nats: &HashMap<String, usize>,
-    [igw, tgw, vgw, pcx, vpce]: [&HashMap<String, usize>; 5],
-) -> Option<RouteTarget> {
-    let t = target.get_ref();
-    let id = t.clone();
-    if t == "local" {
-        return Some(RouteTarget::Local);
-    }
-    let kinds: [(&str, &str, &HashMap<String, usize>); 6] = [
-        ("igw-", "internet_gateway", igw),
-        ("nat-", "nat_gateway", nats),
-        ("tgw-", "transit_gateway", tgw),
-        ("vgw-", "vpn_gateway", vgw),
-        ("pcx-", "vpc_peering_connection", pcx),
-        ("vpce-", "vpc_endpoint", vpce),
-    ];
-    let Some((prefix, kind, index)) = kinds.iter().find(|(p, _, _)| t.starts_with(p)) else {
-        check.at(
-            target.span(),
-            format!("route target `{t}`: use local, igw-, nat-, tgw-, vgw-, pcx- or vpce- ids"),
-        );
-        return None;
-    };
-    let i = check.reference(target, kind, index)?;
-    Some(match *prefix {
-        "igw-" => RouteTarget::InternetGateway(id),
-        "nat-" => RouteTarget::NatGateway(i),
-        "tgw-" => RouteTarget::TransitGateway(id),
-        "vgw-" => RouteTarget::VpnGateway(id),
-        "pcx-" => RouteTarget::Peering {
-            id,
-            inter_region: raw.vpc_peering_connection[i].get_ref().inter_region,
-        },
-        _ => {
-            let endpoint = raw.vpc_endpoint[i].get_ref();
-            if endpoint.vpc_endpoint_type.get_ref() != "Gateway" {
-                check.at(
-                    target.span(),
-                    format!(
-                        "{t} is an Interface endpoint; only Gateway endpoints are route targets"
-                    ),
-                );
-            }
-            RouteTarget::GatewayEndpoint(id)
-        }
-    })
 }
