@@ -1,5 +1,6 @@
 //! `flowscope serve` under hostile clients, heavy queries and a small open-file limit: bounded
-//! load tests on 127.0.0.1 (each under 30 s), against the real binary.
+//! load tests on 127.0.0.1 (each under 30 s), against the real binary; and the work other
+//! commands hand to a running server.
 
 mod common;
 
@@ -299,4 +300,316 @@ fn with_few_file_descriptors_connections_wait_and_commits_go_on() {
         std::thread::sleep(Duration::from_millis(500));
     }
     eprintln!("a delivery behind 400 idle connections, 256 descriptors: answered in {waited:?}");
+}
+
+/// Runs `command` to its end, or fails the test after `limit` (a command that waits for the
+/// lake's lock would otherwise hang it).
+fn output_within(command: &mut StdCommand, limit: Duration) -> std::process::Output {
+    let mut child = command
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "{command:?} still ran after {limit:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.wait_with_output().unwrap()
+}
+
+fn count(addr: &str) -> i64 {
+    let (status, body) = sql(addr, "SELECT count(*) AS n FROM flows");
+    assert_eq!(status, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    v["rows"][0][0].as_i64().unwrap()
+}
+
+/// While `serve` runs, `ingest`, `lake info`, `lake compact` and `lake prune` on its lake
+/// finish through it instead of waiting for the lake's lock; queries see what they added at
+/// once; a second ingest of the same files adds nothing; and a second server is refused at once
+/// with the first one's process id.
+#[test]
+fn other_commands_hand_their_work_to_the_server() {
+    use std::os::unix::fs::PermissionsExt;
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    let testdata = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/aws");
+    // A relative path: the server, whose working folder is another, must get it absolute.
+    std::fs::create_dir(dir.path().join("logs")).unwrap();
+    std::fs::copy(
+        testdata.join("default.log"),
+        dir.path().join("logs/default.log"),
+    )
+    .unwrap();
+    let served = serve(&lake, &[], &[]);
+    let socket = lake.join("_flowscope/serve.sock");
+    let ingest = |args: &[&str]| {
+        let out = output_within(
+            StdCommand::new(env!("CARGO_BIN_EXE_flowscope"))
+                .current_dir(dir.path())
+                .arg("ingest")
+                .args(args)
+                .arg("--lake")
+                .arg(&lake),
+            Duration::from_secs(60),
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{stderr}");
+        stderr
+    };
+    let first = ingest(&["logs", testdata.join("AWSLogs").to_str().unwrap()]);
+    let added: i64 = first
+        .split("ingested ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{first}"));
+    assert!(
+        added > 0 && first.contains("from 2 files") && first.contains("the lake is served"),
+        "{first}"
+    );
+    let mode = std::fs::metadata(&socket).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "the socket is the lake owner's only");
+    let n = count(&served.addr);
+    assert_eq!(
+        n, added,
+        "queries see what the server took at once: {first}"
+    );
+    let again = ingest(&["logs"]);
+    assert!(
+        again.contains("ingested 0 records from 1 files (1 already"),
+        "{again}"
+    );
+    assert_eq!(count(&served.addr), n);
+
+    let lake_command = |args: &[&str]| {
+        let out = output_within(
+            StdCommand::new(env!("CARGO_BIN_EXE_flowscope"))
+                .arg("lake")
+                .args(args)
+                .arg("--lake")
+                .arg(&lake),
+            Duration::from_secs(60),
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout
+    };
+    let info: serde_json::Value = serde_json::from_str(&lake_command(&["info", "--json"])).unwrap();
+    assert_eq!(info["rows"].as_i64(), Some(n), "{info}");
+    assert_eq!(info["sources"].as_i64(), Some(2), "{info}");
+    let compacted = lake_command(&["compact"]);
+    assert!(compacted.starts_with("compacted "), "{compacted}");
+    assert_eq!(count(&served.addr), n, "a compaction keeps every record");
+    let pruned = lake_command(&["prune", "--older-than", "5000w"]);
+    assert!(pruned.starts_with("pruned 0 partitions"), "{pruned}");
+
+    let second = output_within(
+        StdCommand::new(env!("CARGO_BIN_EXE_flowscope"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--lake"])
+            .arg(&lake),
+        Duration::from_secs(20),
+    );
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(!second.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("served already by process {}", served.child.id())),
+        "{stderr}"
+    );
+    assert_eq!(count(&served.addr), n, "the first server goes on");
+}
+
+/// `--tls-cert/--tls-key`: HTTPS with a certificate the test makes with openssl, checked by curl
+/// against that certificate. A Firehose delivery over HTTPS is taken; a client without the
+/// certificate is refused by its own check; plain HTTP on the port gets no HTTP answer; a client
+/// that connects and stays silent is cut after --header-timeout; a key that does not fit the
+/// certificate is refused at start, naming the file.
+#[test]
+fn https_with_a_certificate_of_the_tests_own() {
+    use std::io::{BufRead, BufReader};
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let made = StdCommand::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+        ])
+        .args(["-nodes", "-days", "1", "-subj", "/CN=localhost"])
+        .args([
+            "-addext",
+            "subjectAltName=IP:127.0.0.1,DNS:localhost",
+            "-keyout",
+        ])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let lake = dir.path().join("lake");
+    let mut child = StdCommand::new(env!("CARGO_BIN_EXE_flowscope"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--header-timeout", "2"])
+        .args(["--flush-interval", "1", "--lake"])
+        .arg(&lake)
+        .arg("--tls-cert")
+        .arg(&cert)
+        .arg("--tls-key")
+        .arg(&key)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let served = Served {
+        child,
+        addr: String::new(),
+    };
+    let url = line
+        .split_whitespace()
+        .find(|w| w.starts_with("https://"))
+        .unwrap_or_else(|| panic!("no https:// address in {line:?}"))
+        .trim_end_matches('/')
+        .to_string();
+    let addr = url.trim_start_matches("https://").to_string();
+    let curl = |args: &[&str], path: &str| {
+        StdCommand::new("curl")
+            .args(["-sS", "--max-time", "20"])
+            .args(args)
+            .arg(format!("{url}{path}"))
+            .output()
+            .unwrap()
+    };
+    let cacert = cert.to_str().unwrap();
+    let status = curl(&["--cacert", cacert], "/api/status");
+    assert!(
+        status.status.success() && String::from_utf8_lossy(&status.stdout).contains("\"lake\""),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    let untrusted = curl(&[], "/api/status");
+    assert!(
+        !untrusted.status.success(),
+        "curl trusted a certificate it was not given"
+    );
+
+    let body = dir.path().join("delivery.json");
+    std::fs::write(&body, delivery(7)).unwrap();
+    let posted = curl(
+        &[
+            "--cacert",
+            cacert,
+            "-H",
+            "Content-Type: application/json",
+            "-H",
+            "X-Amz-Firehose-Request-Id: load-7",
+            "--data-binary",
+            &format!("@{}", body.display()),
+            "-w",
+            "\n%{http_code}",
+        ],
+        "/firehose",
+    );
+    let answer = String::from_utf8_lossy(&posted.stdout).into_owned();
+    assert!(
+        answer.ends_with("\n200") && answer.contains("load-7"),
+        "{answer}"
+    );
+    let sql = curl(
+        &[
+            "--cacert",
+            cacert,
+            "-H",
+            "Content-Type: application/json",
+            "--data",
+            r#"{"sql": "SELECT count(*) FROM flows"}"#,
+        ],
+        "/api/sql",
+    );
+    let rows: serde_json::Value = serde_json::from_slice(&sql.stdout).unwrap();
+    assert_eq!(rows["rows"][0][0], 1, "{rows}");
+
+    // Plain HTTP on the TLS port: no HTTP answer.
+    let mut plain = TcpStream::connect(&addr).unwrap();
+    plain
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(plain, "GET /api/status HTTP/1.1\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut got = Vec::new();
+    let _ = plain.read_to_end(&mut got);
+    assert!(
+        !got.starts_with(b"HTTP/"),
+        "{}",
+        String::from_utf8_lossy(&got)
+    );
+
+    // A silent client is cut after the header timeout (2 s), not held.
+    let mut silent = TcpStream::connect(&addr).unwrap();
+    silent
+        .set_read_timeout(Some(Duration::from_secs(15)))
+        .unwrap();
+    let started = Instant::now();
+    let mut sink = Vec::new();
+    let _ = silent.read_to_end(&mut sink);
+    let held = started.elapsed();
+    assert!(
+        held >= Duration::from_millis(1500) && held < Duration::from_secs(10),
+        "a silent TLS client was held {held:?}"
+    );
+    drop(served);
+
+    // A key of another certificate.
+    let other = dir.path().join("other.pem");
+    let made = StdCommand::new("openssl")
+        .args([
+            "genpkey",
+            "-algorithm",
+            "EC",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-out",
+        ])
+        .arg(&other)
+        .output()
+        .unwrap();
+    assert!(made.status.success());
+    let refused = output_within(
+        StdCommand::new(env!("CARGO_BIN_EXE_flowscope"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--lake"])
+            .arg(&lake)
+            .arg("--tls-cert")
+            .arg(&cert)
+            .arg("--tls-key")
+            .arg(&other),
+        Duration::from_secs(20),
+    );
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success() && stderr.contains("other.pem"),
+        "{stderr}"
+    );
 }

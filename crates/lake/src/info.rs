@@ -11,7 +11,7 @@ use crate::partition::read_footer;
 use crate::store::Lake;
 
 /// A summary of a lake, as `flowscope lake info` prints it.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct LakeInfo {
     /// Hour partitions holding data.
     pub partitions: usize,

@@ -53,7 +53,7 @@ impl Default for IngestOptions {
 }
 
 /// What an ingest did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct IngestSummary {
     /// Sources looked at.
     pub files: u64,

@@ -36,6 +36,27 @@ impl fmt::Display for Input {
 
 pub use crate::layout::{is_flow_log_name, is_parquet_name};
 
+/// What `flowscope ingest` takes: `s3://bucket/prefix` URLs are listed (with `s3`), everything
+/// else is expanded as [`expand_with`] does, Parquet included.
+///
+/// # Errors
+/// As [`crate::object::list`] and [`expand_with`].
+pub fn resolve(sources: &[String], s3: &crate::object::S3Options) -> Result<Vec<Input>> {
+    let mut inputs = Vec::new();
+    for source in sources {
+        if source.starts_with("s3://") {
+            inputs.extend(
+                crate::object::list(source, s3)?
+                    .into_iter()
+                    .map(Input::Object),
+            );
+        } else {
+            inputs.extend(expand_with(std::slice::from_ref(source), true)?);
+        }
+    }
+    Ok(inputs)
+}
+
 /// Expands command-line arguments into inputs: `-` is standard input, a directory is walked
 /// recursively (in name order), a pattern with `*`, `?` or `[` that names no file is a glob,
 /// anything else is a file. Walks take text flow logs, and Parquet files too when `parquet`.

@@ -28,5 +28,5 @@ pub use atomic::AtomicFile;
 pub use error::{Error, Result};
 pub use input::Input;
 pub use sink::{Destination, OutputKind, RecordSink, SinkOptions};
-pub use store::{Commit, Lake, RETIRED_GRACE, SourceEntry, SourceIdentity};
+pub use store::{Commit, Holder, Lake, RETIRED_GRACE, SourceEntry, SourceIdentity};
 pub use text::{MAX_LINE, TextOptions, TextReader};

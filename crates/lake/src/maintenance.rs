@@ -22,7 +22,7 @@ use flowscope_record::time::days_from_civil;
 const SORT_ROWS: usize = 4 << 20;
 
 /// What a compaction did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CompactSummary {
     /// Partitions merged.
     pub partitions: usize,
@@ -138,7 +138,7 @@ fn row_count(lake: &Lake, rel: &str) -> Result<u64> {
 }
 
 /// What a prune did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PruneSummary {
     /// Hour partitions removed.
     pub partitions: usize,

@@ -136,7 +136,11 @@ impl Lake {
         match lock.try_lock() {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => {
-                tracing::warn!(lake = %root.display(), "another flowscope command is changing this lake; waiting for it");
+                let holder = read_holder(&lock_path).map_or_else(
+                    || "another flowscope command".to_string(),
+                    |h| h.to_string(),
+                );
+                tracing::warn!(lake = %root.display(), "{holder} is changing this lake; waiting for it");
                 lock.lock().map_err(io(&lock_path))?;
             }
             Err(std::fs::TryLockError::Error(e)) => return Err(io(&lock_path)(e)),
@@ -144,8 +148,43 @@ impl Lake {
         Self::recovered(root, lock)
     }
 
+    /// Opens the lake at `root` for changes if no other command holds its lock, and never waits:
+    /// `Ok(Err(holder))` names the command that holds it.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the folders or the lock file cannot be made, or recovery fails.
+    pub fn try_open(root: impl AsRef<Path>) -> Result<std::result::Result<Self, Holder>> {
+        let root = root.as_ref().to_path_buf();
+        for dir in [
+            root.join(META).join("commits"),
+            root.join(META).join("staging"),
+        ] {
+            fs::create_dir_all(&dir).map_err(|e| Error::io(dir.display().to_string(), e))?;
+        }
+        let lock_path = root.join(META).join("lock");
+        let lock = open_lock(&lock_path)?;
+        match lock.try_lock() {
+            Ok(()) => Self::recovered(root, lock).map(Ok),
+            Err(std::fs::TryLockError::WouldBlock) => {
+                Ok(Err(read_holder(&lock_path).unwrap_or(Holder {
+                    pid: 0,
+                    command: String::new(),
+                })))
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                Err(Error::io(lock_path.display().to_string(), e))
+            }
+        }
+    }
+
     /// The lake at `root` under `lock`, with any interrupted commit rolled forward or back.
     fn recovered(root: PathBuf, lock: File) -> Result<Self> {
+        // Whoever holds the lock says who it is, for the messages of those who find it taken.
+        let me = format!("{}\n{}\n", std::process::id(), command_line());
+        let lock_path = root.join(META).join("lock");
+        lock.set_len(0)
+            .and_then(|()| (&lock).write_all(me.as_bytes()))
+            .map_err(|e| Error::io(lock_path.display().to_string(), e))?;
         let lake = Self {
             root,
             _lock: lock,
@@ -477,6 +516,45 @@ impl Lake {
         files.sort();
         Ok(files)
     }
+}
+
+/// The process that holds a lake's lock, as it wrote itself into the lock file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Holder {
+    /// Its process id (0 when it has not written itself yet).
+    pub pid: u32,
+    /// Its command line, shortened.
+    pub command: String,
+}
+
+impl std::fmt::Display for Holder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.pid, self.command.is_empty()) {
+            (0, _) => f.write_str("another flowscope command"),
+            (pid, true) => write!(f, "process {pid}"),
+            (pid, false) => write!(f, "process {pid} (`{}`)", self.command),
+        }
+    }
+}
+
+/// This process's command line, at most 200 characters.
+fn command_line() -> String {
+    let line = std::env::args().collect::<Vec<_>>().join(" ");
+    match line.char_indices().nth(200) {
+        Some((cut, _)) => format!("{}…", &line[..cut]),
+        None => line,
+    }
+}
+
+/// What the holder of a lock wrote into it; `None` when it is empty or unreadable.
+fn read_holder(path: &Path) -> Option<Holder> {
+    let mut text = String::new();
+    io::Read::read_to_string(&mut io::Read::take(File::open(path).ok()?, 1024), &mut text).ok()?;
+    let (pid, command) = text.split_once('\n')?;
+    Some(Holder {
+        pid: pid.trim().parse().ok()?,
+        command: command.trim().to_string(),
+    })
 }
 
 /// Opens (creating) a lake's lock file.

@@ -118,7 +118,7 @@ impl Intake {
         format: Option<LogFormat>,
         metrics: Option<Arc<std::sync::Mutex<Accumulator>>>,
     ) -> Result<Self> {
-        let lake = Lake::open(root)?;
+        let lake = crate::handoff::open_writer(root)?;
         let dir = root.join("_flowscope").join("intake");
         fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
         let wal_path = dir.join("wal.jsonl");
@@ -287,6 +287,13 @@ impl Intake {
     /// Records waiting to be committed.
     pub async fn pending_records(&self) -> u64 {
         self.inner.lock().await.stats.pending
+    }
+
+    /// Runs `work` on the lake under the intake's lock, between commits (deliveries wait for
+    /// it): the work other commands hand to the server (see [`crate::handoff`]).
+    pub async fn with_lake<R>(&self, work: impl FnOnce(&Lake) -> R) -> R {
+        let inner = self.inner.lock().await;
+        tokio::task::block_in_place(|| work(&inner.lake))
     }
 
     /// Commits the buffered records to the lake as one commit (the deliveries as its sources),

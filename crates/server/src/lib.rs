@@ -10,10 +10,12 @@ mod api;
 mod dashboard;
 pub mod delivery;
 mod error;
+pub mod handoff;
 mod intake;
 mod live;
 mod openapi;
 mod queries;
+mod tls;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -39,6 +41,7 @@ use tokio::sync::Notify;
 pub use error::{ApiError, Error, Result};
 use intake::{Intake, Taken};
 use live::LiveAlarms;
+pub use tls::TlsFiles;
 
 /// Detections' settings for `/api/findings`.
 #[derive(Debug, Clone, Default)]
@@ -92,6 +95,8 @@ pub struct Options {
     pub header_timeout: Duration,
     /// Time a client has to send a request's body; a slower one is answered 408.
     pub body_timeout: Duration,
+    /// HTTPS with this certificate and key instead of plain HTTP.
+    pub tls: Option<TlsFiles>,
 }
 
 impl Options {
@@ -117,6 +122,7 @@ impl Options {
             max_connections: 1024,
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(60),
+            tls: None,
         }
     }
 }
@@ -142,6 +148,7 @@ pub struct App {
     max_connections: usize,
     header_timeout: Duration,
     body_timeout: Duration,
+    tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 impl App {
@@ -151,6 +158,8 @@ impl App {
     /// # Errors
     /// When the lake cannot be opened or written, or the metrics cannot be computed.
     pub async fn open(options: &Options) -> Result<Arc<Self>> {
+        // A certificate that cannot be used is found before the lake is taken.
+        let tls = options.tls.as_ref().map(tls::acceptor).transpose()?;
         if !flowscope_lake::Lake::exists(&options.lake) {
             std::fs::create_dir_all(&options.lake).map_err(|e| Error::io(&options.lake, e))?;
             drop(flowscope_lake::Lake::open(&options.lake)?);
@@ -203,6 +212,7 @@ impl App {
             max_connections: options.max_connections,
             header_timeout: options.header_timeout,
             body_timeout: options.body_timeout,
+            tls,
         }))
     }
 
@@ -566,6 +576,11 @@ pub async fn serve(
             }
         })
     };
+    let handoff = tokio::spawn(handoff::answer(
+        Arc::clone(&app),
+        handoff::bind(app.engine.root())?,
+    ));
+    let tls = app.tls.clone();
     let max_connections = connection_limit(app.max_connections);
     let connections = Arc::new(tokio::sync::Semaphore::new(max_connections));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
@@ -593,11 +608,38 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let connection = graceful
-            .watch(builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service.clone()));
+        let (builder, service, watcher) = (builder.clone(), service.clone(), graceful.watcher());
+        let (tls, handshake_timeout) = (tls.clone(), app.header_timeout);
         tokio::spawn(async move {
             let _permit = permit;
-            if let Err(e) = connection.await {
+            let served =
+                match tls {
+                    None => {
+                        let io = hyper_util::rt::TokioIo::new(stream);
+                        watcher.watch(builder.serve_connection(io, service)).await
+                    }
+                    Some(acceptor) => {
+                        // The handshake gets the time headers get: a client that opens and stays
+                        // silent holds a connection no longer than one that sends no headers.
+                        let stream =
+                            match tokio::time::timeout(handshake_timeout, acceptor.accept(stream))
+                                .await
+                            {
+                                Ok(Ok(s)) => s,
+                                Ok(Err(e)) => {
+                                    tracing::debug!(error = %e, "TLS handshake failed");
+                                    return;
+                                }
+                                Err(_) => {
+                                    tracing::debug!("TLS handshake did not finish in time");
+                                    return;
+                                }
+                            };
+                        let io = hyper_util::rt::TokioIo::new(stream);
+                        watcher.watch(builder.serve_connection(io, service)).await
+                    }
+                };
+            if let Err(e) = served {
                 tracing::debug!(error = %e, "connection ended");
             }
         });
@@ -610,6 +652,8 @@ pub async fn serve(
         }
     }
     committer.abort();
+    handoff.abort();
+    let _ = std::fs::remove_file(handoff::socket_path(app.engine.root()));
     app.intake.flush().await?;
     Ok(())
 }
@@ -645,7 +689,8 @@ fn connection_limit(wanted: usize) -> usize {
     connections
 }
 
-/// The address a listener is bound to, as a URL.
-pub fn url_of(addr: SocketAddr) -> String {
-    format!("http://{addr}/")
+/// The address a listener is bound to, as a URL (`https` with TLS).
+pub fn url_of(addr: SocketAddr, tls: bool) -> String {
+    let scheme = if tls { "https" } else { "http" };
+    format!("{scheme}://{addr}/")
 }

@@ -5,13 +5,15 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use flowscope_lake::ingest::{self, IngestObserver, IngestOptions};
-use flowscope_lake::object::{self, S3Options};
-use flowscope_lake::{Error, Lake, TextOptions, input};
+use flowscope_lake::ingest::{self, IngestObserver, IngestOptions, IngestSummary};
+use flowscope_lake::object::S3Options;
+use flowscope_lake::{Error, TextOptions, input};
 use flowscope_record::{LogFormat, Rejection};
+use flowscope_server::handoff::{Note, Reply, Request};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::Outcome;
+use super::served::{self, Writer};
 
 /// Rejected lines printed before the rest are only counted.
 const SHOWN_REJECTIONS: u64 = 100;
@@ -113,6 +115,40 @@ impl Progress {
     }
 }
 
+impl Progress {
+    /// Prints `note` (rejected lines only the first [`SHOWN_REJECTIONS`], and neither those nor
+    /// continuations with `--quiet`).
+    fn tell(&self, note: Note) {
+        let text = match note {
+            Note::Rejected(text) => {
+                if self.quiet || self.shown.fetch_add(1, Ordering::Relaxed) >= SHOWN_REJECTIONS {
+                    return;
+                }
+                text
+            }
+            Note::Failed(error) => format!("flowscope: {error}"),
+            Note::WithoutTime { key, records } => format!(
+                "{key}: {records} records rejected: {}",
+                flowscope_lake::partition::NO_TIME
+            ),
+            Note::Continued { key, lines } => {
+                if self.quiet {
+                    return;
+                }
+                format!(
+                    "flowscope: {key}: a longer version of a source taken before; its first \
+                     {lines} lines are in the lake already, the rest is taken now"
+                )
+            }
+            Note::NotFlowLog(key) => format!(
+                "flowscope: warning: {key}: not a flow log (no header line, and the first line \
+                 is not a record of the format); skipped"
+            ),
+        };
+        self.say(text);
+    }
+}
+
 impl IngestObserver for Progress {
     fn records(&self, rows: u64) {
         self.records.fetch_add(rows, Ordering::Relaxed);
@@ -126,33 +162,33 @@ impl IngestObserver for Progress {
     }
 
     fn rejected(&self, rejection: &Rejection) {
-        if !self.quiet && self.shown.fetch_add(1, Ordering::Relaxed) < SHOWN_REJECTIONS {
-            self.say(rejection.to_string());
+        if !self.quiet && self.shown.load(Ordering::Relaxed) < SHOWN_REJECTIONS {
+            self.tell(Note::Rejected(rejection.to_string()));
+        } else {
+            self.shown.fetch_add(1, Ordering::Relaxed);
         }
     }
 
     fn failed(&self, error: &Error) {
-        self.say(format!("flowscope: {error}"));
+        self.tell(Note::Failed(error.to_string()));
     }
 
     fn without_time(&self, key: &str, records: u64) {
-        self.say(format!(
-            "{key}: {records} records rejected: {}",
-            flowscope_lake::partition::NO_TIME
-        ));
+        self.tell(Note::WithoutTime {
+            key: key.to_string(),
+            records,
+        });
     }
 
     fn continued(&self, key: &str, lines: u64) {
-        if !self.quiet {
-            self.say(format!(
-                "flowscope: {key}: a longer version of a source taken before; its first {lines} \
-                 lines are in the lake already, the rest is taken now"
-            ));
-        }
+        self.tell(Note::Continued {
+            key: key.to_string(),
+            lines,
+        });
     }
 
     fn not_flow_log(&self, key: &str) {
-        self.say(format!("flowscope: warning: {key}: not a flow log (no header line, and the first line is not a record of the format); skipped"));
+        self.tell(Note::NotFlowLog(key.to_string()));
     }
 }
 
@@ -162,19 +198,11 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         endpoint_url: args.endpoint_url.clone(),
         region: args.region.clone(),
     };
-    let mut inputs = Vec::new();
-    for source in &args.sources {
-        if source.starts_with("s3://") {
-            inputs.extend(
-                object::list(source, &s3)?
-                    .into_iter()
-                    .map(input::Input::Object),
-            );
-        } else {
-            inputs.extend(input::expand_with(std::slice::from_ref(source), true)?);
-        }
-    }
-    let lake = Lake::open(&args.lake)?;
+    let inputs = input::resolve(&args.sources, &s3)?;
+    let lake = match served::open(&args.lake)? {
+        Writer::Local(lake) => Some(lake),
+        Writer::Served => None,
+    };
     let draw = if args.quiet || !std::io::stderr().is_terminal() {
         ProgressDrawTarget::hidden()
     } else {
@@ -204,7 +232,17 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         buffer_rows: args.buffer_rows.max(1),
         allow_changed: args.allow_changed,
     };
-    let summary = ingest::ingest(&lake, &inputs, &options, &progress)?;
+    let summary = match &lake {
+        Some(lake) => ingest::ingest(lake, &inputs, &options, &progress)?,
+        None => {
+            let (summary, notes, more) = hand_over(&args)?;
+            for note in notes {
+                progress.tell(note);
+            }
+            progress.shown.fetch_add(more, Ordering::Relaxed);
+            summary
+        }
+    };
     progress.bar.finish_and_clear();
     let seconds = progress.start.elapsed().as_secs_f64();
     let hidden = progress
@@ -226,9 +264,50 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         summary.bytes as f64 / 1e6,
         summary.records as f64 / seconds.max(1e-3),
     );
+    if lake.is_none() && !args.quiet {
+        eprintln!(
+            "flowscope: the lake is served: the server took these files into it, and its \
+             dashboard and queries have them now"
+        );
+    }
     Ok(if summary.failed > 0 {
         Outcome::Partial
     } else {
         Outcome::Success
     })
+}
+
+/// Hands the ingest to the server of the lake: local paths made absolute (the server runs
+/// elsewhere), standard input refused (the server cannot read it).
+fn hand_over(args: &Args) -> anyhow::Result<(IngestSummary, Vec<Note>, u64)> {
+    let here = std::env::current_dir()?;
+    let mut sources = Vec::new();
+    for source in &args.sources {
+        anyhow::ensure!(
+            source != "-",
+            "{} is served: its server cannot read this command's standard input; save it to a \
+             file and ingest that",
+            args.lake.display()
+        );
+        sources.push(if source.starts_with("s3://") {
+            source.clone()
+        } else {
+            here.join(source).display().to_string()
+        });
+    }
+    let request = Request::Ingest {
+        sources,
+        endpoint_url: args.endpoint_url.clone(),
+        region: args.region.clone(),
+        format: args.format.clone(),
+        allow_changed: args.allow_changed,
+    };
+    match served::send(&args.lake, &request)? {
+        Reply::Ingested {
+            summary,
+            notes,
+            more_notes,
+        } => Ok((summary, notes, more_notes)),
+        other => anyhow::bail!("the server answered an ingest with {other:?}"),
+    }
 }

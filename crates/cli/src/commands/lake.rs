@@ -8,6 +8,8 @@ use flowscope_lake::maintenance::{compact, prune};
 use flowscope_record::time::{parse_duration, rfc3339};
 
 use super::Outcome;
+use super::served::{self, Writer};
+use flowscope_server::handoff::{Reply, Request};
 
 /// Inspect and maintain a Parquet lake.
 #[derive(clap::Args)]
@@ -44,49 +46,73 @@ enum LakeCommand {
     },
 }
 
-fn open_existing(lake: &std::path::Path) -> anyhow::Result<Lake> {
-    anyhow::ensure!(lake.is_dir(), "{}: no such lake", lake.display());
-    Ok(Lake::open(lake)?)
+/// The lake at `root`, which must exist: this process's, or its server's.
+fn open_existing(root: &std::path::Path) -> anyhow::Result<Writer> {
+    anyhow::ensure!(
+        root.is_dir() && Lake::exists(root),
+        "{}: no such lake",
+        root.display()
+    );
+    served::open(root)
 }
 
 pub fn run(args: Args) -> anyhow::Result<Outcome> {
     match args.command {
-        LakeCommand::Compact { lake } => {
-            let lake = open_existing(&lake)?;
-            let done = compact(&lake)?;
+        LakeCommand::Compact { lake: root } => {
+            let done = match open_existing(&root)? {
+                Writer::Local(lake) => compact(&lake)?,
+                Writer::Served => match served::send(&root, &Request::Compact)? {
+                    Reply::Compacted(done) => done,
+                    other => anyhow::bail!("the server answered a compaction with {other:?}"),
+                },
+            };
             println!(
                 "compacted {} partitions: {} files into {} ({} rows)",
                 done.partitions, done.files_before, done.files_after, done.rows
             );
             Ok(Outcome::Success)
         }
-        LakeCommand::Prune { lake, older_than } => {
+        LakeCommand::Prune {
+            lake: root,
+            older_than,
+        } => {
             let age = parse_duration(&older_than).ok_or_else(|| {
                 anyhow::anyhow!("--older-than {older_than}: expected a number and s, m, h, d or w")
             })?;
-            let lake = open_existing(&lake)?;
             // The wall clock is read here, at the edge, and nowhere deeper.
             #[allow(clippy::disallowed_methods)]
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)?
                 .as_secs();
-            let done = prune(&lake, now as i64 - age)?;
+            let cutoff = now as i64 - age;
+            let done = match open_existing(&root)? {
+                Writer::Local(lake) => prune(&lake, cutoff)?,
+                Writer::Served => match served::send(&root, &Request::Prune { cutoff })? {
+                    Reply::Pruned(done) => done,
+                    other => anyhow::bail!("the server answered a prune with {other:?}"),
+                },
+            };
             println!(
                 "pruned {} partitions older than {older_than}: {} files, {} rows",
                 done.partitions, done.files, done.rows
             );
             Ok(Outcome::Success)
         }
-        LakeCommand::Info { lake, json } => {
-            let lake = open_existing(&lake)?;
-            let info = info(&lake)?;
+        LakeCommand::Info { lake: root, json } => {
+            let info = match open_existing(&root)? {
+                Writer::Local(lake) => info(&lake)?,
+                Writer::Served => match served::send(&root, &Request::Info)? {
+                    Reply::Info(info) => info,
+                    other => anyhow::bail!("the server answered `lake info` with {other:?}"),
+                },
+            };
             if json {
                 println!("{}", serde_json::to_string_pretty(&info)?);
                 return Ok(Outcome::Success);
             }
             let time =
                 |t: Option<i64>| t.map_or("-".to_string(), |t| format!("{t} ({})", rfc3339(t)));
-            println!("lake        {}", lake.root().display());
+            println!("lake        {}", root.display());
             println!("partitions  {}", info.partitions);
             println!("files       {}", info.files);
             println!("rows        {}", info.rows);

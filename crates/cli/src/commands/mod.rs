@@ -13,6 +13,7 @@ pub mod insights;
 pub mod lake;
 pub mod output;
 pub mod serve;
+mod served;
 pub mod shell;
 pub mod simulate;
 pub mod sql;

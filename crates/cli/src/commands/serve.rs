@@ -8,7 +8,7 @@ use anyhow::Context;
 use flowscope_detect::AlarmsFile;
 use flowscope_detect::DetectConfig;
 use flowscope_record::LogFormat;
-use flowscope_server::{App, DetectSettings, Options, serve, url_of};
+use flowscope_server::{App, DetectSettings, Options, TlsFiles, serve, url_of};
 
 use super::Outcome;
 use super::detect::load_intel;
@@ -43,6 +43,13 @@ pub struct Args {
     /// (Firehose records carry no header); the default format if not given.
     #[arg(long, value_name = "FORMAT")]
     log_format: Option<String>,
+    /// Serve HTTPS with this certificate (PEM: the certificate, then its intermediates), as
+    /// Firehose delivers only to HTTPS endpoints. Needs --tls-key.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM: PKCS #8, PKCS #1 or SEC1).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
     /// Commit buffered deliveries to the lake at least this often (seconds).
     #[arg(long, value_name = "SECONDS", default_value_t = 60)]
     flush_interval: u64,
@@ -111,6 +118,10 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     options.max_connections = args.max_connections.max(1);
     options.header_timeout = Duration::from_secs(args.header_timeout.max(1));
     options.body_timeout = Duration::from_secs(args.body_timeout.max(1));
+    options.tls = match (args.tls_cert, args.tls_key) {
+        (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+        _ => None,
+    };
     start(&options, args.listen.listen)
 }
 
@@ -132,7 +143,11 @@ pub(super) fn start(options: &Options, listen: SocketAddr) -> anyhow::Result<Out
         let app = App::open(options)
             .await
             .with_context(|| format!("cannot serve {}", lake.display()))?;
-        println!("flowscope: serving {} at {}", lake.display(), url_of(addr));
+        println!(
+            "flowscope: serving {} at {}",
+            lake.display(),
+            url_of(addr, options.tls.is_some())
+        );
         if options.access_key.is_none() {
             eprintln!(
                 "flowscope: note: no --firehose-access-key: /firehose and /cloudwatch take deliveries from anyone who can reach {addr}"
