@@ -85,11 +85,7 @@ impl Builder<'_, '_> {
             let cidr = self.check.cidr(&s.cidr_block);
             let v6 = s.ipv6_cidr_block.as_ref().and_then(|c| self.check.cidr(c));
             if let (Some(v), Some(c)) = (vpc, cidr) {
-                let inside = vpcs[v]
-                    .cidr_blocks
-                    .iter()
-                    .any(|b| b.prefix() <= c.prefix() && b.contains(c.network()));
-                if !inside {
+                if !inside(&vpcs[v].cidr_blocks, c) {
                     self.check.at(
                         s.cidr_block.span(),
                         format!("{c} is not inside {}'s blocks", vpcs[v].id),
@@ -106,17 +102,13 @@ impl Builder<'_, '_> {
                     }
                 }
             }
-            if let (Some(v), Some(c), Some(text)) = (vpc, v6, &s.ipv6_cidr_block) {
-                let inside = vpcs[v]
-                    .ipv6_cidr_blocks
-                    .iter()
-                    .any(|b| b.prefix() <= c.prefix() && b.contains(c.network()));
-                if !inside {
-                    self.check.at(
-                        text.span(),
-                        format!("{c} is not inside {}'s IPv6 blocks", vpcs[v].id),
-                    );
-                }
+            if let (Some(v), Some(c), Some(text)) = (vpc, v6, &s.ipv6_cidr_block)
+                && !inside(&vpcs[v].ipv6_cidr_blocks, c)
+            {
+                self.check.at(
+                    text.span(),
+                    format!("{c} is not inside {}'s IPv6 blocks", vpcs[v].id),
+                );
             }
             let acl = match &s.network_acl {
                 Some(a) => self
@@ -360,4 +352,11 @@ pub(super) fn reserved(c: Cidr, ip: IpAddr) -> Option<&'static str> {
         o if u64::from(o) == size - 1 => Some("broadcast address"),
         _ => None,
     }
+}
+
+/// Whether block `c` lies inside one of `blocks`.
+fn inside(blocks: &[Cidr], c: Cidr) -> bool {
+    blocks
+        .iter()
+        .any(|b| b.prefix() <= c.prefix() && b.contains(c.network()))
 }
