@@ -558,7 +558,9 @@ fn https_with_a_certificate_of_the_tests_own() {
     plain
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
-    write!(plain, "GET /api/status HTTP/1.1\r\nHost: {addr}\r\n\r\n").unwrap();
+    // The server may close before the whole request is written (it takes it for a broken
+    // handshake), so a failed write is an answer too.
+    let _ = write!(plain, "GET /api/status HTTP/1.1\r\nHost: {addr}\r\n\r\n");
     let mut got = Vec::new();
     let _ = plain.read_to_end(&mut got);
     assert!(

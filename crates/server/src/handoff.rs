@@ -300,6 +300,11 @@ async fn run(app: &App, request: Request) -> Reply {
                 .await
         }
     };
+    if let Ok(Reply::Ingested { summary, .. }) = &done {
+        app.intake
+            .count_ingest(summary.records, summary.rejected, summary.bytes)
+            .await;
+    }
     done.unwrap_or_else(|e: flowscope_lake::Error| Reply::Failed(e.to_string()))
 }
 

@@ -63,6 +63,38 @@ pub struct Stats {
     pub pending: u64,
     /// The latest rejections: delivery, line, field and reason.
     pub last_rejections: Vec<String>,
+    /// Per source (`firehose`, `cloudwatch`, `ingest` for work other commands hand over).
+    #[serde(skip)]
+    pub by_source: std::collections::BTreeMap<&'static str, SourceStats>,
+    /// Seconds spent committing, over all commits.
+    #[serde(skip)]
+    pub commit_seconds: f64,
+}
+
+/// What one source brought in.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SourceStats {
+    /// Deliveries (or handed-over ingests) taken.
+    pub deliveries: u64,
+    /// Deliveries answered again without taking them.
+    pub duplicates: u64,
+    /// Records taken.
+    pub records: u64,
+    /// Lines rejected.
+    pub rejected: u64,
+    /// Bytes of flow log text (or of files) read.
+    pub bytes: u64,
+    /// The latest `end` among its records, Unix seconds (0 before any).
+    pub newest_end: i64,
+}
+
+/// The source a delivery id names: `firehose/…` or `cloudwatch/…`.
+fn source_of(id: &str) -> &'static str {
+    if id.starts_with("cloudwatch/") {
+        "cloudwatch"
+    } else {
+        "firehose"
+    }
 }
 
 /// What a delivery did.
@@ -100,6 +132,25 @@ pub struct Intake {
     pub metrics: Option<Arc<std::sync::Mutex<Accumulator>>>,
     /// Total requests refused (outside the lock, for handlers that refuse early).
     refused: AtomicU64,
+}
+
+/// The latest `end` of the records of `batches` (0 when none has one).
+fn newest_end(batches: &[RecordBatch]) -> i64 {
+    use arrow_array::cast::AsArray;
+    let mut newest = 0;
+    for b in batches {
+        let Some(ends) = b.column_by_name("end") else {
+            continue;
+        };
+        let Ok(ends) = arrow_cast::cast(ends, &arrow_schema::DataType::Int64) else {
+            continue;
+        };
+        let ends = ends.as_primitive::<arrow_array::types::Int64Type>();
+        for end in ends.iter().flatten() {
+            newest = newest.max(end);
+        }
+    }
+    newest
 }
 
 fn identity(id: &str) -> SourceIdentity {
@@ -235,8 +286,15 @@ impl Intake {
         let mut inner = self.inner.lock().await;
         if inner.seen.contains(&identity(id)) {
             inner.stats.duplicates += 1;
+            inner
+                .stats
+                .by_source
+                .entry(source_of(id))
+                .or_default()
+                .duplicates += 1;
             return Ok(Taken::Duplicate);
         }
+        let bytes = text.len() as u64;
         let (batches, records, rejected, rejections) = self.decode(id, text.as_bytes())?;
         let entry = serde_json::to_string(&LogEntry {
             id: id.to_string(),
@@ -262,6 +320,7 @@ impl Intake {
             }
         }
         inner.seen.insert(identity(id));
+        let newest_end = newest_end(&batches);
         inner.rows.extend(batches);
         inner.sources.push(SourceEntry {
             key: id.to_string(),
@@ -271,6 +330,12 @@ impl Intake {
             rejected,
         });
         let stats = &mut inner.stats;
+        let source = stats.by_source.entry(source_of(id)).or_default();
+        source.deliveries += 1;
+        source.records += records;
+        source.rejected += rejected;
+        source.bytes += bytes;
+        source.newest_end = source.newest_end.max(newest_end);
         stats.deliveries += 1;
         stats.records += records;
         stats.rejected += rejected;
@@ -303,6 +368,7 @@ impl Intake {
     /// # Errors
     /// When the commit fails; the records stay buffered and logged.
     pub async fn flush(&self) -> Result<u64> {
+        let started = std::time::Instant::now();
         let mut inner = self.inner.lock().await;
         if inner.sources.is_empty() {
             return Ok(0);
@@ -343,9 +409,39 @@ impl Intake {
             }
         }
         inner.stats.commits += 1;
+        inner.stats.commit_seconds += started.elapsed().as_secs_f64();
         inner.stats.pending = 0;
         tracing::info!(records = n, "committed buffered deliveries to the lake");
         Ok(n)
+    }
+
+    /// Whether deliveries can be taken: the intake log is whole (not cut by a failed append).
+    pub async fn writable(&self) -> bool {
+        !self.inner.lock().await.wal_torn
+    }
+
+    /// Counts an ingest handed over by another command as the `ingest` source's.
+    pub async fn count_ingest(&self, records: u64, rejected: u64, bytes: u64) {
+        let mut inner = self.inner.lock().await;
+        let source = inner.stats.by_source.entry("ingest").or_default();
+        source.deliveries += 1;
+        source.records += records;
+        source.rejected += rejected;
+        source.bytes += bytes;
+    }
+
+    /// The counters, per source too, and the requests refused before they reached the intake.
+    pub async fn snapshot(&self) -> (Stats, u64) {
+        let inner = self.inner.lock().await;
+        let stats = Stats {
+            last_rejections: Vec::new(),
+            by_source: inner.stats.by_source.clone(),
+            ..inner.stats
+        };
+        (
+            stats,
+            inner.stats.refused + self.refused.load(Ordering::Relaxed),
+        )
     }
 
     /// The counters.

@@ -13,6 +13,7 @@ mod error;
 pub mod handoff;
 mod intake;
 mod live;
+mod metrics;
 mod openapi;
 mod queries;
 mod tls;
@@ -534,6 +535,9 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/diagnose", get(api::diagnoses))
         .route("/api/alarms", get(api::alarms))
         .route("/api/status", get(api::status))
+        .route("/metrics", get(metrics::metrics))
+        .route("/healthz", get(metrics::healthz))
+        .route("/readyz", get(metrics::readyz))
         .route("/api/openapi.json", get(api::openapi))
         .route("/firehose", post(firehose))
         .route("/cloudwatch", post(cloudwatch))

@@ -4,6 +4,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::http::{HeaderValue, StatusCode, header};
@@ -22,6 +23,20 @@ pub struct Queries {
     permits: Arc<Semaphore>,
     max: usize,
     timeout: Duration,
+    counts: Counts,
+}
+
+/// What the queries did, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct Counts {
+    /// Queries run to an answer (a query's own error included).
+    pub answered: AtomicU64,
+    /// Refused with 429: `max` were running.
+    pub refused: AtomicU64,
+    /// Stopped at the time limit.
+    pub timed_out: AtomicU64,
+    /// Microseconds the answered queries took, together.
+    pub micros: AtomicU64,
 }
 
 impl Queries {
@@ -51,7 +66,13 @@ impl Queries {
             permits: Arc::new(Semaphore::new(max)),
             max,
             timeout,
+            counts: Counts::default(),
         })
+    }
+
+    /// What the queries did so far.
+    pub fn counts(&self) -> &Counts {
+        &self.counts
     }
 
     /// The time limit of one query.
@@ -66,6 +87,7 @@ impl Queries {
         F: Future<Output = Response> + Send + 'static,
     {
         let Ok(permit) = Arc::clone(&self.permits).try_acquire_owned() else {
+            self.counts.refused.fetch_add(1, Ordering::Relaxed);
             let mut response = ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
                 format!(
@@ -86,12 +108,19 @@ impl Queries {
             work.await
         });
         let abort = task.abort_handle();
+        let started = std::time::Instant::now();
         match tokio::time::timeout(self.timeout, task).await {
-            Ok(Ok(response)) => response,
+            Ok(Ok(response)) => {
+                let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+                self.counts.answered.fetch_add(1, Ordering::Relaxed);
+                self.counts.micros.fetch_add(micros, Ordering::Relaxed);
+                response
+            }
             Ok(Err(e)) => ApiError::internal(format!("the query failed: {e}")).into_response(),
             Err(_) => {
                 // Dropping the query's future cancels its DataFusion tasks and frees its permit.
                 abort.abort();
+                self.counts.timed_out.fetch_add(1, Ordering::Relaxed);
                 ApiError::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     format!(

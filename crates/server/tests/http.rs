@@ -852,3 +852,109 @@ async fn other_sites_can_neither_post_nor_rebind() {
     let (status, v) = s.deliver("x-1", &[record]).await;
     assert_eq!(status, 200, "{v}");
 }
+
+/// `/metrics` read by Prometheus's own parser (the `prometheus_client` package): records,
+/// bytes, rejected lines, duplicates and lag per source; refused requests; pending records and
+/// commits; queries. `/healthz` and `/readyz` answer 200.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_per_source_read_by_prometheus_parser() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(options(&dir.path().join("lake"))).await;
+    let t0 = 1_762_070_400;
+    let lines: Vec<String> = (0..3)
+        .map(|i| line("10.0.3.7", "198.51.100.23", 50000 + i, 443, "ACCEPT", t0))
+        .collect();
+    let mut with_bad = lines.clone();
+    with_bad.push("2 123 not a record".into());
+    assert_eq!(s.deliver("m-1", &with_bad).await.0, 200);
+    assert_eq!(s.deliver("m-1", &with_bad).await.0, 200);
+    let events: Vec<Value> = (0..2)
+        .map(|i| {
+            json!({"id": i.to_string(), "timestamp": (t0 + 60) * 1000,
+            "message": line("10.0.3.8", "198.51.100.24", 40000 + i, 443, "ACCEPT", t0 + 60)})
+        })
+        .collect();
+    let payload = serde_json::to_vec(&json!({"messageType": "DATA_MESSAGE",
+        "owner": "123456789012", "logGroup": "g", "logStream": "eni-0a1b2c3d4e5f60001-all",
+        "subscriptionFilters": ["all"], "logEvents": events}))
+    .unwrap();
+    let k = [("X-Amz-Firehose-Access-Key", KEY)];
+    assert_eq!(s.post("/cloudwatch", &k, gzip(&payload)).await.0, 200);
+    assert_eq!(s.post("/cloudwatch", &[], gzip(&payload)).await.0, 401);
+    assert_eq!(s.count().await, 5);
+
+    let read = |text: String| {
+        let script = "import sys, json\n\
+            from prometheus_client.parser import text_string_to_metric_families\n\
+            out = {}\n\
+            for family in text_string_to_metric_families(sys.stdin.read()):\n\
+            \x20   for x in family.samples:\n\
+            \x20       labels = ','.join(f'{k}={v}' for k, v in sorted(x.labels.items()))\n\
+            \x20       out[x.name + ('{' + labels + '}' if labels else '')] = x.value\n\
+            print(json.dumps(out))\n";
+        let mut child = std::process::Command::new("python3")
+            .args(["-c", script])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}\n{text}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()
+    };
+    let resp = s
+        .http
+        .get(format!("{}/metrics", s.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let kind = resp.headers()["content-type"].to_str().unwrap().to_string();
+    assert!(kind.starts_with("text/plain; version=0.0.4"), "{kind}");
+    let m = read(resp.text().await.unwrap());
+    let f = |name: &str| {
+        m[name]
+            .as_f64()
+            .unwrap_or_else(|| panic!("no {name} in {m}"))
+    };
+    assert_eq!(f("flowscope_records_total{source=firehose}"), 3.0);
+    assert_eq!(f("flowscope_records_total{source=cloudwatch}"), 2.0);
+    assert_eq!(f("flowscope_rejected_lines_total{source=firehose}"), 1.0);
+    assert_eq!(f("flowscope_rejected_lines_total{source=cloudwatch}"), 0.0);
+    assert_eq!(f("flowscope_deliveries_total{source=firehose}"), 1.0);
+    assert_eq!(
+        f("flowscope_duplicate_deliveries_total{source=firehose}"),
+        1.0
+    );
+    assert!(f("flowscope_bytes_total{source=firehose}") > 100.0, "{m}");
+    assert!(f("flowscope_refused_requests_total") >= 1.0, "{m}");
+    assert_eq!(f("flowscope_pending_records"), 5.0);
+    assert_eq!(f("flowscope_commits_total"), 0.0);
+    assert_eq!(f("flowscope_queries_total{outcome=answered}"), 1.0);
+    // The records end in 2025: the lag is from then to now.
+    let lag = f("flowscope_lag_seconds{source=cloudwatch}");
+    let firehose_lag = f("flowscope_lag_seconds{source=firehose}");
+    assert!(lag > 3.0e7 && firehose_lag - lag >= 59.0, "{m}");
+
+    s.app.intake.flush().await.unwrap();
+    let m = read(s.get("/metrics").await.1);
+    assert_eq!(m["flowscope_commits_total"], 1.0, "{m}");
+    assert_eq!(m["flowscope_pending_records"], 0.0, "{m}");
+    assert!(
+        m["flowscope_commit_seconds_total"].as_f64().unwrap() > 0.0,
+        "{m}"
+    );
+    assert_eq!(s.get("/healthz").await, (200, "ok\n".to_string()));
+    assert_eq!(s.get("/readyz").await, (200, "ready\n".to_string()));
+}
