@@ -32,7 +32,7 @@ enum Command {
     Detect(commands::detect::Args),
     Diagnose(commands::diagnose::Args),
     Alarms(commands::alarms::Args),
-    Serve(commands::serve::Args),
+    Serve(Box<commands::serve::Args>),
     Simulate(commands::simulate::Args),
     #[command(name = "flow-logs")]
     FlowLogs(commands::flow_logs::Args),
@@ -42,13 +42,19 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // A server says what it follows and takes in; other commands speak only of trouble.
+    let default_filter = if matches!(cli.command, Command::Serve(_)) {
+        "warn,flowscope_server=info"
+    } else {
+        "warn"
+    };
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_target(false)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("FLOWSCOPE_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter)),
         )
         .init();
     let result = match cli.command {
@@ -63,7 +69,7 @@ fn main() -> ExitCode {
         Command::Detect(args) => commands::detect::run(args),
         Command::Diagnose(args) => commands::diagnose::run(args),
         Command::Alarms(args) => commands::alarms::run(args),
-        Command::Serve(args) => commands::serve::run(args),
+        Command::Serve(args) => commands::serve::run(*args),
         Command::Simulate(args) => commands::simulate::run(args),
         Command::FlowLogs(args) => commands::flow_logs::run(args),
         Command::Generate(args) => commands::generate::run(args),

@@ -4,8 +4,10 @@
 
 mod common;
 
+use common::{request, sql};
 use std::io::{Read, Write};
 use std::net::TcpStream;
+
 use std::process::{Child, Command as StdCommand};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -46,37 +48,6 @@ fn serve(lake: &std::path::Path, prefix: &[&str], flags: &[&str]) -> Served {
     let addr = url.trim_start_matches("http://").to_string();
     assert!(!addr.is_empty(), "{seen}");
     Served { child, addr }
-}
-
-/// One request on its own connection; the status and body.
-fn request(addr: &str, method: &str, path: &str, body: &[u8]) -> (u16, String) {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    )
-    .unwrap();
-    stream.write_all(body).unwrap();
-    let mut answer = Vec::new();
-    let _ = stream.read_to_end(&mut answer);
-    let answer = String::from_utf8_lossy(&answer).into_owned();
-    let status = answer
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = answer.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
-    (status, body)
-}
-
-fn sql(addr: &str, query: &str) -> (u16, String) {
-    let body = serde_json::to_vec(&serde_json::json!({ "sql": query })).unwrap();
-    request(addr, "POST", "/api/sql", &body)
 }
 
 fn delivery(id: usize) -> Vec<u8> {

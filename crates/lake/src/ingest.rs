@@ -763,7 +763,7 @@ fn source_key(path: &std::path::Path) -> String {
 }
 
 /// A path or URL from its `AWSLogs/` folder on, when it has one; otherwise unchanged.
-fn aws_relative(location: String) -> String {
+pub(crate) fn aws_relative(location: String) -> String {
     match location.find("/AWSLogs/") {
         Some(i) => location[i + 1..].to_string(),
         None => location,

@@ -9,6 +9,7 @@
 //! Readers stream: memory is bounded by the batch size, never by the size of the input.
 
 mod atomic;
+pub mod aws;
 pub mod deliver;
 mod error;
 pub mod info;

@@ -7,11 +7,11 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use futures::TryStreamExt;
-use object_store::aws::AmazonS3Builder;
+use object_store::aws::{AmazonS3, AmazonS3Builder, AwsCredentialProvider};
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt};
 use tokio::runtime::Runtime;
@@ -26,13 +26,30 @@ pub struct S3Options {
     pub endpoint_url: Option<String>,
     /// The region; otherwise from the environment or profile, else `us-east-1`.
     pub region: Option<String>,
+    /// The AWS profile whose credentials and region are used (else `AWS_PROFILE`, else
+    /// `default`), when the `AWS_*` variables do not give them.
+    pub profile: Option<String>,
 }
 
-/// One bucket, and the runtime its requests run on.
+/// The runtime the blocking calls ([`ObjectInput::fetch`], [`list`], [`Bucket::put`]) run
+/// their requests on: one for the process, so no bucket owns (and drops) one.
+fn runtime() -> &'static Runtime {
+    static RUNTIME: OnceLock<Runtime> = OnceLock::new();
+    RUNTIME.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("flowscope-s3")
+            .enable_all()
+            .build()
+            .expect("the threads of the S3 runtime can be started")
+    })
+}
+
+/// One bucket of an S3-compatible store.
 pub struct Bucket {
     name: String,
-    store: Arc<dyn ObjectStore>,
-    runtime: Runtime,
+    s3: Arc<AmazonS3>,
+    region: String,
 }
 
 /// An object to read: its URL, size and ETag, and the bucket it is in.
@@ -52,17 +69,39 @@ impl ObjectInput {
         format!("s3://{}/{}", self.bucket.name, self.key)
     }
 
-    /// Downloads the whole object (flow log objects are at most tens of megabytes).
+    /// The object's key in its bucket.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// The key the lake's manifest remembers the object by (from `AWSLogs/` on, when the key
+    /// has that folder).
+    pub fn source_key(&self) -> String {
+        crate::ingest::aws_relative(self.url())
+    }
+
+    /// Downloads the whole object (flow log objects are at most tens of megabytes). Blocks:
+    /// call it outside async code (or inside `block_in_place`).
     ///
     /// # Errors
-    /// [`Error::Io`] naming the URL when the request fails.
+    /// [`Error::Io`] naming the URL when the request fails (kind `NotFound` when the object
+    /// is missing).
     pub fn fetch(&self) -> Result<Bytes> {
         let path = ObjectPath::from(self.key.as_str());
-        let store = Arc::clone(&self.bucket.store);
-        self.bucket
-            .runtime
+        let store = Arc::clone(&self.bucket.s3);
+        runtime()
             .block_on(async move { store.get(&path).await?.bytes().await })
-            .map_err(|e| Error::io(self.url(), std::io::Error::other(e)))
+            .map_err(|e| Error::io(self.url(), io_error(e)))
+    }
+}
+
+/// An `object_store` error as an I/O error, `NotFound` kept.
+fn io_error(e: object_store::Error) -> std::io::Error {
+    match e {
+        object_store::Error::NotFound { .. } => {
+            std::io::Error::new(std::io::ErrorKind::NotFound, e.to_string())
+        }
+        e => std::io::Error::other(e.to_string()),
     }
 }
 
@@ -100,33 +139,15 @@ pub fn list(url: &str, options: &S3Options) -> Result<Vec<ObjectInput>> {
     let (bucket_name, prefix) =
         parse_url(url).ok_or_else(|| fail(&"not an s3://bucket/prefix URL"))?;
     let bucket = Arc::new(Bucket::connect(bucket_name, options).map_err(|e| fail(&e))?);
-    let prefix_path = (!prefix.is_empty()).then(|| ObjectPath::from(prefix.trim_end_matches('/')));
-    let objects = bucket
-        .runtime
-        .block_on(
-            bucket
-                .store
-                .list(prefix_path.as_ref())
-                .try_collect::<Vec<_>>(),
-        )
-        .map_err(|e| fail(&e))?;
-    let mut inputs = Vec::new();
-    for meta in objects {
-        let key = meta.location.to_string();
-        let as_path = std::path::Path::new(&key);
-        if !(is_flow_log_name(as_path) || is_parquet_name(as_path)) {
-            tracing::warn!(object = %format!("s3://{bucket_name}/{key}"), "not a flow log object; skipped");
-            continue;
-        }
-        inputs.push(ObjectInput {
-            bucket: Arc::clone(&bucket),
-            key,
-            size: meta.size,
-            etag: meta.e_tag,
-        });
-    }
-    inputs.sort_by(|a, b| a.key.cmp(&b.key));
-    Ok(inputs)
+    runtime()
+        .block_on(bucket.list_after(prefix, None, ""))
+        .map_err(|e| fail(&e))
+}
+
+/// Whether a key names a flow log object (text or Parquet), as a walk of a folder judges it.
+pub fn is_flow_log_key(key: &str) -> bool {
+    let as_path = std::path::Path::new(key);
+    is_flow_log_name(as_path) || is_parquet_name(as_path)
 }
 
 impl Bucket {
@@ -135,45 +156,15 @@ impl Bucket {
     /// # Errors
     /// A message when the store or its runtime cannot be set up.
     pub fn connect(bucket_name: &str, options: &S3Options) -> std::result::Result<Self, String> {
-        let fail = |e: &dyn fmt::Display| e.to_string();
-        let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket_name);
-        let profile = profile_settings();
-        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-        if env("AWS_ACCESS_KEY_ID").is_none() {
-            if let Some(key) = profile.get("aws_access_key_id") {
-                builder = builder.with_access_key_id(key);
-            }
-            if let Some(secret) = profile.get("aws_secret_access_key") {
-                builder = builder.with_secret_access_key(secret);
-            }
-            if let Some(token) = profile.get("aws_session_token") {
-                builder = builder.with_token(token);
-            }
-        }
-        let region = options
-            .region
-            .clone()
-            .or_else(|| env("AWS_REGION"))
-            .or_else(|| env("AWS_DEFAULT_REGION"))
-            .or_else(|| profile.get("region").cloned())
-            .unwrap_or_else(|| "us-east-1".to_string());
-        builder = builder.with_region(region);
-        if let Some(endpoint) = &options.endpoint_url {
-            builder = builder
-                .with_endpoint(endpoint)
-                .with_allow_http(endpoint.starts_with("http://"))
-                .with_virtual_hosted_style_request(false);
-        }
-        let store = builder.build().map_err(|e| fail(&e))?;
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
+        let (builder, region) = builder(options);
+        let store = builder
+            .with_bucket_name(bucket_name)
             .build()
-            .map_err(|e| fail(&e))?;
+            .map_err(|e| e.to_string())?;
         Ok(Bucket {
             name: bucket_name.to_string(),
-            store: Arc::new(store),
-            runtime,
+            s3: Arc::new(store),
+            region,
         })
     }
 
@@ -182,14 +173,87 @@ impl Bucket {
         &self.name
     }
 
+    /// The region requests are signed for.
+    pub fn region(&self) -> &str {
+        &self.region
+    }
+
+    /// Where the bucket's requests get their credentials (for other services' requests made
+    /// as the same identity).
+    pub fn credentials(&self) -> AwsCredentialProvider {
+        Arc::clone(self.s3.credentials())
+    }
+
+    /// The flow log objects (text or Parquet; other objects are skipped with a warning) under
+    /// `prefix` (a folder, or the whole bucket when empty), in key order: all of them, or
+    /// with `start_after` only the keys after it and only while they begin with `within`.
+    ///
+    /// # Errors
+    /// The store's error when the listing fails.
+    pub async fn list_after(
+        self: &Arc<Self>,
+        prefix: &str,
+        start_after: Option<&str>,
+        within: &str,
+    ) -> std::result::Result<Vec<ObjectInput>, object_store::Error> {
+        let prefix_path =
+            (!prefix.is_empty()).then(|| ObjectPath::from(prefix.trim_end_matches('/')));
+        let mut listing = match start_after {
+            Some(offset) => self
+                .s3
+                .list_with_offset(prefix_path.as_ref(), &ObjectPath::from(offset)),
+            None => self.s3.list(prefix_path.as_ref()),
+        };
+        let mut inputs = Vec::new();
+        while let Some(meta) = listing.try_next().await? {
+            let key = meta.location.to_string();
+            if !key.starts_with(within) {
+                // Listings come in key order: nothing further begins with `within`.
+                break;
+            }
+            if !is_flow_log_key(&key) {
+                tracing::warn!(object = %format!("s3://{}/{key}", self.name), "not a flow log object; skipped");
+                continue;
+            }
+            inputs.push(ObjectInput {
+                bucket: Arc::clone(self),
+                key,
+                size: meta.size,
+                etag: meta.e_tag,
+            });
+        }
+        inputs.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(inputs)
+    }
+
+    /// The object at `key`, or `None` when there is none.
+    ///
+    /// # Errors
+    /// The store's error when the request fails otherwise.
+    pub async fn head(
+        self: &Arc<Self>,
+        key: &str,
+    ) -> std::result::Result<Option<ObjectInput>, object_store::Error> {
+        match self.s3.head(&ObjectPath::from(key)).await {
+            Ok(meta) => Ok(Some(ObjectInput {
+                bucket: Arc::clone(self),
+                key: key.to_string(),
+                size: meta.size,
+                etag: meta.e_tag,
+            })),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Uploads `body` as `key` (one PUT: the object appears whole or not at all).
     ///
     /// # Errors
     /// [`Error::Io`] naming the URL when the upload fails.
     pub fn put(&self, key: &str, body: Vec<u8>) -> Result<()> {
         let path = ObjectPath::from(key);
-        self.runtime
-            .block_on(self.store.put(&path, object_store::PutPayload::from(body)))
+        runtime()
+            .block_on(self.s3.put(&path, object_store::PutPayload::from(body)))
             .map(|_| ())
             .map_err(|e| {
                 Error::io(
@@ -200,9 +264,47 @@ impl Bucket {
     }
 }
 
-/// The settings of the AWS profile in use, from `~/.aws/credentials` then `~/.aws/config`.
-fn profile_settings() -> HashMap<String, String> {
-    let profile = std::env::var("AWS_PROFILE").unwrap_or_else(|_| "default".to_string());
+/// A store builder with the credentials and region found as the AWS CLI finds them (the
+/// `AWS_*` variables, else the profile), and the region chosen.
+pub(crate) fn builder(options: &S3Options) -> (AmazonS3Builder, String) {
+    let mut builder = AmazonS3Builder::from_env();
+    let profile = profile_settings(options.profile.as_deref());
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    // A profile named for this source wins over the environment's keys.
+    if options.profile.is_some() || env("AWS_ACCESS_KEY_ID").is_none() {
+        if let Some(key) = profile.get("aws_access_key_id") {
+            builder = builder.with_access_key_id(key);
+        }
+        if let Some(secret) = profile.get("aws_secret_access_key") {
+            builder = builder.with_secret_access_key(secret);
+        }
+        if let Some(token) = profile.get("aws_session_token") {
+            builder = builder.with_token(token);
+        }
+    }
+    let region = options
+        .region
+        .clone()
+        .or_else(|| env("AWS_REGION"))
+        .or_else(|| env("AWS_DEFAULT_REGION"))
+        .or_else(|| profile.get("region").cloned())
+        .unwrap_or_else(|| "us-east-1".to_string());
+    builder = builder.with_region(&region);
+    if let Some(endpoint) = &options.endpoint_url {
+        builder = builder
+            .with_endpoint(endpoint)
+            .with_allow_http(endpoint.starts_with("http://"))
+            .with_virtual_hosted_style_request(false);
+    }
+    (builder, region)
+}
+
+/// The settings of the AWS profile in use (`profile`, else `AWS_PROFILE`, else `default`),
+/// from `~/.aws/credentials` then `~/.aws/config`.
+fn profile_settings(profile: Option<&str>) -> HashMap<String, String> {
+    let profile = profile
+        .map(str::to_string)
+        .unwrap_or_else(|| std::env::var("AWS_PROFILE").unwrap_or_else(|_| "default".to_string()));
     let home = std::env::var_os("HOME")
         .map(PathBuf::from)
         .unwrap_or_default();

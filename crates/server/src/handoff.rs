@@ -253,6 +253,7 @@ async fn run(app: &App, request: Request) -> Reply {
             let s3 = S3Options {
                 endpoint_url,
                 region,
+                ..S3Options::default()
             };
             let options = IngestOptions {
                 text: TextOptions {
@@ -301,9 +302,8 @@ async fn run(app: &App, request: Request) -> Reply {
         }
     };
     if let Ok(Reply::Ingested { summary, .. }) = &done {
-        app.intake
-            .count_ingest(summary.records, summary.rejected, summary.bytes)
-            .await;
+        let objects = summary.files - summary.skipped - summary.failed - summary.not_flow_logs;
+        app.intake.count_ingest("ingest", summary, objects, 0).await;
     }
     done.unwrap_or_else(|e: flowscope_lake::Error| Reply::Failed(e.to_string()))
 }

@@ -63,16 +63,17 @@ pub struct Stats {
     pub pending: u64,
     /// The latest rejections: delivery, line, field and reason.
     pub last_rejections: Vec<String>,
-    /// Per source (`firehose`, `cloudwatch`, `ingest` for work other commands hand over).
+    /// Per source (`firehose`, `cloudwatch`, `ingest` for work other commands hand over, and
+    /// each followed source by its URL).
     #[serde(skip)]
-    pub by_source: std::collections::BTreeMap<&'static str, SourceStats>,
+    pub by_source: std::collections::BTreeMap<String, SourceStats>,
     /// Seconds spent committing, over all commits.
     #[serde(skip)]
     pub commit_seconds: f64,
 }
 
 /// What one source brought in.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone)]
 pub struct SourceStats {
     /// Deliveries (or handed-over ingests) taken.
     pub deliveries: u64,
@@ -86,6 +87,10 @@ pub struct SourceStats {
     pub bytes: u64,
     /// The latest `end` among its records, Unix seconds (0 before any).
     pub newest_end: i64,
+    /// Failures (a request refused, an object that could not be read).
+    pub errors: u64,
+    /// The latest failure, for `/api/status`.
+    pub last_error: Option<String>,
 }
 
 /// The source a delivery id names: `firehose/…` or `cloudwatch/…`.
@@ -289,7 +294,7 @@ impl Intake {
             inner
                 .stats
                 .by_source
-                .entry(source_of(id))
+                .entry(source_of(id).to_string())
                 .or_default()
                 .duplicates += 1;
             return Ok(Taken::Duplicate);
@@ -330,7 +335,10 @@ impl Intake {
             rejected,
         });
         let stats = &mut inner.stats;
-        let source = stats.by_source.entry(source_of(id)).or_default();
+        let source = stats
+            .by_source
+            .entry(source_of(id).to_string())
+            .or_default();
         source.deliveries += 1;
         source.records += records;
         source.rejected += rejected;
@@ -420,14 +428,32 @@ impl Intake {
         !self.inner.lock().await.wal_torn
     }
 
-    /// Counts an ingest handed over by another command as the `ingest` source's.
-    pub async fn count_ingest(&self, records: u64, rejected: u64, bytes: u64) {
+    /// Counts an ingest made straight into the lake (handed over by another command:
+    /// `source` is `ingest`; or of a followed source) as `source`'s: `objects` taken in,
+    /// `newest_end` the latest record end among them (0 when unknown).
+    pub async fn count_ingest(
+        &self,
+        source: &str,
+        summary: &flowscope_lake::ingest::IngestSummary,
+        objects: u64,
+        newest_end: i64,
+    ) {
         let mut inner = self.inner.lock().await;
-        let source = inner.stats.by_source.entry("ingest").or_default();
-        source.deliveries += 1;
-        source.records += records;
-        source.rejected += rejected;
-        source.bytes += bytes;
+        let entry = inner.stats.by_source.entry(source.to_string()).or_default();
+        entry.deliveries += objects;
+        entry.records += summary.records;
+        entry.rejected += summary.rejected;
+        entry.bytes += summary.bytes;
+        entry.errors += summary.failed;
+        entry.newest_end = entry.newest_end.max(newest_end);
+    }
+
+    /// Counts a failure of `source` (logged by the caller), kept as its latest.
+    pub async fn count_error(&self, source: &str, error: String) {
+        let mut inner = self.inner.lock().await;
+        let entry = inner.stats.by_source.entry(source.to_string()).or_default();
+        entry.errors += 1;
+        entry.last_error = Some(error);
     }
 
     /// The counters, per source too, and the requests refused before they reached the intake.
@@ -449,6 +475,28 @@ impl Intake {
         let inner = self.inner.lock().await;
         let mut v = serde_json::to_value(&inner.stats).expect("stats serialise");
         v["refused"] = (inner.stats.refused + self.refused.load(Ordering::Relaxed)).into();
+        let now = crate::now_ms() / 1000;
+        let sources: serde_json::Map<String, serde_json::Value> = inner
+            .stats
+            .by_source
+            .iter()
+            .map(|(name, s)| {
+                let lag = (s.newest_end > 0).then(|| (now - s.newest_end).max(0));
+                (
+                    name.clone(),
+                    serde_json::json!({
+                        "deliveries": s.deliveries,
+                        "records": s.records,
+                        "rejected": s.rejected,
+                        "bytes": s.bytes,
+                        "errors": s.errors,
+                        "last_error": s.last_error,
+                        "lag_seconds": lag,
+                    }),
+                )
+            })
+            .collect();
+        v["sources"] = sources.into();
         v
     }
 }

@@ -10,6 +10,7 @@ mod api;
 mod dashboard;
 pub mod delivery;
 mod error;
+pub mod follow;
 pub mod handoff;
 mod intake;
 mod live;
@@ -98,6 +99,8 @@ pub struct Options {
     pub body_timeout: Duration,
     /// HTTPS with this certificate and key instead of plain HTTP.
     pub tls: Option<TlsFiles>,
+    /// Sources followed while serving (S3 by listing or through SQS).
+    pub follow: Vec<follow::Follow>,
 }
 
 impl Options {
@@ -124,6 +127,7 @@ impl Options {
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(60),
             tls: None,
+            follow: Vec::new(),
         }
     }
 }
@@ -150,6 +154,7 @@ pub struct App {
     header_timeout: Duration,
     body_timeout: Duration,
     tls: Option<tokio_rustls::TlsAcceptor>,
+    follow: Vec<follow::Follow>,
 }
 
 impl App {
@@ -214,6 +219,7 @@ impl App {
             header_timeout: options.header_timeout,
             body_timeout: options.body_timeout,
             tls,
+            follow: options.follow.clone(),
         }))
     }
 
@@ -584,6 +590,11 @@ pub async fn serve(
         Arc::clone(&app),
         handoff::bind(app.engine.root())?,
     ));
+    let followers: Vec<_> = app
+        .follow
+        .iter()
+        .map(|f| tokio::spawn(follow::run(Arc::clone(&app), f.clone())))
+        .collect();
     let tls = app.tls.clone();
     let max_connections = connection_limit(app.max_connections);
     let connections = Arc::new(tokio::sync::Semaphore::new(max_connections));
@@ -657,6 +668,11 @@ pub async fn serve(
     }
     committer.abort();
     handoff.abort();
+    for follower in followers {
+        follower.abort();
+        // A follower stops between commits: what it had taken is committed.
+        let _ = follower.await;
+    }
     let _ = std::fs::remove_file(handoff::socket_path(app.engine.root()));
     app.intake.flush().await?;
     Ok(())

@@ -27,7 +27,7 @@ pub async fn metrics(State(app): State<Arc<App>>) -> Response {
         stats
             .by_source
             .iter()
-            .map(|(source, s)| (format!("{{source=\"{source}\"}}"), value(s)))
+            .map(|(source, s)| (source_label(source), value(s)))
             .collect::<Vec<_>>()
     };
     let one = |value: String| vec![(String::new(), value)];
@@ -71,11 +71,17 @@ pub async fn metrics(State(app): State<Arc<App>>) -> Response {
             .filter(|(_, s)| s.newest_end > 0)
             .map(|(source, s)| {
                 (
-                    format!("{{source=\"{source}\"}}"),
+                    source_label(source),
                     (now - s.newest_end).max(0).to_string(),
                 )
             })
             .collect(),
+    );
+    family(
+        "source_errors_total",
+        "counter",
+        "Failures of a source: requests refused by AWS, objects that could not be read, messages naming missing objects.",
+        per_source(&|s| s.errors.to_string()),
     );
     family(
         "refused_requests_total",
@@ -138,6 +144,15 @@ pub async fn metrics(State(app): State<Arc<App>>) -> Response {
         out,
     )
         .into_response()
+}
+
+/// `{source="…"}`, the value escaped as the text format wants (`\\`, `\"`, `\n`).
+fn source_label(source: &str) -> String {
+    let escaped = source
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n");
+    format!("{{source=\"{escaped}\"}}")
 }
 
 /// `GET /healthz`: 200 while the server answers.

@@ -197,6 +197,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     let s3 = S3Options {
         endpoint_url: args.endpoint_url.clone(),
         region: args.region.clone(),
+        ..S3Options::default()
     };
     let inputs = input::resolve(&args.sources, &s3)?;
     let lake = match served::open(&args.lake)? {

@@ -7,7 +7,9 @@ use std::time::Duration;
 use anyhow::Context;
 use flowscope_detect::AlarmsFile;
 use flowscope_detect::DetectConfig;
+use flowscope_lake::object::S3Options;
 use flowscope_record::LogFormat;
+use flowscope_server::follow::Follow;
 use flowscope_server::{App, DetectSettings, Options, TlsFiles, serve, url_of};
 
 use super::Outcome;
@@ -87,6 +89,85 @@ pub struct Args {
     /// Seconds a client has to send a request's body (answered 408 past it).
     #[arg(long, value_name = "SECONDS", default_value_t = 60)]
     body_timeout: u64,
+    #[command(flatten)]
+    follow: FollowArgs,
+}
+
+/// Sources to follow while serving.
+#[derive(clap::Args)]
+#[command(next_help_heading = "Following S3")]
+pub struct FollowArgs {
+    /// Keep the lake current from flow logs in S3 (s3://bucket/prefix): new objects are taken
+    /// as they arrive, each once, through --sqs-queue-url or else by listing. Repeat for more.
+    #[arg(long, value_name = "URL")]
+    follow: Vec<String>,
+    /// An SQS queue receiving the bucket's s3:ObjectCreated:* event notifications (directly,
+    /// through SNS, or through EventBridge): objects are taken as their events arrive, and a
+    /// message is deleted once its objects are committed. For one --follow.
+    #[arg(long, value_name = "URL")]
+    sqs_queue_url: Option<String>,
+    /// S3-compatible endpoint for --follow (and SQS), as the AWS CLI's --endpoint-url.
+    #[arg(long, value_name = "URL")]
+    endpoint_url: Option<String>,
+    /// Region for --follow (default: AWS_REGION, AWS_DEFAULT_REGION, the profile, us-east-1).
+    #[arg(long, value_name = "REGION")]
+    region: Option<String>,
+    /// The AWS profile whose credentials --follow uses (default: the AWS_* variables, else
+    /// AWS_PROFILE, else default).
+    #[arg(long, value_name = "NAME")]
+    profile: Option<String>,
+    /// How often a followed bucket is listed (a queue is waited on, up to 20 s a receive).
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = duration)]
+    follow_interval: Duration,
+    /// How long after the time in its name an object may be uploaded and still be found
+    /// between full listings.
+    #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = duration)]
+    lateness: Duration,
+    /// How often the whole prefix is listed (new flow logs, accounts and regions are found
+    /// then).
+    #[arg(long, value_name = "DURATION", default_value = "15m", value_parser = duration)]
+    rescan: Duration,
+    /// How long a received message stays hidden from other receivers (extended while its
+    /// objects are taken).
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = duration)]
+    visibility_timeout: Duration,
+}
+
+/// A duration as `30s`, `5m`, `1h`, `7d`.
+fn duration(text: &str) -> Result<Duration, String> {
+    flowscope_record::time::parse_duration(text)
+        .and_then(|s| u64::try_from(s).ok())
+        .filter(|&s| s > 0)
+        .map(Duration::from_secs)
+        .ok_or_else(|| format!("{text:?} is not a duration like 30s, 5m, 1h or 7d"))
+}
+
+impl FollowArgs {
+    /// The sources to follow.
+    fn sources(&self) -> anyhow::Result<Vec<Follow>> {
+        if self.sqs_queue_url.is_some() && self.follow.len() != 1 {
+            anyhow::bail!(
+                "--sqs-queue-url goes with exactly one --follow (the bucket its events come from)"
+            );
+        }
+        self.follow
+            .iter()
+            .map(|url| {
+                let mut follow = Follow::new(url).map_err(|e| anyhow::anyhow!("--follow: {e}"))?;
+                follow.s3 = S3Options {
+                    endpoint_url: self.endpoint_url.clone(),
+                    region: self.region.clone(),
+                    profile: self.profile.clone(),
+                };
+                follow.queue_url = self.sqs_queue_url.clone();
+                follow.poll = self.follow_interval;
+                follow.lateness = self.lateness;
+                follow.rescan = self.rescan;
+                follow.visibility = self.visibility_timeout;
+                Ok(follow)
+            })
+            .collect()
+    }
 }
 
 pub fn run(args: Args) -> anyhow::Result<Outcome> {
@@ -122,6 +203,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
         _ => None,
     };
+    options.follow = args.follow.sources()?;
     start(&options, args.listen.listen)
 }
 

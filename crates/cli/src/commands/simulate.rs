@@ -190,6 +190,7 @@ fn job_of(args: Args) -> anyhow::Result<Job> {
             s3: S3Options {
                 endpoint_url: args.endpoint_url,
                 region: args.region,
+                ..S3Options::default()
             },
         },
         truth_dir: args.out,

@@ -2,6 +2,7 @@
 
 #![allow(dead_code)]
 
+use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command as StdCommand, Stdio};
 use std::time::{Duration, Instant};
@@ -124,13 +125,22 @@ pub fn capture(path: &std::path::Path) {
 /// address; returns the child, the address (no trailing slash) and the lines printed before
 /// it, or `Err` with those lines if none came within `timeout`.
 pub fn start_server(
+    command: StdCommand,
+    timeout: Duration,
+) -> Result<(Child, String, String), String> {
+    start_server_logging(command, timeout, Stdio::null())
+}
+
+/// [`start_server`] with the server's standard error going to `log`.
+pub fn start_server_logging(
     mut command: StdCommand,
     timeout: Duration,
+    log: impl Into<Stdio>,
 ) -> Result<(Child, String, String), String> {
     use std::io::{BufRead, BufReader};
     let mut child = command
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(log)
         .spawn()
         .expect("spawn");
     let stdout = child.stdout.take().unwrap();
@@ -161,4 +171,36 @@ pub fn start_server(
             }
         }
     }
+}
+
+/// One request on its own connection; the status and body.
+pub fn request(addr: &str, method: &str, path: &str, body: &[u8]) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    stream.write_all(body).unwrap();
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    let status = answer
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = answer.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
+    (status, body)
+}
+
+/// `POST /api/sql` with `query`; the status and body.
+pub fn sql(addr: &str, query: &str) -> (u16, String) {
+    let body = serde_json::to_vec(&serde_json::json!({ "sql": query })).unwrap();
+    request(addr, "POST", "/api/sql", &body)
 }

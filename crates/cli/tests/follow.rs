@@ -1,0 +1,394 @@
+//! `flowscope serve --follow`: a bucket followed by listing and through an SQS queue of S3
+//! event notifications, against moto's S3 and SQS (started here), objects uploaded with boto3
+//! while the server runs, and the server killed (-9) at random moments while it follows.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Child, Command as StdCommand};
+use std::time::{Duration, Instant};
+
+use common::{Moto, request, sql};
+
+/// The tests run one at a time (each starts moto and servers on 2 cores).
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// boto3 against moto: `python3 -c AWS endpoint command args…`, printing the command's answer.
+const AWS: &str = r#"
+import gzip, json, sys, time, boto3
+endpoint, command, args = sys.argv[1], sys.argv[2], sys.argv[3:]
+kw = dict(endpoint_url=endpoint, region_name="us-east-1",
+          aws_access_key_id="testing", aws_secret_access_key="testing")
+s3, sqs = boto3.client("s3", **kw), boto3.client("sqs", **kw)
+HEADER = "version account-id interface-id srcaddr dstaddr srcport dstport protocol packets bytes start end action log-status\n"
+
+def key_of(at, flow_log, tag, hive):
+    t = time.gmtime(at)
+    day = "%04d/%02d/%02d" % (t.tm_year, t.tm_mon, t.tm_mday)
+    if hive == "hive":
+        folder = ("AWSLogs/aws-account-id=123456789012/aws-service=vpcflowlogs/aws-region=us-east-1/"
+                  "year=%04d/month=%02d/day=%02d/" % (t.tm_year, t.tm_mon, t.tm_mday))
+    else:
+        folder = "AWSLogs/123456789012/vpcflowlogs/us-east-1/%s/" % day
+    return folder + "123456789012_vpcflowlogs_us-east-1_%s_%s_%08x.log.gz" % (
+        flow_log, time.strftime("%Y%m%dT%H%MZ", t), int(tag))
+
+def put(bucket, at, flow_log, tag, records, hive="flat"):
+    at = int(at) - int(at) % 300
+    key = key_of(at, flow_log, tag, hive)
+    # Every record unique: the object's tag in srcport, its line in dstport.
+    lines = "".join("2 123456789012 eni-0a1b 10.0.0.%d 10.0.1.5 %d %d 6 3 %d %d %d ACCEPT OK\n"
+                    % (i % 250, int(tag), 1000 + i, 100 + i, at, at + 60) for i in range(int(records)))
+    s3.put_object(Bucket=bucket, Key=key, Body=gzip.compress((HEADER + lines).encode()))
+    return key
+
+if command == "bucket":
+    s3.create_bucket(Bucket=args[0])
+elif command == "queue":
+    bucket, name = args
+    s3.create_bucket(Bucket=bucket)
+    url = sqs.create_queue(QueueName=name, Attributes={"VisibilityTimeout": "3"})["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    s3.put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration={
+        "QueueConfigurations": [{"QueueArn": arn, "Events": ["s3:ObjectCreated:*"]}]})
+    print(url)
+elif command == "put":
+    print(put(*args))
+elif command == "put-many":
+    # bucket, count, seed, pause: objects of 1 to 400 records, a pause between them; prints the
+    # records put in all.
+    import random
+    bucket, count, seed, pause = args
+    rng = random.Random(int(seed))
+    now, total = int(time.time()), 0
+    for i in range(int(count)):
+        n = rng.randint(1, 400)
+        put(bucket, now - rng.randint(0, 3000), "fl-0%d" % rng.randint(1, 3), 5000 + i, n)
+        total += n
+        time.sleep(float(pause))
+    print(total)
+elif command == "put-raw":
+    s3.put_object(Bucket=args[0], Key=args[1], Body=args[2].encode())
+elif command == "send":
+    sqs.send_message(QueueUrl=args[0], MessageBody=args[1])
+elif command == "left":
+    a = sqs.get_queue_attributes(QueueUrl=args[0], AttributeNames=["All"])["Attributes"]
+    print(int(a["ApproximateNumberOfMessages"]) + int(a["ApproximateNumberOfMessagesNotVisible"]))
+"#;
+
+fn aws(moto: &Moto, command: &str, args: &[&str]) -> String {
+    let out = StdCommand::new("python3")
+        .args(["-c", AWS, &moto.endpoint, command])
+        .args(args)
+        .output()
+        .expect("python3 with boto3");
+    assert!(
+        out.status.success(),
+        "{command}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// The wall clock: the server judges lateness by it, so objects are named near it.
+#[allow(clippy::disallowed_methods)]
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+struct Served {
+    child: Child,
+    addr: String,
+}
+
+impl Served {
+    /// Stops the server as Ctrl-C does, and waits for it.
+    fn stop(mut self) {
+        let _ = StdCommand::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.child.try_wait().unwrap().is_none() {
+            assert!(Instant::now() < deadline, "the server did not stop");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve(moto: &Moto, lake: &Path, log: &Path, follow: &[&str]) -> Served {
+    let mut command = common::flowscope_process();
+    command
+        .args(["serve", "--listen", "127.0.0.1:0", "--flush-interval", "1"])
+        .arg("--lake")
+        .arg(lake)
+        .args(["--endpoint-url", &moto.endpoint, "--follow-interval", "1s"])
+        .args(follow)
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env_remove("AWS_PROFILE");
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .unwrap();
+    let (child, url, seen) =
+        common::start_server_logging(command, Duration::from_secs(60), log).expect("server");
+    let addr = url.trim_start_matches("http://").to_string();
+    assert!(!addr.is_empty(), "{seen}");
+    Served { child, addr }
+}
+
+/// The first row of a query's answer.
+fn row(addr: &str, query: &str) -> Vec<serde_json::Value> {
+    let (status, body) = sql(addr, query);
+    assert_eq!(status, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    v["rows"][0].as_array().unwrap().clone()
+}
+
+/// Records, distinct (tag, line) pairs and their packets in the lake.
+fn tally(addr: &str) -> (i64, i64, i64) {
+    let r = row(
+        addr,
+        "SELECT count(*), count(DISTINCT (srcport, dstport)), coalesce(sum(packets), 0) FROM flows",
+    );
+    (
+        r[0].as_i64().unwrap(),
+        r[1].as_i64().unwrap(),
+        r[2].as_i64().unwrap(),
+    )
+}
+
+/// Waits (up to `limit`) until the lake holds `records` records, and returns how long it took.
+fn wait_for(addr: &str, records: i64, limit: Duration) -> Duration {
+    let started = Instant::now();
+    loop {
+        let (n, _, _) = tally(addr);
+        if n == records {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < limit,
+            "{n} records after {limit:?}, not {records}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// A line of `/metrics` for the source, e.g. `records_total`.
+fn metric(addr: &str, name: &str, source: &str) -> Option<f64> {
+    let (status, text) = request(addr, "GET", "/metrics", b"");
+    assert_eq!(status, 200);
+    let wanted = format!("flowscope_{name}{{source=\"{source}\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&wanted))
+        .map(|v| v.parse().unwrap())
+}
+
+/// Listing: objects uploaded while the server runs are taken once each, an object whose name
+/// sorts before one taken already (uploaded later, as AWS does) too, Hive-style keys too, a
+/// file that is not a flow log is skipped; a restart takes nothing twice.
+#[test]
+fn a_bucket_followed_by_listing_is_taken_once_including_late_older_named_objects() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let moto = Moto::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (lake, log) = (dir.path().join("lake"), dir.path().join("serve.log"));
+    aws(&moto, "bucket", &["flows"]);
+    let t = now();
+    let at = |ago: u64| (t - ago).to_string();
+    aws(&moto, "put", &["flows", &at(900), "fl-01", "1", "10"]);
+    aws(
+        &moto,
+        "put",
+        &["flows", &at(900), "fl-02", "2", "7", "hive"],
+    );
+    aws(
+        &moto,
+        "put-raw",
+        &["flows", "AWSLogs/notes.txt", "not a flow log\n"],
+    );
+    // The full listing runs at start only: what follows must be found by the listings per
+    // flow log.
+    let follow = ["--follow", "s3://flows/AWSLogs", "--rescan", "1h"];
+    let served = serve(&moto, &lake, &log, &follow);
+    wait_for(&served.addr, 17, Duration::from_secs(30));
+    aws(&moto, "put", &["flows", &at(300), "fl-01", "3", "20"]);
+    // Named 15 minutes before the newest, uploaded after it.
+    aws(&moto, "put", &["flows", &at(1200), "fl-01", "4", "5"]);
+    aws(&moto, "put", &["flows", &at(0), "fl-02", "5", "3", "hive"]);
+    let took = wait_for(&served.addr, 45, Duration::from_secs(30));
+    eprintln!("three objects uploaded while following: taken within {took:?}");
+    assert_eq!(tally(&served.addr), (45, 45, 3 * 45));
+    let source = "s3://flows/AWSLogs";
+    assert_eq!(metric(&served.addr, "records_total", source), Some(45.0));
+    let lag = metric(&served.addr, "lag_seconds", source).expect("a lag");
+    assert!(lag < 600.0, "lag {lag}");
+    served.stop();
+
+    // Started again: the manifest says what was taken.
+    let served = serve(&moto, &lake, &log, &follow);
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(tally(&served.addr).0, 45);
+    aws(&moto, "put", &["flows", &at(0), "fl-01", "6", "4"]);
+    wait_for(&served.addr, 49, Duration::from_secs(30));
+    served.stop();
+    let log = std::fs::read_to_string(&log).unwrap();
+    assert!(log.contains("notes.txt"), "{log}");
+}
+
+/// A queue of S3 event notifications: objects are taken as their events arrive, each once
+/// though several events name it (S3's own, one wrapped in SNS with the key URL-encoded, one as
+/// EventBridge sends it); test events, events for other buckets, messages that are not events
+/// and events for objects that are gone are deleted, the last counted as errors; the queue ends
+/// empty.
+#[test]
+fn a_bucket_followed_through_its_event_queue_takes_each_object_once() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let moto = Moto::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (lake, log) = (dir.path().join("lake"), dir.path().join("serve.log"));
+    let queue = aws(&moto, "queue", &["events", "flow-events"]);
+    let served = serve(
+        &moto,
+        &lake,
+        &log,
+        &[
+            "--follow",
+            "s3://events/AWSLogs/",
+            "--sqs-queue-url",
+            &queue,
+            "--visibility-timeout",
+            "3s",
+        ],
+    );
+    let t = now();
+    let first = aws(
+        &moto,
+        "put",
+        &["events", &(t - 300).to_string(), "fl-01", "1", "12"],
+    );
+    let hive = aws(
+        &moto,
+        "put",
+        &["events", &t.to_string(), "fl-01", "2", "8", "hive"],
+    );
+    wait_for(&served.addr, 20, Duration::from_secs(30));
+    let encoded = hive.replace('=', "%3D");
+    let s3_event = |bucket: &str, key: &str| {
+        serde_json::json!({"Records": [{
+            "eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": "us-east-1",
+            "eventName": "ObjectCreated:Put",
+            "s3": {"bucket": {"name": bucket}, "object": {"key": key, "size": 1}}
+        }]})
+        .to_string()
+    };
+    let sns = serde_json::json!({"Type": "Notification", "Message": s3_event("events", &encoded)});
+    let bridge = serde_json::json!({
+        "version": "0", "source": "aws.s3", "detail-type": "Object Created",
+        "detail": {"bucket": {"name": "events"}, "object": {"key": first}}
+    });
+    for body in [
+        sns.to_string(),
+        bridge.to_string(),
+        s3_event(
+            "events",
+            "AWSLogs/123456789012/vpcflowlogs/us-east-1/gone.log.gz",
+        ),
+        s3_event("other-bucket", &first),
+        r#"{"Service":"Amazon S3","Event":"s3:TestEvent","Bucket":"events"}"#.to_string(),
+        "not json at all".to_string(),
+    ] {
+        aws(&moto, "send", &[&queue, &body]);
+    }
+    let started = Instant::now();
+    while aws(&moto, "left", &[&queue]) != "0" {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "messages left in the queue"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert_eq!(tally(&served.addr), (20, 20, 60));
+    let source = "s3://events/AWSLogs/";
+    assert_eq!(
+        metric(&served.addr, "source_errors_total", source),
+        Some(1.0)
+    );
+    let (_, status) = request(&served.addr, "GET", "/api/status", b"");
+    assert!(status.contains("gone.log.gz"), "{status}");
+    served.stop();
+}
+
+/// kill -9 at random moments while objects arrive, through the queue and by listing: after the
+/// last start, the lake holds every record uploaded, once.
+#[test]
+fn killed_while_following_loses_and_duplicates_nothing() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let seed = now();
+    eprintln!("seed {seed}");
+    let mut state = seed;
+    let mut random = move |below: u64| {
+        state = state
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (state >> 33) % below
+    };
+    for (mode, kills) in [("queue", 10), ("listing", 5)] {
+        let moto = Moto::start();
+        let dir = tempfile::tempdir().unwrap();
+        let (lake, log) = (dir.path().join("lake"), dir.path().join("serve.log"));
+        let queue = aws(&moto, "queue", &["crash", "crash-events"]);
+        let mut follow = vec!["--follow", "s3://crash/"];
+        if mode == "queue" {
+            follow.extend(["--sqs-queue-url", &queue, "--visibility-timeout", "2s"]);
+        }
+        // Objects keep arriving through the kills.
+        let uploader = StdCommand::new("python3")
+            .args(["-c", AWS, &moto.endpoint, "put-many", "crash", "40"])
+            .arg(seed.to_string())
+            .arg("0.25")
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        for _ in 0..kills {
+            let served = serve(&moto, &lake, &log, &follow);
+            std::thread::sleep(Duration::from_millis(200 + random(1500)));
+            // Dropped: killed with SIGKILL.
+            drop(served);
+        }
+        let uploaded = uploader.wait_with_output().unwrap();
+        assert!(uploaded.status.success());
+        let truth: i64 = String::from_utf8_lossy(&uploaded.stdout)
+            .trim()
+            .parse()
+            .unwrap();
+        let served = serve(&moto, &lake, &log, &follow);
+        wait_for(&served.addr, truth, Duration::from_secs(60));
+        let (records, distinct, packets) = tally(&served.addr);
+        assert_eq!(
+            (records, distinct, packets),
+            (truth, truth, 3 * truth),
+            "{mode}"
+        );
+        if mode == "queue" {
+            let started = Instant::now();
+            while aws(&moto, "left", &[&queue]) != "0" {
+                assert!(started.elapsed() < Duration::from_secs(30), "messages left");
+                std::thread::sleep(Duration::from_millis(300));
+            }
+        }
+        served.stop();
+        eprintln!("{mode}: {kills} kills, {truth} records, each once");
+    }
+}

@@ -1,0 +1,286 @@
+//! The AWS JSON APIs flowscope reads from beside S3: SQS (S3 event notifications) and
+//! CloudWatch Logs. Requests are signed with AWS Signature Version 4 (`object_store`'s signer)
+//! as the identity the S3 requests use (see [`crate::object`]).
+
+use std::fmt;
+use std::time::Duration;
+
+use bytes::Bytes;
+use object_store::aws::{AwsAuthorizer, AwsCredentialProvider};
+use object_store::client::{HttpRequest, HttpRequestBody};
+use serde_json::Value;
+
+use crate::object::S3Options;
+
+/// Largest answer body read, bytes (SQS answers at most 10 messages of 256 KiB; CloudWatch
+/// Logs pages are at most 1 MiB of events).
+const MAX_ANSWER: usize = 16 << 20;
+
+/// An AWS service spoken to in its JSON protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Service {
+    /// Amazon SQS (AWS JSON 1.0, `AmazonSQS.*`).
+    Sqs,
+    /// Amazon CloudWatch Logs (AWS JSON 1.1, `Logs_20140328.*`).
+    Logs,
+}
+
+impl Service {
+    /// The signing name, also the first label of the endpoint's host.
+    fn name(self) -> &'static str {
+        match self {
+            Service::Sqs => "sqs",
+            Service::Logs => "logs",
+        }
+    }
+
+    fn content_type(self) -> &'static str {
+        match self {
+            Service::Sqs => "application/x-amz-json-1.0",
+            Service::Logs => "application/x-amz-json-1.1",
+        }
+    }
+
+    fn target(self, operation: &str) -> String {
+        match self {
+            Service::Sqs => format!("AmazonSQS.{operation}"),
+            Service::Logs => format!("Logs_20140328.{operation}"),
+        }
+    }
+}
+
+/// What went wrong with a call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallError {
+    /// The operation (`ReceiveMessage`, `FilterLogEvents`, …).
+    pub operation: String,
+    /// The HTTP status, 0 when no answer came.
+    pub status: u16,
+    /// AWS's error code (`AccessDenied`, `QueueDoesNotExist`, `ThrottlingException`, …), or
+    /// `Transport` when no answer came.
+    pub code: String,
+    /// AWS's message, or the transport's.
+    pub message: String,
+}
+
+impl CallError {
+    /// Whether trying again later may work: throttling, a server error, no answer.
+    pub fn is_transient(&self) -> bool {
+        self.status == 0
+            || self.status == 429
+            || self.status >= 500
+            || self.code.contains("Throttl")
+            || self.code == "RequestLimitExceeded"
+    }
+
+    /// Whether the identity lacks a permission or the credentials are refused.
+    pub fn is_denied(&self) -> bool {
+        self.status == 403
+            || matches!(
+                self.code.as_str(),
+                "AccessDenied"
+                    | "AccessDeniedException"
+                    | "InvalidClientTokenId"
+                    | "UnrecognizedClientException"
+                    | "SignatureDoesNotMatch"
+                    | "ExpiredToken"
+            )
+    }
+}
+
+impl fmt::Display for CallError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.status == 0 {
+            write!(f, "{}: {}", self.operation, self.message)
+        } else {
+            write!(
+                f,
+                "{}: {} (HTTP {}): {}",
+                self.operation, self.code, self.status, self.message
+            )
+        }
+    }
+}
+
+impl std::error::Error for CallError {}
+
+/// A signed client of one service in one region.
+pub struct Client {
+    service: Service,
+    credentials: AwsCredentialProvider,
+    region: String,
+    endpoint: String,
+    http: reqwest::Client,
+}
+
+impl Client {
+    /// A client for `service` with the credentials and region `options` lead to (as for S3),
+    /// at `options.endpoint_url` when given, else AWS's regional endpoint.
+    ///
+    /// # Errors
+    /// A message when the credentials cannot be set up.
+    pub fn new(service: Service, options: &S3Options) -> Result<Self, String> {
+        let (builder, region) = crate::object::builder(options);
+        // The bucket name only satisfies the builder; the credentials are what is kept.
+        let store = builder
+            .with_bucket_name("flowscope-credentials")
+            .build()
+            .map_err(|e| e.to_string())?;
+        let endpoint = match &options.endpoint_url {
+            Some(url) => url.trim_end_matches('/').to_string(),
+            None => format!("https://{}.{region}.amazonaws.com", service.name()),
+        };
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .build()
+            .map_err(|e| e.to_string())?;
+        Ok(Self {
+            service,
+            credentials: std::sync::Arc::clone(store.credentials()),
+            region,
+            endpoint,
+            http,
+        })
+    }
+
+    /// The region requests are signed for.
+    pub fn region(&self) -> &str {
+        &self.region
+    }
+
+    /// Calls `operation` with `input`, waiting at most `timeout` for the answer, and returns
+    /// the answer's JSON.
+    ///
+    /// # Errors
+    /// [`CallError`]: AWS's error code and message, or the transport's failure.
+    pub async fn call(
+        &self,
+        operation: &str,
+        input: &Value,
+        timeout: Duration,
+    ) -> Result<Value, CallError> {
+        let fail = |status: u16, code: &str, message: String| CallError {
+            operation: operation.to_string(),
+            status,
+            code: code.to_string(),
+            message,
+        };
+        let credential = self
+            .credentials
+            .get_credential()
+            .await
+            .map_err(|e| fail(0, "Credentials", e.to_string()))?;
+        let body = Bytes::from(serde_json::to_vec(input).expect("JSON serialises"));
+        let mut request: HttpRequest = http::Request::builder()
+            .method(http::Method::POST)
+            .uri(format!("{}/", self.endpoint))
+            .header(http::header::CONTENT_TYPE, self.service.content_type())
+            .header("x-amz-target", self.service.target(operation))
+            .body(HttpRequestBody::from(body.clone()))
+            .map_err(|e| fail(0, "Transport", e.to_string()))?;
+        AwsAuthorizer::new(&credential, self.service.name(), &self.region)
+            .authorize(&mut request, None);
+        let (parts, _) = request.into_parts();
+        let answer = self
+            .http
+            .post(parts.uri.to_string())
+            .headers(parts.headers)
+            .body(body)
+            .timeout(timeout)
+            .send()
+            .await
+            .map_err(|e| fail(0, "Transport", error_chain(&e)))?;
+        let status = answer.status().as_u16();
+        let query_error = answer
+            .headers()
+            .get("x-amzn-query-error")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .map(str::to_string);
+        let bytes = read_bounded(answer)
+            .await
+            .map_err(|e| fail(status, "Transport", e))?;
+        let value: Value = if bytes.is_empty() {
+            Value::Object(Default::default())
+        } else {
+            match serde_json::from_slice(&bytes) {
+                Ok(v) => v,
+                Err(_) if status >= 300 => {
+                    return Err(fail(
+                        status,
+                        query_error.as_deref().unwrap_or("Unknown"),
+                        String::from_utf8_lossy(&bytes[..bytes.len().min(300)]).into_owned(),
+                    ));
+                }
+                Err(e) => return Err(fail(status, "Transport", format!("answer not JSON: {e}"))),
+            }
+        };
+        if status >= 300 {
+            let code = query_error
+                .or_else(|| {
+                    value
+                        .get("__type")
+                        .and_then(Value::as_str)
+                        .map(|t| t.rsplit('#').next().unwrap_or(t).to_string())
+                })
+                .unwrap_or_else(|| "Unknown".to_string());
+            let message = value
+                .get("message")
+                .or_else(|| value.get("Message"))
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string();
+            return Err(fail(status, &code, message));
+        }
+        Ok(value)
+    }
+}
+
+/// An error with its causes (reqwest's own message alone says little: "error sending request").
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// The body of an answer, at most [`MAX_ANSWER`] bytes.
+async fn read_bounded(mut answer: reqwest::Response) -> Result<Vec<u8>, String> {
+    let mut bytes = Vec::new();
+    while let Some(chunk) = answer.chunk().await.map_err(|e| error_chain(&e))? {
+        if bytes.len() + chunk.len() > MAX_ANSWER {
+            return Err(format!("answer longer than {MAX_ANSWER} bytes"));
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_say_what_to_do_about_them() {
+        let e = |status, code: &str| CallError {
+            operation: "ReceiveMessage".into(),
+            status,
+            code: code.into(),
+            message: "m".into(),
+        };
+        assert!(e(400, "ThrottlingException").is_transient());
+        assert!(e(503, "ServiceUnavailable").is_transient());
+        assert!(e(0, "Transport").is_transient());
+        assert!(!e(400, "QueueDoesNotExist").is_transient());
+        assert!(e(403, "AccessDenied").is_denied());
+        assert!(e(400, "UnrecognizedClientException").is_denied());
+        assert_eq!(
+            e(400, "QueueDoesNotExist").to_string(),
+            "ReceiveMessage: QueueDoesNotExist (HTTP 400): m"
+        );
+    }
+}
