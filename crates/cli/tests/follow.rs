@@ -76,6 +76,26 @@ elif command == "left":
     print(int(a["ApproximateNumberOfMessages"]) + int(a["ApproximateNumberOfMessagesNotVisible"]))
 "#;
 
+/// Ten accepted records or more in a minute: the first object's minute (the others are later).
+const ALARMS: &str = r#"
+[[metric_filters]]
+filter_name = "accepted"
+filter_pattern = '[version, account, eni, source, destination, srcport, destport, protocol, packets, bytes, windowstart, windowend, action="ACCEPT", flowlogstatus]'
+metric_name = "Accepted"
+metric_value = "1"
+
+[[alarms]]
+alarm_name = "busy"
+metric_name = "Accepted"
+namespace = "flowscope"
+statistic = "Sum"
+period = 60
+threshold = 10
+comparison_operator = "GreaterThanOrEqualToThreshold"
+evaluation_periods = 1
+treat_missing_data = "notBreaching"
+"#;
+
 fn aws(moto: &Moto, command: &str, args: &[&str]) -> String {
     let out = StdCommand::new("python3")
         .args(["-c", AWS, &moto.endpoint, command])
@@ -218,9 +238,21 @@ fn a_bucket_followed_by_listing_is_taken_once_including_late_older_named_objects
         "put-raw",
         &["flows", "AWSLogs/notes.txt", "not a flow log\n"],
     );
+    // An alarm on the records taken: it can only leave INSUFFICIENT_DATA if followed objects
+    // feed the metric filters.
+    let alarms = dir.path().join("alarms.toml");
+    std::fs::write(&alarms, ALARMS).unwrap();
     // The full listing runs at start only: what follows must be found by the listings per
     // flow log.
-    let follow = ["--follow", "s3://flows/AWSLogs", "--rescan", "1h"];
+    let follow = [
+        "--follow",
+        "s3://flows/AWSLogs",
+        "--rescan",
+        "1h",
+        "--alarms",
+        alarms.to_str().unwrap(),
+        "--no-notify",
+    ];
     let served = serve(&moto, &lake, &log, &follow);
     wait_for(&served.addr, 17, Duration::from_secs(30));
     aws(&moto, "put", &["flows", &at(300), "fl-01", "3", "20"]);
@@ -234,6 +266,20 @@ fn a_bucket_followed_by_listing_is_taken_once_including_late_older_named_objects
     assert_eq!(metric(&served.addr, "records_total", source), Some(45.0));
     let lag = metric(&served.addr, "lag_seconds", source).expect("a lag");
     assert!(lag < 600.0, "lag {lag}");
+    let (_, alarms) = request(&served.addr, "GET", "/api/alarms", b"");
+    let alarms: serde_json::Value = serde_json::from_str(&alarms).unwrap();
+    // The first minute's 17 records (two objects) and the 20 of the one uploaded later.
+    let to_alarm: Vec<&str> = alarms["alarms"][0]["transitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["new_state"] == "ALARM")
+        .map(|t| t["reason"].as_str().unwrap())
+        .collect();
+    assert!(
+        to_alarm.iter().any(|r| r.contains("[17]")) && to_alarm.iter().any(|r| r.contains("[20]")),
+        "{alarms}"
+    );
     served.stop();
 
     // Started again: the manifest says what was taken.

@@ -59,6 +59,57 @@ impl Accumulator {
         })
     }
 
+    /// An accumulator of the same filters with nothing counted yet: records counted there
+    /// can be [`absorb`](Self::absorb)ed once they are known to be kept.
+    pub fn fresh(&self) -> Self {
+        Self {
+            compiled: self.compiled.clone(),
+            format: self.format.clone(),
+            defaulted: HashSet::new(),
+            metrics: Metrics::default(),
+        }
+    }
+
+    /// Adds what `other` (of the same filters, see [`fresh`](Self::fresh)) counted, as if its
+    /// records had been added here: a filter's default value stands for a minute only while
+    /// neither side matched in it.
+    pub fn absorb(&mut self, other: Accumulator) {
+        let Accumulator {
+            compiled,
+            defaulted: other_defaulted,
+            metrics: other_metrics,
+            ..
+        } = other;
+        for (n, (_, filter)) in compiled.iter().enumerate() {
+            let key = (filter.metric_namespace.clone(), filter.metric_name.clone());
+            let Some(theirs) = other_metrics.series.get(&key) else {
+                continue;
+            };
+            let ours = self.metrics.series.entry(key).or_default();
+            for (&minute, stats) in theirs {
+                let their_default = other_defaulted.contains(&(n, minute));
+                match ours.get_mut(&minute) {
+                    None => {
+                        ours.insert(minute, *stats);
+                        if their_default {
+                            self.defaulted.insert((n, minute));
+                        }
+                    }
+                    Some(_) if their_default => {}
+                    Some(mine) if self.defaulted.remove(&(n, minute)) => *mine = *stats,
+                    Some(mine) => mine.merge(stats),
+                }
+            }
+        }
+        let m = &mut self.metrics;
+        m.records += other_metrics.records;
+        m.active_minutes.extend(other_metrics.active_minutes);
+        m.span = match (m.span, other_metrics.span) {
+            (Some((a, b)), Some((c, d))) => Some((a.min(c), b.max(d))),
+            (x, y) => x.or(y),
+        };
+    }
+
     /// Adds the records of `batch`, which holds the default format's columns by their lake
     /// names (others are ignored).
     ///
@@ -165,4 +216,103 @@ pub async fn compute(
         acc.add(&batch?)?;
     }
     Ok(acc.metrics)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch(lines: &[&str]) -> RecordBatch {
+        let mut decoder = flowscope_record::TextDecoder::new(LogFormat::default_format(), 1024);
+        for line in lines {
+            decoder.decode_line(line.as_bytes()).unwrap();
+        }
+        decoder.flush().unwrap()
+    }
+
+    fn filters() -> Vec<MetricFilter> {
+        let filter = |name: &str, pattern: &str, value: &str, default: Option<f64>| MetricFilter {
+            filter_name: name.into(),
+            filter_pattern: pattern.into(),
+            metric_name: name.into(),
+            metric_namespace: "flowscope".into(),
+            metric_value: value.into(),
+            default_value: default,
+        };
+        vec![
+            filter(
+                "rejects",
+                "[version, account, eni, source, destination, srcport, destport, protocol, packets, bytes, start, end, action = REJECT, status]",
+                "1",
+                Some(0.0),
+            ),
+            filter(
+                "bytes",
+                "[version, account, eni, source, destination, srcport, destport, protocol, packets, bytes, start, end, action, status]",
+                "$bytes",
+                None,
+            ),
+        ]
+    }
+
+    /// Records counted apart and absorbed give what counting them together gives, a default
+    /// value included (a minute with no match on one side and a match on the other).
+    #[test]
+    fn absorbing_equals_adding() {
+        let line = |minute: i64, action: &str, bytes: u32| {
+            let start = 1_700_000_000 - 1_700_000_000 % 60 + minute * 60;
+            format!(
+                "2 123456789012 eni-1 10.0.0.1 10.0.0.2 1 2 6 1 {bytes} {start} {} {action} OK",
+                start + 5
+            )
+        };
+        let first = [
+            line(0, "ACCEPT", 10),
+            line(1, "REJECT", 20),
+            line(2, "ACCEPT", 5),
+        ];
+        let second = [
+            line(0, "REJECT", 7),
+            line(1, "ACCEPT", 1),
+            line(3, "ACCEPT", 2),
+        ];
+        fn as_refs(v: &[String]) -> Vec<&str> {
+            v.iter().map(String::as_str).collect()
+        }
+        let mut together = Accumulator::new(&filters()).unwrap();
+        together.add(&batch(&as_refs(&first))).unwrap();
+        together.add(&batch(&as_refs(&second))).unwrap();
+        let mut apart = Accumulator::new(&filters()).unwrap();
+        apart.add(&batch(&as_refs(&first))).unwrap();
+        let mut later = apart.fresh();
+        later.add(&batch(&as_refs(&second))).unwrap();
+        apart.absorb(later);
+        let get = |a: &Accumulator, metric: &str| {
+            a.metrics.series[&("flowscope".to_string(), metric.to_string())]
+                .iter()
+                .map(|(m, s)| {
+                    let count = s.get(crate::alarm::Statistic::SampleCount);
+                    (*m, s.get(crate::alarm::Statistic::Sum), count)
+                })
+                .collect::<Vec<_>>()
+        };
+        for metric in ["rejects", "bytes"] {
+            assert_eq!(get(&apart, metric), get(&together, metric), "{metric}");
+        }
+        assert_eq!(apart.metrics.records, 6);
+        assert_eq!(
+            apart.metrics.active_minutes,
+            together.metrics.active_minutes
+        );
+        assert_eq!(apart.metrics.span, together.metrics.span);
+        // The minute-0 rejection of the second half replaced the first half's default 0, and
+        // the second half's default at minute 1 gave way to the first half's rejection.
+        assert_eq!(
+            get(&apart, "rejects")[..2],
+            [
+                (together.metrics.span.unwrap().0, 1.0, 1.0),
+                (together.metrics.span.unwrap().0 + 60, 1.0, 1.0)
+            ]
+        );
+    }
 }

@@ -82,6 +82,9 @@ pub trait IngestObserver: Sync {
     fn source_done(&self, _key: &str, _bytes: u64, _skipped: bool) {}
     /// A line was rejected.
     fn rejected(&self, _rejection: &Rejection) {}
+    /// Records on their way into the lake (in the lake's schema), from the writer's thread;
+    /// they are in the lake once [`ingest`] returns `Ok`.
+    fn rows(&self, _batch: &RecordBatch) {}
     /// A source could not be read in full.
     fn failed(&self, _error: &Error) {}
     /// A file is not a flow log and was skipped.
@@ -218,7 +221,15 @@ pub fn ingest(
         }
         drop(sender);
         // If the writer fails, the receiver is dropped and the workers' sends fail: they stop.
-        write(scope, cores, lake, receiver, options, &mut summary)
+        write(
+            scope,
+            cores,
+            lake,
+            receiver,
+            options,
+            observer,
+            &mut summary,
+        )
     })?;
     let count = |c: &AtomicU64| c.load(Ordering::SeqCst);
     let (skipped, failed) = (count(&counters.skipped), count(&counters.failed));
@@ -239,6 +250,7 @@ fn write<'scope>(
     lake: &'scope Lake,
     receiver: mpsc::Receiver<Message>,
     options: &IngestOptions,
+    observer: &dyn IngestObserver,
     summary: &mut IngestSummary,
 ) -> Result<()> {
     let new_pending = || Pending::new(lake, lake.allocate_commit_id(), encoders);
@@ -254,6 +266,7 @@ fn write<'scope>(
             } => {
                 open.insert(source);
                 for batch in &batches {
+                    observer.rows(batch);
                     pending.buffer.push(batch, fallback)?;
                 }
                 if pending.buffer.rows() >= options.buffer_rows {

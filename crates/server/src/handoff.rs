@@ -263,11 +263,21 @@ async fn run(app: &App, request: Request) -> Reply {
                 allow_changed,
                 ..IngestOptions::default()
             };
+            let counter = app.metrics_counter();
             app.intake
                 .with_lake(move |lake| {
                     let inputs = flowscope_lake::input::resolve(&sources, &s3)?;
-                    let notes = Notes::default();
+                    let mut notes = Notes {
+                        metrics: counter.map(Mutex::new),
+                        ..Notes::default()
+                    };
                     let summary = flowscope_lake::ingest::ingest(lake, &inputs, &options, &notes)?;
+                    app.counted(
+                        notes
+                            .metrics
+                            .take()
+                            .map(|m| m.into_inner().expect("notes lock")),
+                    );
                     let (notes, more_notes) = notes.into_parts();
                     Ok(Reply::Ingested {
                         summary,
@@ -312,6 +322,8 @@ async fn run(app: &App, request: Request) -> Reply {
 #[derive(Default)]
 struct Notes {
     kept: Mutex<(Vec<Note>, u64)>,
+    /// The metric filters' counts of the records (live alarms).
+    metrics: Option<Mutex<flowscope_detect::Accumulator>>,
 }
 
 impl Notes {
@@ -330,6 +342,14 @@ impl Notes {
 }
 
 impl IngestObserver for Notes {
+    fn rows(&self, batch: &arrow_array::RecordBatch) {
+        if let Some(m) = &self.metrics
+            && let Err(e) = m.lock().expect("notes lock").add(batch)
+        {
+            tracing::warn!(error = %e, "metric filters could not read the records");
+        }
+    }
+
     fn rejected(&self, rejection: &Rejection) {
         self.add(Note::Rejected(rejection.to_string()));
     }

@@ -243,13 +243,39 @@ impl App {
 
     /// After a delivery: evaluate alarms, and wake the committer when the buffer is full.
     async fn after_delivery(&self) {
+        self.evaluate_alarms();
+
+        if self.intake.pending_records().await >= self.flush_records {
+            self.flush_now.notify_one();
+        }
+    }
+}
+
+impl App {
+    /// Evaluates the alarms (after new records), logging each change of state.
+    fn evaluate_alarms(&self) {
         if let Some(a) = &self.alarms {
             for t in a.evaluate() {
                 tracing::info!(alarm = %t.alarm_name, from = t.old_state.name(), to = t.new_state.name(), "alarm state changed");
             }
         }
-        if self.intake.pending_records().await >= self.flush_records {
-            self.flush_now.notify_one();
+    }
+
+    /// An accumulator for the metric filters' counts of an ingest made straight into the lake
+    /// (handed over, or of a followed source), `None` without alarms.
+    pub(crate) fn metrics_counter(&self) -> Option<Accumulator> {
+        self.intake
+            .metrics
+            .as_ref()
+            .map(|m| m.lock().expect("metrics lock").fresh())
+    }
+
+    /// Adds what an ingest's records counted, once they are committed, and evaluates the
+    /// alarms.
+    pub(crate) fn counted(&self, counter: Option<Accumulator>) {
+        if let (Some(counter), Some(metrics)) = (counter, &self.intake.metrics) {
+            metrics.lock().expect("metrics lock").absorb(counter);
+            self.evaluate_alarms();
         }
     }
 }

@@ -207,7 +207,10 @@ impl Taker {
         let inputs: Vec<Input> = objects.into_iter().map(Input::Object).collect();
         // Objects in S3 begin with their header line: each says its own format.
         let options = IngestOptions::default();
-        let observer = Observer::default();
+        let observer = Observer {
+            metrics: self.app.metrics_counter().map(std::sync::Mutex::new),
+            ..Observer::default()
+        };
         let result = self
             .app
             .intake
@@ -218,7 +221,13 @@ impl Taker {
             })
             .await;
         let (summary, keys) = match result {
-            Ok(done) => done,
+            Ok(done) => {
+                let counter = observer
+                    .metrics
+                    .map(|m| m.into_inner().expect("observer lock"));
+                self.app.counted(counter);
+                done
+            }
             Err(e) => {
                 failed(&self.app, &self.name, format!("taking objects failed: {e}")).await;
                 outcome.failed += wanted.len() as u64;
@@ -264,12 +273,22 @@ struct Observer {
     failures: std::sync::Mutex<Vec<String>>,
     not_flow_logs: std::sync::Mutex<Vec<String>>,
     rejections_logged: std::sync::Mutex<u32>,
+    /// The metric filters' counts of the records (live alarms).
+    metrics: Option<std::sync::Mutex<flowscope_detect::Accumulator>>,
 }
 
 /// Rejected lines logged per commit (all are counted in `/metrics`).
 const LOGGED_REJECTIONS: u32 = 20;
 
 impl IngestObserver for Observer {
+    fn rows(&self, batch: &arrow_array::RecordBatch) {
+        if let Some(m) = &self.metrics
+            && let Err(e) = m.lock().expect("observer lock").add(batch)
+        {
+            tracing::warn!(error = %e, "metric filters could not read the records");
+        }
+    }
+
     fn failed(&self, error: &flowscope_lake::Error) {
         let mut failures = self.failures.lock().expect("observer lock");
         if failures.len() < 100 {
