@@ -51,15 +51,20 @@ fn serve(lake: &std::path::Path, prefix: &[&str], flags: &[&str]) -> Served {
 }
 
 fn delivery(id: usize) -> Vec<u8> {
+    delivery_at(id, 1_762_070_400)
+}
+
+/// A delivery of one record starting at `start` (Unix seconds).
+fn delivery_at(id: usize, start: i64) -> Vec<u8> {
     let line = format!(
-        "2 123456789012 eni-0a1b2c3d4e5f60718 10.0.0.{} 10.1.0.1 443 {} 6 3 180 1762070400 \
-         1762070460 ACCEPT OK\n",
+        "2 123456789012 eni-0a1b2c3d4e5f60718 10.0.0.{} 10.1.0.1 443 {} 6 3 180 {start} {} ACCEPT OK\n",
         id % 250,
-        1024 + id
+        1024 + id,
+        start + 60
     );
     serde_json::to_vec(&serde_json::json!({
         "requestId": format!("load-{id}"),
-        "timestamp": 1_762_070_460_000_i64,
+        "timestamp": (start + 60) * 1000,
         "records": [{"data": base64::engine::general_purpose::STANDARD.encode(line)}],
     }))
     .unwrap()
@@ -585,4 +590,89 @@ fn https_with_a_certificate_of_the_tests_own() {
         !refused.status.success() && stderr.contains("other.pem"),
         "{stderr}"
     );
+}
+
+/// The lake's data files (Parquet outside `_flowscope/`).
+fn data_files(lake: &std::path::Path) -> usize {
+    fn walk(dir: &std::path::Path, n: &mut usize) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.file_name().is_some_and(|f| f == "_flowscope") {
+                continue;
+            }
+            if path.is_dir() {
+                walk(&path, n);
+            } else if path.extension().is_some_and(|e| e == "parquet") {
+                *n += 1;
+            }
+        }
+    }
+    let mut n = 0;
+    walk(lake, &mut n);
+    n
+}
+
+/// `--retain` removes at start the partitions older than it (records of 2018 ingested before);
+/// `--compact-interval` merges the files that commits of deliveries leave in a partition.
+#[test]
+fn retention_and_compaction_run_on_their_schedule() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    let testdata = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/aws");
+    let out = output_within(
+        common::flowscope_process()
+            .args(["ingest", "--lake"])
+            .arg(&lake)
+            .arg(testdata.join("default.log")),
+        Duration::from_secs(60),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let served = serve(
+        &lake,
+        &[],
+        &[
+            "--retain",
+            "30d",
+            "--compact-interval",
+            "8s",
+            "--flush-records",
+            "1",
+        ],
+    );
+    let waited = Instant::now();
+    while count(&served.addr) != 0 {
+        assert!(
+            waited.elapsed() < Duration::from_secs(20),
+            "old records kept"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Two commits in the current hour (each delivery commits at once): two files, then one
+    // once the compaction, 8 s after start, has run.
+    #[allow(clippy::disallowed_methods)]
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let now = now - now % 3600 + 60;
+    for id in 0..2 {
+        let (status, body) = request(&served.addr, "POST", "/firehose", &delivery_at(id, now));
+        assert_eq!(status, 200, "{body}");
+        let waited = Instant::now();
+        while data_files(&lake) != id + 1 {
+            assert!(waited.elapsed() < Duration::from_secs(10), "no commit");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    let waited = Instant::now();
+    while data_files(&lake) != 1 {
+        assert!(waited.elapsed() < Duration::from_secs(20), "not compacted");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(count(&served.addr), 2);
 }

@@ -101,6 +101,10 @@ pub struct Options {
     pub tls: Option<TlsFiles>,
     /// Sources followed while serving (S3 by listing or through SQS).
     pub follow: Vec<follow::Follow>,
+    /// Remove the hour partitions older than this (checked hourly, and at start).
+    pub retain: Option<Duration>,
+    /// Merge each partition's files into one this often.
+    pub compact_interval: Option<Duration>,
 }
 
 impl Options {
@@ -128,6 +132,8 @@ impl Options {
             body_timeout: Duration::from_secs(60),
             tls: None,
             follow: Vec::new(),
+            retain: None,
+            compact_interval: None,
         }
     }
 }
@@ -155,6 +161,8 @@ pub struct App {
     body_timeout: Duration,
     tls: Option<tokio_rustls::TlsAcceptor>,
     follow: Vec<follow::Follow>,
+    retain: Option<Duration>,
+    compact_interval: Option<Duration>,
 }
 
 impl App {
@@ -220,6 +228,8 @@ impl App {
             body_timeout: options.body_timeout,
             tls,
             follow: options.follow.clone(),
+            retain: options.retain,
+            compact_interval: options.compact_interval,
         }))
     }
 
@@ -621,6 +631,7 @@ pub async fn serve(
         .iter()
         .map(|f| tokio::spawn(follow::run(Arc::clone(&app), f.clone())))
         .collect();
+    let maintenance = tokio::spawn(maintain(Arc::clone(&app)));
     let tls = app.tls.clone();
     let max_connections = connection_limit(app.max_connections);
     let connections = Arc::new(tokio::sync::Semaphore::new(max_connections));
@@ -694,6 +705,7 @@ pub async fn serve(
     }
     committer.abort();
     handoff.abort();
+    maintenance.abort();
     for follower in followers {
         follower.abort();
         // A follower stops between commits: what it had taken is committed.
@@ -702,6 +714,70 @@ pub async fn serve(
     let _ = std::fs::remove_file(handoff::socket_path(app.engine.root()));
     app.intake.flush().await?;
     Ok(())
+}
+
+/// How often retention is applied.
+const RETENTION_CHECK: Duration = Duration::from_secs(3600);
+
+/// Runs retention (`retain`) and compaction (`compact_interval`) on their schedules, under the
+/// intake's lock between commits, until stopped. Retention runs at start too.
+async fn maintain(app: Arc<App>) {
+    if app.retain.is_none() && app.compact_interval.is_none() {
+        return;
+    }
+    let start = tokio::time::Instant::now();
+    let mut next_prune = app.retain.map(|_| start);
+    let mut next_compact = app.compact_interval.map(|every| start + every);
+    loop {
+        let Some(next) = next_prune.into_iter().chain(next_compact).min() else {
+            return;
+        };
+        tokio::time::sleep_until(next).await;
+        let now = tokio::time::Instant::now();
+        if let (Some(at), Some(retain)) = (next_prune, app.retain)
+            && at <= now
+        {
+            let cutoff = now_ms() / 1000 - i64::try_from(retain.as_secs()).unwrap_or(i64::MAX / 2);
+            match app
+                .intake
+                .with_lake(|lake| flowscope_lake::maintenance::prune(lake, cutoff))
+                .await
+            {
+                Ok(s) if s.partitions > 0 => {
+                    tracing::info!(
+                        partitions = s.partitions,
+                        files = s.files,
+                        rows = s.rows,
+                        "retention: removed the partitions older than --retain"
+                    );
+                }
+                Ok(_) => {}
+                Err(e) => tracing::error!(error = %e, "retention failed; tried again later"),
+            }
+            next_prune = Some(now + RETENTION_CHECK.min(retain));
+        }
+        if let (Some(at), Some(every)) = (next_compact, app.compact_interval)
+            && at <= now
+        {
+            match app
+                .intake
+                .with_lake(flowscope_lake::maintenance::compact)
+                .await
+            {
+                Ok(s) if s.partitions > 0 => {
+                    tracing::info!(
+                        partitions = s.partitions,
+                        files_before = s.files_before,
+                        files_after = s.files_after,
+                        "compacted"
+                    );
+                }
+                Ok(_) => {}
+                Err(e) => tracing::error!(error = %e, "compaction failed; tried again later"),
+            }
+            next_compact = Some(now + every);
+        }
+    }
 }
 
 /// File descriptors kept for the lake (commits, the intake log, query reads) beyond connections.

@@ -89,8 +89,29 @@ pub struct Args {
     /// Seconds a client has to send a request's body (answered 408 past it).
     #[arg(long, value_name = "SECONDS", default_value_t = 60)]
     body_timeout: u64,
+    /// Remove the hour partitions older than this (as `flowscope lake prune --older-than`),
+    /// at start and every hour, e.g. 90d.
+    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    retain: Option<Duration>,
+    /// Merge each partition's files into one (as `flowscope lake compact`) this often; `off`
+    /// never.
+    #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = duration_or_off)]
+    compact_interval: Every,
     #[command(flatten)]
     follow: FollowArgs,
+}
+
+/// How often something runs, if at all.
+#[derive(Debug, Clone, Copy)]
+struct Every(Option<Duration>);
+
+/// A duration, or `off`.
+fn duration_or_off(text: &str) -> Result<Every, String> {
+    if text == "off" {
+        Ok(Every(None))
+    } else {
+        duration(text).map(|d| Every(Some(d)))
+    }
 }
 
 /// Sources to follow while serving.
@@ -204,6 +225,8 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         _ => None,
     };
     options.follow = args.follow.sources()?;
+    options.retain = args.retain;
+    options.compact_interval = args.compact_interval.0;
     start(&options, args.listen.listen)
 }
 
