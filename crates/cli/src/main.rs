@@ -44,19 +44,23 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // A server says what it follows and takes in; other commands speak only of trouble.
     let default_filter = if matches!(cli.command, Command::Serve(_)) {
-        "warn,flowscope_server=info"
+        "warn,flowscope=info,flowscope_server=info"
     } else {
         "warn"
     };
-    tracing_subscriber::fmt()
+    let filter = tracing_subscriber::EnvFilter::try_from_env("FLOWSCOPE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
+    let logs = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_target(false)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("FLOWSCOPE_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter)),
-        )
-        .init();
+        .with_env_filter(filter);
+    if matches!(&cli.command, Command::Serve(args) if args.json_logs()) {
+        // One JSON object a line, for a log shipper: time, level, message and fields.
+        logs.json().flatten_event(true).init();
+    } else {
+        logs.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init();
+    }
     let result = match cli.command {
         Command::Demo(args) => commands::demo::run(args),
         Command::Convert(args) => commands::convert::run(args),

@@ -252,6 +252,8 @@ fn a_bucket_followed_by_listing_is_taken_once_including_late_older_named_objects
         "--alarms",
         alarms.to_str().unwrap(),
         "--no-notify",
+        "--log-output",
+        "json",
     ];
     let served = serve(&moto, &lake, &log, &follow);
     wait_for(&served.addr, 17, Duration::from_secs(30));
@@ -289,7 +291,18 @@ fn a_bucket_followed_by_listing_is_taken_once_including_late_older_named_objects
     aws(&moto, "put", &["flows", &at(0), "fl-01", "6", "4"]);
     wait_for(&served.addr, 49, Duration::from_secs(30));
     served.stop();
+    // The log is one JSON object a line; it names what was taken and what was skipped.
     let log = std::fs::read_to_string(&log).unwrap();
+    let events: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert!(
+        events
+            .iter()
+            .any(|e| e["message"] == "taken in" && e["source"] == "s3://flows/AWSLogs"),
+        "{log}"
+    );
     assert!(log.contains("notes.txt"), "{log}");
 }
 

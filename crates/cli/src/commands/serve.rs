@@ -97,8 +97,19 @@ pub struct Args {
     /// never.
     #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = duration_or_off)]
     compact_interval: Every,
+    /// How the server's log on standard error is written: `text` for people, `json` (one
+    /// object a line: timestamp, level, message and fields) for a log shipper.
+    #[arg(long, value_name = "FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    log_output: String,
     #[command(flatten)]
     follow: FollowArgs,
+}
+
+impl Args {
+    /// Whether the log is to be JSON (`--log-output json`).
+    pub fn json_logs(&self) -> bool {
+        self.log_output == "json"
+    }
 }
 
 /// How often something runs, if at all.
@@ -254,15 +265,15 @@ pub(super) fn start(options: &Options, listen: SocketAddr) -> anyhow::Result<Out
             url_of(addr, options.tls.is_some())
         );
         if options.access_key.is_none() {
-            eprintln!(
-                "flowscope: note: no --firehose-access-key: /firehose and /cloudwatch take deliveries from anyone who can reach {addr}"
+            tracing::warn!(
+                "no --firehose-access-key: /firehose and /cloudwatch take deliveries from anyone who can reach {addr}"
             );
         }
         let shutdown = async {
             let _ = tokio::signal::ctrl_c().await;
         };
         serve(app, listener, options.flush_interval, shutdown).await?;
-        eprintln!("flowscope: stopped; buffered deliveries committed");
+        tracing::info!("stopped; buffered deliveries committed");
         anyhow::Ok(())
     })?;
     Ok(Outcome::Success)
