@@ -451,3 +451,59 @@ fn killed_while_following_loses_and_duplicates_nothing() {
         eprintln!("{mode}: {kills} kills, {truth} records, each once");
     }
 }
+
+/// `--check-sources` tries each permission a source needs and names the one that fails,
+/// without serving.
+#[test]
+fn check_sources_names_the_failing_permission() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let moto = Moto::start();
+    let dir = tempfile::tempdir().unwrap();
+    let queue = aws(&moto, "queue", &["checked", "checked-events"]);
+    aws(
+        &moto,
+        "put",
+        &["checked", &now().to_string(), "fl-01", "1", "3"],
+    );
+    let check = |follow: &[&str]| {
+        let out = common::flowscope_process()
+            .args(["serve", "--check-sources", "--lake"])
+            .arg(dir.path().join("lake"))
+            .args(["--endpoint-url", &moto.endpoint])
+            .args(follow)
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        (out.status.code(), text)
+    };
+    let (code, text) = check(&[
+        "--follow",
+        "s3://checked/AWSLogs",
+        "--sqs-queue-url",
+        &queue,
+    ]);
+    assert_eq!(code, Some(0), "{text}");
+    for permission in [
+        "s3:ListBucket",
+        "s3:GetObject",
+        "sqs:GetQueueAttributes",
+        "sqs:ReceiveMessage",
+    ] {
+        assert!(text.contains(&format!("ok      {permission}")), "{text}");
+    }
+    assert!(text.contains("1 flow log objects"), "{text}");
+    let (code, text) = check(&["--follow", "s3://no-such-bucket/"]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("FAILED  s3:ListBucket"), "{text}");
+    let gone = format!("{}/123456789012/no-such-queue", moto.endpoint);
+    let (code, text) = check(&["--follow", "s3://checked/", "--sqs-queue-url", &gone]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("ok      s3:ListBucket"), "{text}");
+    assert!(text.contains("FAILED  sqs:GetQueueAttributes"), "{text}");
+    // Nothing was served: no lake was made.
+    assert!(!dir.path().join("lake").exists());
+    // The message the check received is still there (visibility 0, not deleted).
+    assert_ne!(aws(&moto, "left", &[&queue]), "0");
+}

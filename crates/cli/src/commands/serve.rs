@@ -97,6 +97,11 @@ pub struct Args {
     /// never.
     #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = duration_or_off)]
     compact_interval: Every,
+    /// Test every --follow source's credentials and permissions (listing, reading an
+    /// object, the queue), say which permission is missing, and exit (1 if any failed) without
+    /// serving.
+    #[arg(long)]
+    check_sources: bool,
     /// How the server's log on standard error is written: `text` for people, `json` (one
     /// object a line: timestamp, level, message and fields) for a log shipper.
     #[arg(long, value_name = "FORMAT", default_value = "text", value_parser = ["text", "json"])]
@@ -236,9 +241,45 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         _ => None,
     };
     options.follow = args.follow.sources()?;
+    if args.check_sources {
+        return check_sources(&options.follow);
+    }
     options.retain = args.retain;
     options.compact_interval = args.compact_interval.0;
     start(&options, args.listen.listen)
+}
+
+/// `--check-sources`: one line per permission tried.
+fn check_sources(sources: &[Follow]) -> anyhow::Result<Outcome> {
+    if sources.is_empty() {
+        anyhow::bail!("--check-sources: no --follow source to check");
+    }
+    let mut failed = 0;
+    runtime()?.block_on(async {
+        for source in sources {
+            println!("{}", source.url);
+            for check in flowscope_server::follow::check(source).await {
+                match &check.outcome {
+                    Ok(found) => {
+                        println!("  ok      {:<24} {}: {found}", check.permission, check.what)
+                    }
+                    Err(why) => {
+                        failed += 1;
+                        println!("  FAILED  {:<24} {}: {why}", check.permission, check.what);
+                    }
+                }
+            }
+        }
+    });
+    if failed == 0 {
+        println!("every source can be followed");
+        Ok(Outcome::Success)
+    } else {
+        println!(
+            "{failed} check(s) failed: the permission named is missing or the resource is not there"
+        );
+        Ok(Outcome::Partial)
+    }
 }
 
 /// Serves the lake of `options` at `listen` until Ctrl-C.

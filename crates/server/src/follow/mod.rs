@@ -311,3 +311,106 @@ impl IngestObserver for Observer {
         }
     }
 }
+
+/// One permission a source needs, as `--check-sources` tried it.
+#[derive(Debug, Clone)]
+pub struct Check {
+    /// What was tried (`list s3://bucket/prefix`).
+    pub what: String,
+    /// The permission it needs (`s3:ListBucket`).
+    pub permission: &'static str,
+    /// What it found, or why it failed.
+    pub outcome: Result<String, String>,
+}
+
+/// Tries what following `follow` needs, one request per permission: listing the prefix
+/// (`s3:ListBucket`), reading its first object (`s3:GetObject`), and with a queue, reading
+/// the queue's attributes (`sqs:GetQueueAttributes`) and receiving without hiding anything
+/// (`sqs:ReceiveMessage`, visibility 0). Nothing is taken or deleted.
+pub async fn check(follow: &Follow) -> Vec<Check> {
+    let (bucket_name, prefix) = follow.bucket_and_prefix();
+    let mut checks = Vec::new();
+    let bucket = match flowscope_lake::object::Bucket::connect(&bucket_name, &follow.s3) {
+        Ok(b) => Arc::new(b),
+        Err(e) => {
+            checks.push(Check {
+                what: format!("credentials for s3://{bucket_name}"),
+                permission: "credentials",
+                outcome: Err(e),
+            });
+            return checks;
+        }
+    };
+    let listed = bucket.list_after(&prefix, None, "").await;
+    let first = listed.as_ref().ok().and_then(|l| l.first().cloned());
+    checks.push(Check {
+        what: format!("list {}", follow.url),
+        permission: "s3:ListBucket",
+        outcome: listed
+            .map(|l| format!("{} flow log objects", l.len()))
+            .map_err(|e| e.to_string()),
+    });
+    if let Some(object) = first {
+        let url = object.url();
+        let got = tokio::task::spawn_blocking(move || object.fetch().map(|b| b.len())).await;
+        checks.push(Check {
+            what: format!("read {url}"),
+            permission: "s3:GetObject",
+            outcome: match got {
+                Ok(Ok(n)) => Ok(format!("{n} bytes")),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(e) => Err(e.to_string()),
+            },
+        });
+    }
+    if let Some(queue_url) = &follow.queue_url {
+        let sqs =
+            match flowscope_lake::aws::Client::new(flowscope_lake::aws::Service::Sqs, &follow.s3) {
+                Ok(c) => c,
+                Err(e) => {
+                    checks.push(Check {
+                        what: format!("credentials for {queue_url}"),
+                        permission: "credentials",
+                        outcome: Err(e),
+                    });
+                    return checks;
+                }
+            };
+        let timeout = Duration::from_secs(20);
+        let attributes = sqs
+            .call(
+                "GetQueueAttributes",
+                &serde_json::json!({"QueueUrl": queue_url, "AttributeNames": ["ApproximateNumberOfMessages"]}),
+                timeout,
+            )
+            .await;
+        checks.push(Check {
+            what: format!("look at {queue_url}"),
+            permission: "sqs:GetQueueAttributes",
+            outcome: attributes
+                .map(|a| {
+                    let n = a["Attributes"]["ApproximateNumberOfMessages"]
+                        .as_str()
+                        .unwrap_or("?")
+                        .to_string();
+                    format!("{n} messages waiting")
+                })
+                .map_err(|e| e.to_string()),
+        });
+        let received = sqs
+            .call(
+                "ReceiveMessage",
+                &serde_json::json!({"QueueUrl": queue_url, "MaxNumberOfMessages": 1, "WaitTimeSeconds": 0, "VisibilityTimeout": 0}),
+                timeout,
+            )
+            .await;
+        checks.push(Check {
+            what: format!("receive from {queue_url}"),
+            permission: "sqs:ReceiveMessage",
+            outcome: received
+                .map(|_| "received (nothing hidden, nothing deleted)".to_string())
+                .map_err(|e| e.to_string()),
+        });
+    }
+    checks
+}
