@@ -115,7 +115,8 @@ pub struct Client {
 
 impl Client {
     /// A client for `service` with the credentials and region `options` lead to (as for S3),
-    /// at `options.endpoint_url` when given, else AWS's regional endpoint.
+    /// at `options.endpoint_url` when given (else `AWS_ENDPOINT_URL_SQS` or `_LOGS`, else
+    /// `AWS_ENDPOINT_URL`), else AWS's regional endpoint.
     ///
     /// # Errors
     /// A message when the credentials cannot be set up.
@@ -126,7 +127,19 @@ impl Client {
             .with_bucket_name("flowscope-credentials")
             .build()
             .map_err(|e| e.to_string())?;
-        let endpoint = match &options.endpoint_url {
+        // As the AWS CLI: the option, else AWS_ENDPOINT_URL_<SERVICE>, else AWS_ENDPOINT_URL.
+        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        let endpoint = match options
+            .endpoint_url
+            .clone()
+            .or_else(|| {
+                env(&format!(
+                    "AWS_ENDPOINT_URL_{}",
+                    service.name().to_uppercase()
+                ))
+            })
+            .or_else(|| env("AWS_ENDPOINT_URL"))
+        {
             Some(url) => url.trim_end_matches('/').to_string(),
             None => format!("https://{}.{region}.amazonaws.com", service.name()),
         };
