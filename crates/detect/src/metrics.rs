@@ -80,8 +80,13 @@ impl Accumulator {
             metrics: other_metrics,
             ..
         } = other;
+        let mut merged = HashSet::new();
         for (n, (_, filter)) in compiled.iter().enumerate() {
             let key = (filter.metric_namespace.clone(), filter.metric_name.clone());
+            // Filters publishing one metric share its series: merged once.
+            if !merged.insert(key.clone()) {
+                continue;
+            }
             let Some(theirs) = other_metrics.series.get(&key) else {
                 continue;
             };

@@ -229,12 +229,24 @@ impl Bucket {
     /// The object at `key`, or `None` when there is none.
     ///
     /// # Errors
-    /// The store's error when the request fails otherwise.
+    /// The store's error when the request fails otherwise, or when `key` is one the store's
+    /// paths cannot name as it is (an empty or `.` segment, a character it would encode): such
+    /// a key would be asked for as another, and found missing.
     pub async fn head(
         self: &Arc<Self>,
         key: &str,
     ) -> std::result::Result<Option<ObjectInput>, object_store::Error> {
-        match self.s3.head(&ObjectPath::from(key)).await {
+        let path = ObjectPath::parse(key).map_err(|e| object_store::Error::Generic {
+            store: "S3",
+            source: Box::new(e),
+        })?;
+        if path.as_ref() != key {
+            return Err(object_store::Error::Generic {
+                store: "S3",
+                source: format!("the key {key:?} cannot be asked for as it is").into(),
+            });
+        }
+        match self.s3.head(&path).await {
             Ok(meta) => Ok(Some(ObjectInput {
                 bucket: Arc::clone(self),
                 key: key.to_string(),

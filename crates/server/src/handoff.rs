@@ -314,6 +314,13 @@ async fn run(app: &App, request: Request) -> Reply {
     if let Ok(Reply::Ingested { summary, .. }) = &done {
         let objects = summary.files - summary.skipped - summary.failed - summary.not_flow_logs;
         app.intake.count_ingest("ingest", summary, objects, 0).await;
+        if summary.failed > 0 {
+            let error = format!(
+                "{} of the files handed over could not be read in full",
+                summary.failed
+            );
+            app.intake.count_error("ingest", error).await;
+        }
     }
     done.unwrap_or_else(|e: flowscope_lake::Error| Reply::Failed(e.to_string()))
 }

@@ -444,7 +444,6 @@ impl Intake {
         entry.records += summary.records;
         entry.rejected += summary.rejected;
         entry.bytes += summary.bytes;
-        entry.errors += summary.failed;
         entry.newest_end = entry.newest_end.max(newest_end);
     }
 

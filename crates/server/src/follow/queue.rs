@@ -29,7 +29,7 @@ struct Message {
 pub(super) async fn run(taker: &mut Taker, follow: &Follow, bucket: &Arc<Bucket>, queue_url: &str) {
     let sqs = loop {
         match Client::new(Service::Sqs, &follow.s3) {
-            Ok(c) => break c,
+            Ok(c) => break Arc::new(c),
             Err(e) => {
                 failed(&taker.app, &taker.name, format!("cannot set up SQS: {e}")).await;
                 tokio::time::sleep(Duration::from_secs(30)).await;
@@ -124,7 +124,7 @@ fn keys_of(taker: &Taker, follow: &Follow, bucket: &str, id: &str, body: &str) -
 /// returns the keys that are done (committed, taken before, gone, or not flow logs).
 async fn take(
     taker: &mut Taker,
-    sqs: &Client,
+    sqs: &Arc<Client>,
     queue_url: &str,
     bucket: &Arc<Bucket>,
     messages: &[Message],
@@ -173,34 +173,36 @@ async fn take(
         .iter()
         .map(|m| (m.id.clone(), m.receipt.clone()))
         .collect();
-    let extend = async {
-        let every = Duration::from_secs((visibility / 3).max(1));
-        loop {
-            tokio::time::sleep(every).await;
-            let entries: Vec<Value> = receipts
-                .iter()
-                .enumerate()
-                .map(|(i, (_, receipt))| {
-                    json!({"Id": i.to_string(), "ReceiptHandle": receipt, "VisibilityTimeout": visibility})
-                })
-                .collect();
-            if let Err(e) = sqs
-                .call(
-                    "ChangeMessageVisibilityBatch",
-                    &json!({"QueueUrl": queue_url, "Entries": entries}),
-                    Duration::from_secs(30),
-                )
-                .await
-            {
-                tracing::warn!(error = %e, "could not extend the visibility of messages being taken");
+    // A task of its own: the taking blocks its task's thread (`block_in_place`), so a timer
+    // polled beside it would not fire until it is done.
+    let extender = {
+        let (sqs, queue_url) = (Arc::clone(sqs), queue_url.to_string());
+        tokio::spawn(async move {
+            let every = Duration::from_secs((visibility / 3).max(1));
+            loop {
+                tokio::time::sleep(every).await;
+                let entries: Vec<Value> = receipts
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (_, receipt))| {
+                        json!({"Id": i.to_string(), "ReceiptHandle": receipt, "VisibilityTimeout": visibility})
+                    })
+                    .collect();
+                if let Err(e) = sqs
+                    .call(
+                        "ChangeMessageVisibilityBatch",
+                        &json!({"QueueUrl": queue_url, "Entries": entries}),
+                        Duration::from_secs(30),
+                    )
+                    .await
+                {
+                    tracing::warn!(error = %e, "could not extend the visibility of messages being taken");
+                }
             }
-        }
+        })
     };
-    let taking = taker.take(objects, |_, _| {});
-    let outcome = tokio::select! {
-        outcome = taking => outcome,
-        () = extend => unreachable!("extending never ends"),
-    };
+    let outcome = taker.take(objects, |_, _| {}).await;
+    extender.abort();
     done.extend(outcome.done);
     done
 }
