@@ -19,7 +19,7 @@ import gzip, json, sys, time, boto3
 endpoint, command, args = sys.argv[1], sys.argv[2], sys.argv[3:]
 kw = dict(endpoint_url=endpoint, region_name="us-east-1",
           aws_access_key_id="testing", aws_secret_access_key="testing")
-s3, sqs = boto3.client("s3", **kw), boto3.client("sqs", **kw)
+s3, sqs, logs = boto3.client("s3", **kw), boto3.client("sqs", **kw), boto3.client("logs", **kw)
 HEADER = "version account-id interface-id srcaddr dstaddr srcport dstport protocol packets bytes start end action log-status\n"
 
 def key_of(at, flow_log, tag, hive):
@@ -41,6 +41,19 @@ def put(bucket, at, flow_log, tag, records, hive="flat"):
                     % (i % 250, int(tag), 1000 + i, 100 + i, at, at + 60) for i in range(int(records)))
     s3.put_object(Bucket=bucket, Key=key, Body=gzip.compress((HEADER + lines).encode()))
     return key
+
+def put_events(group, stream, count, tag, age):
+    try:
+        logs.create_log_stream(logGroupName=group, logStreamName=stream)
+    except logs.exceptions.ResourceAlreadyExistsException:
+        pass
+    at = int(time.time() * 1000) - int(float(age) * 1000)
+    events = [{"timestamp": at + i, "message":
+               "2 123456789012 %s 10.0.0.%d 10.0.1.5 %d %d 6 3 %d %d %d ACCEPT OK"
+               % (stream, i % 250, int(tag), 1000 + i, 100 + i, at // 1000, at // 1000 + 60)}
+              for i in range(int(count))]
+    answer = logs.put_log_events(logGroupName=group, logStreamName=stream, logEvents=events)
+    assert not answer.get("rejectedLogEventsInfo"), answer
 
 if command == "bucket":
     s3.create_bucket(Bucket=args[0])
@@ -71,6 +84,21 @@ elif command == "put-raw":
     s3.put_object(Bucket=args[0], Key=args[1], Body=args[2].encode())
 elif command == "send":
     sqs.send_message(QueueUrl=args[0], MessageBody=args[1])
+elif command == "log-group":
+    logs.create_log_group(logGroupName=args[0])
+elif command == "put-events":
+    # group, stream, count, tag, age: `count` default-format events timestamped `age` seconds
+    # ago (one millisecond apart), each record unique (the tag in srcport, its line in
+    # dstport); prints the records put.
+    put_events(*args)
+    print(args[2])
+elif command == "put-events-many":
+    # group, stream, times, count, pause: `times` batches of `count` events a pause apart,
+    # tagged 100, 101, ...
+    group, stream, times, count, pause = args
+    for t in range(int(times)):
+        put_events(group, stream, count, 100 + t, 1)
+        time.sleep(float(pause))
 elif command == "left":
     a = sqs.get_queue_attributes(QueueUrl=args[0], AttributeNames=["All"])["Attributes"]
     print(int(a["ApproximateNumberOfMessages"]) + int(a["ApproximateNumberOfMessagesNotVisible"]))
@@ -502,8 +530,126 @@ fn check_sources_names_the_failing_permission() {
     assert_eq!(code, Some(1), "{text}");
     assert!(text.contains("ok      s3:ListBucket"), "{text}");
     assert!(text.contains("FAILED  sqs:GetQueueAttributes"), "{text}");
+    // A log group: found, or named as missing.
+    aws(&moto, "log-group", &["/flows"]);
+    let (code, text) = check(&["--log-group-name", "/flows"]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("ok      logs:FilterLogEvents"), "{text}");
+    let (code, text) = check(&["--log-group-name", "/flows", "--log-group-name", "/none"]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        text.contains("FAILED  logs:FilterLogEvents     read log-group:/none"),
+        "{text}"
+    );
+    assert!(text.contains("ResourceNotFoundException"), "{text}");
     // Nothing was served: no lake was made.
     assert!(!dir.path().join("lake").exists());
     // The message the check received is still there (visibility 0, not deleted).
     assert_ne!(aws(&moto, "left", &[&queue]), "0");
+}
+
+/// A log group pulled with FilterLogEvents, named in a sources file beside a bucket: every
+/// event of the streams asked for is taken once, one arriving late (timestamped before events
+/// taken already) too, other streams are left out, the server killed (-9) over and over while
+/// events arrive loses and duplicates nothing, and a mistake in the file is located.
+#[test]
+fn a_log_group_in_a_sources_file_is_pulled_once_through_kills() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let moto = Moto::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (lake, log) = (dir.path().join("lake"), dir.path().join("serve.log"));
+    aws(&moto, "bucket", &["beside"]);
+    aws(
+        &moto,
+        "put",
+        &["beside", &now().to_string(), "fl-01", "7", "5"],
+    );
+    aws(&moto, "log-group", &["/aws/vpc/flowlogs"]);
+    let sources = dir.path().join("sources.toml");
+    std::fs::write(
+        &sources,
+        "[[s3]]\nurl = \"s3://beside/\"\n\n\
+         [[log_group]]\nname = \"/aws/vpc/flowlogs\"\nlog_stream_name_prefix = \"eni-\"\n\
+         interval = \"1s\"\nlateness = \"10m\"\n",
+    )
+    .unwrap();
+    let source = "log-group:/aws/vpc/flowlogs:eni-*";
+    let args = ["--sources", sources.to_str().unwrap()];
+    let mut truth = 5;
+    truth += aws(
+        &moto,
+        "put-events",
+        &["/aws/vpc/flowlogs", "eni-aaa-all", "30", "1", "60"],
+    )
+    .parse::<i64>()
+    .unwrap();
+    truth += aws(
+        &moto,
+        "put-events",
+        &["/aws/vpc/flowlogs", "eni-bbb-all", "20", "2", "50"],
+    )
+    .parse::<i64>()
+    .unwrap();
+    // Not under the prefix: never taken.
+    aws(
+        &moto,
+        "put-events",
+        &["/aws/vpc/flowlogs", "other-ccc", "9", "3", "40"],
+    );
+    let served = serve(&moto, &lake, &log, &args);
+    wait_for(&served.addr, truth, Duration::from_secs(30));
+    // Late: timestamped five minutes before the events taken already.
+    truth += aws(
+        &moto,
+        "put-events",
+        &["/aws/vpc/flowlogs", "eni-aaa-all", "4", "4", "300"],
+    )
+    .parse::<i64>()
+    .unwrap();
+    wait_for(&served.addr, truth, Duration::from_secs(30));
+    assert_eq!(
+        metric(&served.addr, "records_total", source),
+        Some((truth - 5) as f64)
+    );
+    served.stop();
+
+    // Events keep arriving through kills.
+    let putter = StdCommand::new("python3")
+        .args(["-c", AWS, &moto.endpoint, "put-events-many"])
+        .args(["/aws/vpc/flowlogs", "eni-aaa-all", "12", "25", "0.3"])
+        .spawn()
+        .unwrap();
+    let seed = now();
+    for k in 0..10 {
+        let served = serve(&moto, &lake, &log, &args);
+        std::thread::sleep(Duration::from_millis(150 + (seed * 7 + k * 389) % 1200));
+        drop(served);
+    }
+    let put = putter.wait_with_output().unwrap();
+    assert!(put.status.success());
+    truth += 12 * 25;
+    let served = serve(&moto, &lake, &log, &args);
+    wait_for(&served.addr, truth, Duration::from_secs(30));
+    let (records, distinct, packets) = tally(&served.addr);
+    assert_eq!((records, distinct, packets), (truth, truth, 3 * truth));
+    served.stop();
+
+    // A mistake in the file is located, and nothing is served.
+    std::fs::write(
+        &sources,
+        "[[log_group]]\nname = \"/aws/vpc/flowlogs\"\ninterval = \"often\"\n",
+    )
+    .unwrap();
+    let out = common::flowscope_process()
+        .args(["serve", "--listen", "127.0.0.1:0", "--lake"])
+        .arg(&lake)
+        .args(args)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        text.contains(":3:12: \"often\" is not a duration like 30s, 5m, 1h or 7d"),
+        "{text}"
+    );
 }

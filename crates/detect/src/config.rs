@@ -268,7 +268,7 @@ impl Thresholds {
 
 /// One step of a path to a setting in a TOML document.
 #[derive(Debug, Clone, Copy)]
-pub(crate) enum At<'a> {
+pub enum At<'a> {
     /// The key of this name (the error points at the key).
     Key(&'a str),
     /// The value of the key of this name (the error points at the value).
@@ -279,7 +279,7 @@ pub(crate) enum At<'a> {
 
 /// [`Error::Config`] at `path` in `text`: where the parsed document's spans put the deepest
 /// part of the path that is written (a key left at its default: its table).
-pub(crate) fn config_at(text: &str, file: &str, path: &[At<'_>], message: String) -> Error {
+pub fn config_at(text: &str, file: &str, path: &[At<'_>], message: String) -> Error {
     let (line, column) = flowscope_record::position::line_col(text, offset_of(text, path));
     Error::Config {
         file: file.into(),

@@ -32,7 +32,7 @@ pub use alarm::{
     State, Statistic, Transition, TreatMissing,
 };
 pub use builtin::BuiltIn;
-pub use config::{CustomRule, DetectConfig, Language, Thresholds};
+pub use config::{At, CustomRule, DetectConfig, Language, Thresholds, config_at, toml_error};
 pub use detect::{Detector, MAX_SAMPLED, Report};
 pub use diagnose::{Cause, DiagnoseFilter, Diagnosis, diagnose};
 pub use error::{Error, Result};

@@ -7,12 +7,12 @@
 //! a source of its commit) is acknowledged again and not taken twice. After a crash the log is
 //! replayed at start-up; a delivery whose commit had completed is recognised by its id.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use arrow_array::RecordBatch;
 use flowscope_detect::Accumulator;
@@ -35,13 +35,84 @@ const ENTRY_START: &str = "{\"id\":";
 /// Rejections kept for `/api/status`.
 const KEPT_REJECTIONS: usize = 50;
 
+/// Most event ids a pulled log group's checkpoint keeps (the oldest go first, raising its
+/// floor).
+const MAX_CHECKPOINT_IDS: usize = 100_000;
+
 /// One accepted delivery as the write-ahead log holds it.
 #[derive(Debug, Serialize, Deserialize)]
 struct LogEntry {
-    /// `firehose/<requestId>` or `cloudwatch/<checksum>`.
+    /// `firehose/<requestId>`, `cloudwatch/<checksum>` or `logs/<source>/<checksum>`.
     id: String,
     /// The flow log lines, newline-separated.
     text: String,
+    /// The format of lines without a header, when not the server's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    format: Option<String>,
+    /// The pulled events the lines came from (their position in the log group).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    events: Option<Events>,
+}
+
+/// Events pulled from a CloudWatch Logs group and taken as one delivery: the group's position
+/// moves with them, in the same write-ahead log entry.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Events {
+    /// The source's name (`log-group:NAME`).
+    pub source: String,
+    /// Each event's timestamp (Unix milliseconds) and id.
+    pub ids: Vec<(i64, String)>,
+    /// How far back from the newest event ids are kept, milliseconds: events arriving later
+    /// than that after newer ones are not looked for again.
+    pub overlap_ms: i64,
+}
+
+/// Where a pulled log group stands: the events taken, by id, from `floor` on.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    /// Every event timestamped before this (Unix milliseconds) is taken (or was too late).
+    pub floor: i64,
+    /// The id and timestamp of every event taken at or after `floor`.
+    pub ids: HashMap<String, i64>,
+}
+
+impl Checkpoint {
+    /// Adds the events of `events`, then forgets those more than its overlap before the
+    /// newest, and the oldest beyond [`MAX_CHECKPOINT_IDS`].
+    pub fn absorb(&mut self, events: &Events) {
+        for (at, id) in &events.ids {
+            if *at >= self.floor {
+                self.ids.insert(id.clone(), *at);
+            }
+        }
+        let Some(newest) = self.ids.values().copied().max() else {
+            return;
+        };
+        let mut floor = self
+            .floor
+            .max(newest.saturating_sub(events.overlap_ms.max(0)));
+        if self.ids.len() > MAX_CHECKPOINT_IDS {
+            let mut times: Vec<i64> = self.ids.values().copied().collect();
+            times.sort_unstable();
+            let cut = times[times.len() - MAX_CHECKPOINT_IDS];
+            // Ties at the cut are kept unless keeping them would double the budget.
+            let tied = times.iter().filter(|&&t| t >= cut).count();
+            floor = floor.max(if tied > 2 * MAX_CHECKPOINT_IDS {
+                cut + 1
+            } else {
+                cut
+            });
+        }
+        if floor > self.floor {
+            self.floor = floor;
+            self.ids.retain(|_, at| *at >= floor);
+        }
+    }
+
+    /// Whether the event `id` at `at` is taken already (or too old to be looked for).
+    pub fn has(&self, at: i64, id: &str) -> bool {
+        at < self.floor || self.ids.contains_key(id)
+    }
 }
 
 /// Counters shown by `/api/status`.
@@ -125,7 +196,12 @@ struct Inner {
     /// Lake-schema rows not committed yet, and the deliveries they came from.
     rows: Vec<RecordBatch>,
     sources: Vec<SourceEntry>,
-    stats: Stats,
+    /// Where each pulled log group stands (its taken events), saved beside the log at each
+    /// commit.
+    checkpoints: BTreeMap<String, Checkpoint>,
+    /// The checkpoints changed since they were last saved.
+    checkpoints_dirty: bool,
+    checkpoints_path: PathBuf,
 }
 
 /// The lake's single writer while the server runs.
@@ -137,6 +213,12 @@ pub struct Intake {
     pub metrics: Option<Arc<std::sync::Mutex<Accumulator>>>,
     /// Total requests refused (outside the lock, for handlers that refuse early).
     refused: AtomicU64,
+    /// The counters, apart from the lake's lock so that `/metrics` and `/api/status` answer
+    /// during a long commit (never held across an await).
+    stats: std::sync::Mutex<Stats>,
+    /// An append to the log failed and it could not be cut back yet (`/readyz` says so
+    /// without waiting for the lock).
+    failing: AtomicBool,
 }
 
 /// The latest `end` of the records of `batches` (0 when none has one).
@@ -180,6 +262,8 @@ impl Intake {
         let wal_path = dir.join("wal.jsonl");
         let seen = lake.ingested()?;
         let replay = read_log(&wal_path)?;
+        let checkpoints_path = dir.join("log-groups.json");
+        let checkpoints = read_checkpoints(&checkpoints_path)?;
         let wal = OpenOptions::new()
             .create(true)
             .append(true)
@@ -200,12 +284,16 @@ impl Intake {
                 seen,
                 rows: Vec::new(),
                 sources: Vec::new(),
-                stats: Stats::default(),
+                checkpoints,
+                checkpoints_dirty: false,
+                checkpoints_path,
             }),
             pending,
             format,
             metrics,
             refused: AtomicU64::new(0),
+            stats: std::sync::Mutex::new(Stats::default()),
+            failing: AtomicBool::new(false),
         };
         Ok(intake.with_replayed(replay))
     }
@@ -214,10 +302,27 @@ impl Intake {
         {
             let mut inner = self.inner.try_lock().expect("not shared yet");
             for e in entries {
+                // A committed entry's events still move its group's position: the commit may
+                // have come before the checkpoints were saved.
+                if let Some(events) = &e.events {
+                    inner
+                        .checkpoints
+                        .entry(events.source.clone())
+                        .or_default()
+                        .absorb(events);
+                    inner.checkpoints_dirty = true;
+                }
                 if inner.seen.contains(&identity(&e.id)) {
                     continue;
                 }
-                match self.decode(&e.id, e.text.as_bytes()) {
+                let format = match e.format.as_deref().map(LogFormat::parse).transpose() {
+                    Ok(f) => f,
+                    Err(err) => {
+                        tracing::warn!(delivery = %e.id, error = %err, "replay failed");
+                        continue;
+                    }
+                };
+                match self.decode(&e.id, e.text.as_bytes(), format.as_ref()) {
                     Ok((batches, records, rejected, _)) => {
                         inner.seen.insert(identity(&e.id));
                         inner.rows.extend(batches);
@@ -239,9 +344,14 @@ impl Intake {
 
     /// Decodes flow log text into lake-schema batches: (batches, records, rejected lines,
     /// rejection messages).
-    fn decode(&self, id: &str, text: &[u8]) -> Result<(Vec<RecordBatch>, u64, u64, Vec<String>)> {
+    fn decode(
+        &self,
+        id: &str,
+        text: &[u8],
+        format: Option<&LogFormat>,
+    ) -> Result<(Vec<RecordBatch>, u64, u64, Vec<String>)> {
         let options = TextOptions {
-            format: self.format.clone(),
+            format: format.or(self.format.as_ref()).cloned(),
             ..TextOptions::default()
         };
         let mut reader = TextReader::from_bytes(id.to_string(), text.to_vec(), &options)?;
@@ -288,27 +398,85 @@ impl Intake {
     /// # Errors
     /// [`Error::Lake`] / [`Error::Io`] when the log cannot be written: nothing was taken.
     pub async fn take(&self, id: &str, text: String) -> Result<Taken> {
+        self.take_from(source_of(id), id, text, None, None).await
+    }
+
+    /// Takes events pulled from a log group as one delivery `id`, lines in `format` (else the
+    /// server's): the group's checkpoint moves with them, atomically with their records.
+    ///
+    /// # Errors
+    /// As [`take`](Self::take).
+    pub async fn take_events(
+        &self,
+        id: &str,
+        text: String,
+        format: Option<&LogFormat>,
+        events: Events,
+    ) -> Result<Taken> {
+        let source = events.source.clone();
+        self.take_from(&source, id, text, format, Some(events))
+            .await
+    }
+
+    /// Where the pulled log group `source` stands.
+    pub async fn checkpoint(&self, source: &str) -> Checkpoint {
+        self.inner
+            .lock()
+            .await
+            .checkpoints
+            .get(source)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    async fn take_from(
+        &self,
+        source_name: &str,
+        id: &str,
+        text: String,
+        format: Option<&LogFormat>,
+        events: Option<Events>,
+    ) -> Result<Taken> {
         let mut inner = self.inner.lock().await;
         if inner.seen.contains(&identity(id)) {
-            inner.stats.duplicates += 1;
-            inner
-                .stats
+            if let Some(events) = &events {
+                inner
+                    .checkpoints
+                    .entry(events.source.clone())
+                    .or_default()
+                    .absorb(events);
+                inner.checkpoints_dirty = true;
+            }
+            let mut stats = self.stats.lock().expect("stats lock");
+            stats.duplicates += 1;
+            stats
                 .by_source
-                .entry(source_of(id).to_string())
+                .entry(source_name.to_string())
                 .or_default()
                 .duplicates += 1;
             return Ok(Taken::Duplicate);
         }
         let bytes = text.len() as u64;
-        let (batches, records, rejected, rejections) = self.decode(id, text.as_bytes())?;
-        let entry = serde_json::to_string(&LogEntry {
+        let (batches, records, rejected, rejections) = self.decode(id, text.as_bytes(), format)?;
+        let entry = LogEntry {
             id: id.to_string(),
             text,
-        })
-        .expect("log entries serialise");
+            format: format.map(ToString::to_string),
+            events,
+        };
+        let line = serde_json::to_string(&entry).expect("log entries serialise");
         let path = inner.wal_path.clone();
-        tokio::task::block_in_place(|| inner.append_to_log(entry.as_bytes()))
-            .map_err(|e| Error::io(&path, e))?;
+        let appended = tokio::task::block_in_place(|| inner.append_to_log(line.as_bytes()));
+        self.failing.store(inner.wal_torn, Ordering::Relaxed);
+        appended.map_err(|e| Error::io(&path, e))?;
+        if let Some(events) = entry.events {
+            inner
+                .checkpoints
+                .entry(events.source.clone())
+                .or_default()
+                .absorb(&events);
+            inner.checkpoints_dirty = true;
+        }
         // Durable: now visible, and remembered.
         let table = batches
             .iter()
@@ -334,11 +502,8 @@ impl Intake {
             records,
             rejected,
         });
-        let stats = &mut inner.stats;
-        let source = stats
-            .by_source
-            .entry(source_of(id).to_string())
-            .or_default();
+        let mut stats = self.stats.lock().expect("stats lock");
+        let source = stats.by_source.entry(source_name.to_string()).or_default();
         source.deliveries += 1;
         source.records += records;
         source.rejected += rejected;
@@ -359,7 +524,7 @@ impl Intake {
 
     /// Records waiting to be committed.
     pub async fn pending_records(&self) -> u64 {
-        self.inner.lock().await.stats.pending
+        self.stats.lock().expect("stats lock").pending
     }
 
     /// Runs `work` on the lake under the intake's lock, between commits (deliveries wait for
@@ -396,7 +561,25 @@ impl Intake {
             inner.sources = sources;
             return Err(e.into());
         }
-        // Committed: the log's entries are in the lake's manifest now.
+        // Committed: the log's entries are in the lake's manifest now. Their groups' positions
+        // are saved before the log is emptied (a crash in between replays them again).
+        if inner.checkpoints_dirty {
+            let saved = tokio::task::block_in_place(|| {
+                save_checkpoints(&inner.checkpoints_path, &inner.checkpoints)
+            });
+            match saved {
+                Ok(()) => inner.checkpoints_dirty = false,
+                Err(e) => {
+                    // The log keeps the positions until they are saved.
+                    tracing::warn!(file = %inner.checkpoints_path.display(), error = %e, "could not save the log groups' positions");
+                    let mut stats = self.stats.lock().expect("stats lock");
+                    stats.commits += 1;
+                    stats.commit_seconds += started.elapsed().as_secs_f64();
+                    stats.pending = 0;
+                    return Ok(n);
+                }
+            }
+        }
         let path = inner.wal_path.clone();
         let wal = tokio::task::block_in_place(|| {
             let f = File::create(&path)?;
@@ -416,16 +599,19 @@ impl Intake {
                 tracing::warn!(log = %path.display(), error = %e, "could not empty the intake log");
             }
         }
-        inner.stats.commits += 1;
-        inner.stats.commit_seconds += started.elapsed().as_secs_f64();
-        inner.stats.pending = 0;
+        self.failing.store(inner.wal_torn, Ordering::Relaxed);
+        let mut stats = self.stats.lock().expect("stats lock");
+        stats.commits += 1;
+        stats.commit_seconds += started.elapsed().as_secs_f64();
+        stats.pending = 0;
+        drop(stats);
         tracing::info!(records = n, "committed buffered deliveries to the lake");
         Ok(n)
     }
 
     /// Whether deliveries can be taken: the intake log is whole (not cut by a failed append).
-    pub async fn writable(&self) -> bool {
-        !self.inner.lock().await.wal_torn
+    pub fn writable(&self) -> bool {
+        !self.failing.load(Ordering::Relaxed)
     }
 
     /// Counts an ingest made straight into the lake (handed over by another command:
@@ -438,8 +624,8 @@ impl Intake {
         objects: u64,
         newest_end: i64,
     ) {
-        let mut inner = self.inner.lock().await;
-        let entry = inner.stats.by_source.entry(source.to_string()).or_default();
+        let mut stats = self.stats.lock().expect("stats lock");
+        let entry = stats.by_source.entry(source.to_string()).or_default();
         entry.deliveries += objects;
         entry.records += summary.records;
         entry.rejected += summary.rejected;
@@ -449,34 +635,31 @@ impl Intake {
 
     /// Counts a failure of `source` (logged by the caller), kept as its latest.
     pub async fn count_error(&self, source: &str, error: String) {
-        let mut inner = self.inner.lock().await;
-        let entry = inner.stats.by_source.entry(source.to_string()).or_default();
+        let mut stats = self.stats.lock().expect("stats lock");
+        let entry = stats.by_source.entry(source.to_string()).or_default();
         entry.errors += 1;
         entry.last_error = Some(error);
     }
 
     /// The counters, per source too, and the requests refused before they reached the intake.
     pub async fn snapshot(&self) -> (Stats, u64) {
-        let inner = self.inner.lock().await;
+        let inner = self.stats.lock().expect("stats lock");
         let stats = Stats {
             last_rejections: Vec::new(),
-            by_source: inner.stats.by_source.clone(),
-            ..inner.stats
+            by_source: inner.by_source.clone(),
+            ..*inner
         };
-        (
-            stats,
-            inner.stats.refused + self.refused.load(Ordering::Relaxed),
-        )
+        let refused = inner.refused + self.refused.load(Ordering::Relaxed);
+        (stats, refused)
     }
 
     /// The counters.
     pub async fn stats(&self) -> serde_json::Value {
-        let inner = self.inner.lock().await;
-        let mut v = serde_json::to_value(&inner.stats).expect("stats serialise");
-        v["refused"] = (inner.stats.refused + self.refused.load(Ordering::Relaxed)).into();
+        let inner = self.stats.lock().expect("stats lock");
+        let mut v = serde_json::to_value(&*inner).expect("stats serialise");
+        v["refused"] = (inner.refused + self.refused.load(Ordering::Relaxed)).into();
         let now = crate::now_ms() / 1000;
         let sources: serde_json::Map<String, serde_json::Value> = inner
-            .stats
             .by_source
             .iter()
             .map(|(name, s)| {
@@ -593,4 +776,82 @@ fn read_log(path: &Path) -> Result<Vec<LogEntry>> {
         }
     }
     Ok(out)
+}
+
+/// The saved positions of the pulled log groups (none before the first).
+fn read_checkpoints(path: &Path) -> Result<BTreeMap<String, Checkpoint>> {
+    match fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map_err(|e| Error::Invalid(format!("{}: {e}", path.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(BTreeMap::new()),
+        Err(e) => Err(Error::io(path, e)),
+    }
+}
+
+/// Saves the positions of the pulled log groups, whole or not at all.
+fn save_checkpoints(
+    path: &Path,
+    checkpoints: &BTreeMap<String, Checkpoint>,
+) -> std::io::Result<()> {
+    let mut file = flowscope_lake::AtomicFile::create(path)?;
+    serde_json::to_writer(&mut file, checkpoints).map_err(std::io::Error::other)?;
+    file.commit()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn events(ids: &[(i64, &str)], overlap_ms: i64) -> Events {
+        Events {
+            source: "log-group:g".into(),
+            ids: ids.iter().map(|(t, i)| (*t, (*i).to_string())).collect(),
+            overlap_ms,
+        }
+    }
+
+    #[test]
+    fn a_checkpoint_keeps_the_overlap_and_no_more() {
+        let mut c = Checkpoint::default();
+        c.absorb(&events(&[(1_000, "a"), (5_000, "b"), (9_000, "c")], 5_000));
+        // Newest 9,000 less 5,000: `a` is behind the floor, `b` and `c` are kept.
+        assert_eq!(c.floor, 4_000);
+        assert_eq!(c.ids.len(), 2);
+        assert!(c.has(1_000, "a") && c.has(5_000, "b") && c.has(9_000, "c"));
+        // A late event within the overlap is new; one behind the floor is not looked for.
+        assert!(!c.has(6_000, "d"));
+        assert!(c.has(3_999, "e"));
+        c.absorb(&events(&[(6_000, "d")], 5_000));
+        assert!(c.has(6_000, "d"));
+        assert_eq!(c.floor, 4_000);
+        // An event behind the floor is not kept.
+        c.absorb(&events(&[(2_000, "old")], 5_000));
+        assert!(!c.ids.contains_key("old"));
+    }
+
+    #[test]
+    fn a_checkpoint_is_bounded() {
+        let mut c = Checkpoint::default();
+        let many: Vec<(i64, String)> = (0..MAX_CHECKPOINT_IDS as i64 + 10)
+            .map(|i| (i, format!("e{i}")))
+            .collect();
+        c.absorb(&Events {
+            source: "log-group:g".into(),
+            ids: many,
+            overlap_ms: i64::MAX,
+        });
+        assert_eq!(c.ids.len(), MAX_CHECKPOINT_IDS);
+        assert_eq!(c.floor, 10);
+        // The same timestamp for all: kept up to twice the budget, then the floor passes them.
+        let mut tied = Checkpoint::default();
+        let same: Vec<(i64, String)> = (0..2 * MAX_CHECKPOINT_IDS + 1)
+            .map(|i| (7, format!("e{i}")))
+            .collect();
+        tied.absorb(&Events {
+            source: "log-group:g".into(),
+            ids: same,
+            overlap_ms: 0,
+        });
+        assert_eq!((tied.floor, tied.ids.len()), (8, 0));
+    }
 }

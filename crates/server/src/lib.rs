@@ -101,6 +101,8 @@ pub struct Options {
     pub tls: Option<TlsFiles>,
     /// Sources followed while serving (S3 by listing or through SQS).
     pub follow: Vec<follow::Follow>,
+    /// CloudWatch Logs groups pulled while serving.
+    pub log_groups: Vec<follow::LogGroup>,
     /// Remove the hour partitions older than this (checked hourly, and at start).
     pub retain: Option<Duration>,
     /// Merge each partition's files into one this often.
@@ -132,6 +134,7 @@ impl Options {
             body_timeout: Duration::from_secs(60),
             tls: None,
             follow: Vec::new(),
+            log_groups: Vec::new(),
             retain: None,
             compact_interval: None,
         }
@@ -161,6 +164,7 @@ pub struct App {
     body_timeout: Duration,
     tls: Option<tokio_rustls::TlsAcceptor>,
     follow: Vec<follow::Follow>,
+    log_groups: Vec<follow::LogGroup>,
     retain: Option<Duration>,
     compact_interval: Option<Duration>,
 }
@@ -228,6 +232,7 @@ impl App {
             body_timeout: options.body_timeout,
             tls,
             follow: options.follow.clone(),
+            log_groups: options.log_groups.clone(),
             retain: options.retain,
             compact_interval: options.compact_interval,
         }))
@@ -592,6 +597,45 @@ pub fn router(app: Arc<App>) -> Router {
         .with_state(app)
 }
 
+/// Runs the task `make` makes, again (after a pause) whenever it panics: a fault in one
+/// source stops neither the server nor the other sources. Aborting the returned task stops it.
+fn supervise<F, Fut>(app: Arc<App>, name: String, make: F) -> tokio::task::JoinHandle<()>
+where
+    F: Fn() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    /// Aborts the running attempt when the supervisor is aborted.
+    struct Stop(tokio::task::AbortHandle);
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            self.0.abort();
+        }
+    }
+    tokio::spawn(async move {
+        loop {
+            let attempt = tokio::spawn(make());
+            let stop = Stop(attempt.abort_handle());
+            let result = attempt.await;
+            drop(stop);
+            match result {
+                Err(e) if e.is_panic() => {
+                    let why = e
+                        .into_panic()
+                        .downcast::<String>()
+                        .map(|s| *s)
+                        .or_else(|p| p.downcast::<&str>().map(|s| (*s).to_string()))
+                        .unwrap_or_else(|_| "a panic".to_string());
+                    let error = format!("the follower failed ({why}); restarting it in 30 s");
+                    tracing::error!(source = %name, "{error}");
+                    app.intake.count_error(&name, error).await;
+                    tokio::time::sleep(Duration::from_secs(30)).await;
+                }
+                _ => return,
+            }
+        }
+    })
+}
+
 /// Serves on `listener` until `shutdown` completes, committing buffered deliveries every
 /// `flush_interval`, when `flush_records` are buffered, and before returning.
 ///
@@ -626,11 +670,22 @@ pub async fn serve(
         Arc::clone(&app),
         handoff::bind(app.engine.root())?,
     ));
-    let followers: Vec<_> = app
+    let mut followers: Vec<_> = app
         .follow
         .iter()
-        .map(|f| tokio::spawn(follow::run(Arc::clone(&app), f.clone())))
+        .map(|f| {
+            let (app, f) = (Arc::clone(&app), f.clone());
+            supervise(Arc::clone(&app), f.url.clone(), move || {
+                follow::run(Arc::clone(&app), f.clone())
+            })
+        })
         .collect();
+    followers.extend(app.log_groups.iter().map(|g| {
+        let (app, g) = (Arc::clone(&app), g.clone());
+        supervise(Arc::clone(&app), g.source(), move || {
+            follow::logs::run(Arc::clone(&app), g.clone())
+        })
+    }));
     let maintenance = tokio::spawn(maintain(Arc::clone(&app)));
     let tls = app.tls.clone();
     let max_connections = connection_limit(app.max_connections);

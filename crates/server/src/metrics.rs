@@ -163,7 +163,7 @@ pub async fn healthz() -> &'static str {
 /// `GET /readyz`: 200 when deliveries can be taken, 503 while the intake log cannot be written
 /// (a full disk: deliveries are refused until it can).
 pub async fn readyz(State(app): State<Arc<App>>) -> Response {
-    if app.intake.writable().await {
+    if app.intake.writable() {
         (StatusCode::OK, "ready\n").into_response()
     } else {
         (

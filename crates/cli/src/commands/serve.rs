@@ -9,7 +9,7 @@ use flowscope_detect::AlarmsFile;
 use flowscope_detect::DetectConfig;
 use flowscope_lake::object::S3Options;
 use flowscope_record::LogFormat;
-use flowscope_server::follow::Follow;
+use flowscope_server::follow::{Defaults, Follow, LogGroup, Sources};
 use flowscope_server::{App, DetectSettings, Options, TlsFiles, serve, url_of};
 
 use super::Outcome;
@@ -132,12 +132,24 @@ fn duration_or_off(text: &str) -> Result<Every, String> {
 
 /// Sources to follow while serving.
 #[derive(clap::Args)]
-#[command(next_help_heading = "Following S3")]
+#[command(next_help_heading = "Following S3 and CloudWatch Logs")]
 pub struct FollowArgs {
     /// Keep the lake current from flow logs in S3 (s3://bucket/prefix): new objects are taken
     /// as they arrive, each once, through --sqs-queue-url or else by listing. Repeat for more.
     #[arg(long, value_name = "URL")]
     follow: Vec<String>,
+    /// Every bucket and log group to follow, each with its own endpoint, region, profile and
+    /// pace, in a TOML file ([[s3]] and [[log_group]] tables; see docs/serve.md). The flags
+    /// below give what a source leaves out.
+    #[arg(long, value_name = "FILE")]
+    sources: Option<std::path::PathBuf>,
+    /// Keep the lake current from flow logs published to this CloudWatch Logs group, read
+    /// with FilterLogEvents (no subscription needed), each event once. Repeat for more.
+    #[arg(long, value_name = "NAME")]
+    log_group_name: Vec<String>,
+    /// Read only the log streams whose names begin with this (for every --log-group-name).
+    #[arg(long, value_name = "PREFIX")]
+    log_stream_name_prefix: Option<String>,
     /// An SQS queue receiving the bucket's s3:ObjectCreated:* event notifications (directly,
     /// through SNS, or through EventBridge): objects are taken as their events arrive, and a
     /// message is deleted once its objects are committed. For one --follow.
@@ -153,11 +165,12 @@ pub struct FollowArgs {
     /// AWS_PROFILE, else default).
     #[arg(long, value_name = "NAME")]
     profile: Option<String>,
-    /// How often a followed bucket is listed (a queue is waited on, up to 20 s a receive).
+    /// How often a followed bucket is listed, or a log group read (a queue is waited on, up
+    /// to 20 s a receive).
     #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = duration)]
     follow_interval: Duration,
-    /// How long after the time in its name an object may be uploaded and still be found
-    /// between full listings.
+    /// How long after the time in its name an object may be uploaded (or after newer events an
+    /// event may arrive) and still be found.
     #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = duration)]
     lateness: Duration,
     /// How often the whole prefix is listed (new flow logs, accounts and regions are found
@@ -180,30 +193,62 @@ fn duration(text: &str) -> Result<Duration, String> {
 }
 
 impl FollowArgs {
-    /// The sources to follow.
-    fn sources(&self) -> anyhow::Result<Vec<Follow>> {
+    /// The sources to follow: the flags' and the sources file's.
+    fn sources(&self, log_format: Option<&LogFormat>) -> anyhow::Result<Sources> {
         if self.sqs_queue_url.is_some() && self.follow.len() != 1 {
             anyhow::bail!(
                 "--sqs-queue-url goes with exactly one --follow (the bucket its events come from)"
             );
         }
-        self.follow
-            .iter()
-            .map(|url| {
-                let mut follow = Follow::new(url).map_err(|e| anyhow::anyhow!("--follow: {e}"))?;
-                follow.s3 = S3Options {
-                    endpoint_url: self.endpoint_url.clone(),
-                    region: self.region.clone(),
-                    profile: self.profile.clone(),
-                };
-                follow.queue_url = self.sqs_queue_url.clone();
-                follow.poll = self.follow_interval;
-                follow.lateness = self.lateness;
-                follow.rescan = self.rescan;
-                follow.visibility = self.visibility_timeout;
-                Ok(follow)
-            })
-            .collect()
+        let defaults = Defaults {
+            reach: S3Options {
+                endpoint_url: self.endpoint_url.clone(),
+                region: self.region.clone(),
+                profile: self.profile.clone(),
+            },
+            interval: self.follow_interval,
+            lateness: self.lateness,
+            rescan: self.rescan,
+            visibility: self.visibility_timeout,
+            log_format: log_format.cloned(),
+        };
+        let mut sources = match &self.sources {
+            Some(path) => Sources::load(path, &defaults)?,
+            None => Sources::default(),
+        };
+        for url in &self.follow {
+            let mut follow = Follow::new(url).map_err(|e| anyhow::anyhow!("--follow: {e}"))?;
+            follow.s3 = defaults.reach.clone();
+            follow.queue_url = self.sqs_queue_url.clone();
+            follow.poll = self.follow_interval;
+            follow.lateness = self.lateness;
+            follow.rescan = self.rescan;
+            follow.visibility = self.visibility_timeout;
+            if sources.s3.iter().any(|s| s.url == follow.url) {
+                anyhow::bail!("--follow {url}: the sources file follows it already");
+            }
+            sources.s3.push(follow);
+        }
+        for name in &self.log_group_name {
+            let mut group = LogGroup::new(name);
+            group.stream_prefix = self
+                .log_stream_name_prefix
+                .clone()
+                .filter(|p| !p.is_empty());
+            group.options = defaults.reach.clone();
+            group.format = defaults.log_format.clone();
+            group.poll = self.follow_interval;
+            group.lateness = self.lateness;
+            if sources
+                .log_groups
+                .iter()
+                .any(|g| g.source() == group.source())
+            {
+                anyhow::bail!("--log-group-name {name}: the sources file follows it already");
+            }
+            sources.log_groups.push(group);
+        }
+        Ok(sources)
     }
 }
 
@@ -240,35 +285,42 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
         _ => None,
     };
-    options.follow = args.follow.sources()?;
+    let sources = args.follow.sources(options.log_format.as_ref())?;
     if args.check_sources {
-        return check_sources(&options.follow);
+        return check_sources(&sources);
     }
+    options.follow = sources.s3;
+    options.log_groups = sources.log_groups;
     options.retain = args.retain;
     options.compact_interval = args.compact_interval.0;
     start(&options, args.listen.listen)
 }
 
 /// `--check-sources`: one line per permission tried.
-fn check_sources(sources: &[Follow]) -> anyhow::Result<Outcome> {
-    if sources.is_empty() {
-        anyhow::bail!("--check-sources: no --follow source to check");
+fn check_sources(sources: &Sources) -> anyhow::Result<Outcome> {
+    if sources.s3.is_empty() && sources.log_groups.is_empty() {
+        anyhow::bail!(
+            "--check-sources: no source to check (give --follow, --log-group-name or --sources)"
+        );
     }
     let mut failed = 0;
+    let mut show = |check: &flowscope_server::follow::Check| match &check.outcome {
+        Ok(found) => println!("  ok      {:<24} {}: {found}", check.permission, check.what),
+        Err(why) => {
+            failed += 1;
+            println!("  FAILED  {:<24} {}: {why}", check.permission, check.what);
+        }
+    };
     runtime()?.block_on(async {
-        for source in sources {
+        for source in &sources.s3 {
             println!("{}", source.url);
             for check in flowscope_server::follow::check(source).await {
-                match &check.outcome {
-                    Ok(found) => {
-                        println!("  ok      {:<24} {}: {found}", check.permission, check.what)
-                    }
-                    Err(why) => {
-                        failed += 1;
-                        println!("  FAILED  {:<24} {}: {why}", check.permission, check.what);
-                    }
-                }
+                show(&check);
             }
+        }
+        for group in &sources.log_groups {
+            println!("{}", group.source());
+            show(&flowscope_server::follow::logs::check(group).await);
         }
     });
     if failed == 0 {

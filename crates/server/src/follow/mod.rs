@@ -9,7 +9,9 @@
 
 mod events;
 mod listing;
+pub mod logs;
 mod queue;
+pub mod sources;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -20,6 +22,8 @@ use flowscope_lake::ingest::{IngestObserver, IngestOptions, IngestSummary};
 use flowscope_lake::object::{ObjectInput, S3Options};
 
 pub use events::{Created, Said, decode_key};
+pub use logs::LogGroup;
+pub use sources::{Defaults, Sources};
 
 use crate::App;
 
