@@ -6,11 +6,16 @@
 Simulates an hour of the `three-tier` scenario (with its incidents), ingests it, starts
 `flowscope serve` on a port the OS picks, and checks in the browser that the traffic chart
 draws data, the tables and findings fill, a drill-down opens, and SQL and Logs Insights queries
-typed into the query box show rows (and a bad one its position). Screenshots (laptop and phone
+typed into the query box show rows (and a bad one its position), and that the page follows
+new records without being reloaded: a Firehose delivery made while it is open shows up in its
+Sources table and its tiles. Screenshots (laptop and phone
 widths) go to ARTIFACT_DIR (default target/artifacts).
 """
+import base64
+import json
 import os
 import re
+import urllib.request
 import signal
 import subprocess
 import sys
@@ -28,7 +33,8 @@ def run(*cmd):
 
 def start_server(binary, lake):
     proc = subprocess.Popen(
-        [binary, "serve", "--lake", lake, "--listen", "127.0.0.1:0", "--no-notify"],
+        [binary, "serve", "--lake", lake, "--listen", "127.0.0.1:0", "--no-notify",
+         "--detect-interval", "2s", "--flush-interval", "2"],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -86,6 +92,9 @@ def main():
                 page.on("pageerror", lambda e: errors.append(str(e)))
                 page.goto(url)
                 page.wait_for_function("window.flowscope && window.flowscope.ready === true", timeout=300_000)
+                # The findings are the server's stored ones: the page shows them once the first
+                # detection run after start-up has stored them, without a reload.
+                page.wait_for_function("window.flowscope.findings > 0 && window.flowscope.ready === true", timeout=300_000)
                 state = page.evaluate("window.flowscope")
                 assert not state["errors"], state["errors"]
                 assert state["trafficPoints"] > 0, state
@@ -122,6 +131,34 @@ def main():
                 err = page.inner_text("#query-error")
                 assert "line 2, column 3" in err, err
                 page.screenshot(path=os.path.join(artifacts, "dashboard.png"), full_page=True)
+
+                # Live: a delivery made while the page is open appears without a reload.
+                before = page.evaluate("window.flowscope.refreshes")
+                tiles_before = page.inner_text("#tiles")
+                # Timestamped at the end of the data, so the range and the charts stay as they were.
+                req = urllib.request.Request(url + "api/sql", method="POST",
+                                             data=json.dumps({"sql": 'SELECT max("end") FROM flows'}).encode(),
+                                             headers={"Content-Type": "application/json"})
+                with urllib.request.urlopen(req, timeout=30) as r:
+                    now = int(json.load(r)["rows"][0][0]) - 30
+                lines = "".join(
+                    f"2 123456789012 eni-0live 10.9.9.{i} 10.0.0.1 4{i:04d} 443 6 5 {9000 + i} {now} {now + 30} ACCEPT OK\n"
+                    for i in range(50))
+                body = json.dumps({"requestId": "live-1", "timestamp": now * 1000,
+                                   "records": [{"data": base64.b64encode(lines.encode()).decode()}]})
+                req = urllib.request.Request(url + "firehose", data=body.encode(), method="POST",
+                                             headers={"Content-Type": "application/json"})
+                with urllib.request.urlopen(req, timeout=30) as r:
+                    assert r.status == 200, r.status
+                page.wait_for_function(
+                    f"window.flowscope.refreshes > {before} && window.flowscope.ready === true"
+                    " && 'firehose' in window.flowscope.sources", timeout=60_000)
+                page.wait_for_function("document.querySelector('#sources').innerText.includes('firehose')",
+                                       timeout=30_000)
+                assert page.inner_text("#tiles") != tiles_before, "the tiles did not change"
+                assert "live" in page.inner_text("#live"), page.inner_text("#live")
+                print(f"dashboard: live — a delivery showed up after "
+                      f"{page.evaluate('window.flowscope.updates')} updates, no reload")
 
                 # A phone: one column, nothing wider than the screen.
                 phone = browser.new_page(viewport={"width": 390, "height": 844}, is_mobile=True)

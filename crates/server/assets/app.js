@@ -2,7 +2,7 @@
 "use strict";
 
 // What the page shows, for people and for the browser test.
-window.flowscope = { ready: false, trafficPoints: 0, queryRows: -1, findings: -1, errors: [] };
+window.flowscope = { ready: false, trafficPoints: 0, queryRows: -1, findings: -1, errors: [], updates: 0, refreshes: 0, sources: {} };
 
 const $ = (id) => document.getElementById(id);
 const esc = (v) => String(v ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
@@ -143,10 +143,11 @@ async function findings() {
   const r = await api(`/api/findings?start=${state.start}&end=${state.end}`);
   window.flowscope.findings = r.findings.length;
   const el = $("findings");
-  if (!r.findings.length) { el.innerHTML = '<p class="muted">No findings in this range.</p>'; return; }
-  el.innerHTML = r.findings.map((f, i) => `
-    <div class="finding ${esc(f.severity)}">
-      <span class="sev">${esc(f.severity)}</span><b>${esc(f.detection)}</b>
+  const note = r.up_to_date ? "" : '<p class="muted">The detections are catching up with the latest records.</p>';
+  if (!r.findings.length) { el.innerHTML = note + '<p class="muted">No findings in this range.</p>'; return; }
+  el.innerHTML = note + r.findings.map((f, i) => `
+    <div class="finding ${esc(f.severity)} ${esc(f.state || "")}">
+      <span class="sev">${esc(f.severity)}</span>${f.state ? `<span class="state">${esc(f.state)}</span>` : ""}<b>${esc(f.detection)}</b>
       <span class="muted">${esc(f.technique ? f.technique.id + " " + f.technique.name : "")} · ${esc(f.first_seen)} – ${esc(f.last_seen)}</span>
       <div>${esc(f.summary)}</div>
       <div>${[f.src, f.dst].filter(Boolean).map((a) => `<a class="drill" data-drill="${esc(a)}">${esc(a)}</a>`).join(" → ")}${f.dst_port !== null && f.dst_port !== undefined ? " port " + esc(f.dst_port) : ""}</div>
@@ -255,6 +256,7 @@ function report(err) {
 
 async function refresh() {
   window.flowscope.ready = false;
+  window.flowscope.refreshes += 1;
   try {
     await bounds();
     setRange();
@@ -272,4 +274,51 @@ $("range").addEventListener("change", refresh);
 $("refresh").addEventListener("click", refresh);
 $("measure").addEventListener("change", () => { state.measure = $("measure").value; traffic("traffic", "", "Traffic").catch(report); });
 setInterval(() => alarms().catch(report), 15000);
+
+// Live: the server sends an update when records, findings, alarms or sources change; the page
+// follows without being reloaded (at most one refresh every 5 s).
+function ago(seconds) {
+  if (seconds === null || seconds === undefined) return "-";
+  if (seconds < 120) return seconds + " s";
+  if (seconds < 7200) return Math.round(seconds / 60) + " min";
+  return Math.round(seconds / 3600) + " h";
+}
+
+function showSources(sources) {
+  const names = Object.keys(sources || {});
+  window.flowscope.sources = sources || {};
+  if (!names.length) return;
+  const cols = ["source", "records", "rejected", "errors", "behind", "last error"];
+  table($("sources"), cols, names.map((n) => {
+    const s = sources[n];
+    return [n, s.records, s.rejected, s.errors, ago(s.lag_seconds), s.last_error];
+  }), { format: { records: (v) => human(v), rejected: (v) => human(v), errors: (v) => human(v) } });
+}
+
+const live = { generation: null, runs: null, timer: null, busy: false, last: 0 };
+function followLive() {
+  if (!window.EventSource) { $("live").textContent = ""; return; }
+  const events = new EventSource("/api/live");
+  events.addEventListener("update", (e) => {
+    const u = JSON.parse(e.data);
+    window.flowscope.updates += 1;
+    window.flowscope.generation = u.generation;
+    $("live").textContent = "live · " + new Date().toISOString().slice(11, 19) + " UTC";
+    showSources(u.sources);
+    const changed = live.generation !== null && (u.generation !== live.generation || u.findings.runs !== live.runs);
+    live.generation = u.generation;
+    live.runs = u.findings.runs;
+    if (changed && !live.timer) {
+      const wait = Math.max(0, 5000 - (Date.now() - live.last));
+      live.timer = setTimeout(async () => {
+        live.timer = null;
+        live.last = Date.now();
+        await refresh();
+      }, wait);
+    }
+  });
+  events.onerror = () => { $("live").textContent = "reconnecting…"; };
+}
+
+followLive();
 refresh();

@@ -244,9 +244,14 @@ pub struct FindingsQuery {
     start: Option<String>,
     end: Option<String>,
     min_severity: Option<String>,
+    state: Option<String>,
+    fresh: Option<bool>,
 }
 
-/// `GET /api/findings`: every detection over the range, most severe first.
+/// `GET /api/findings`: the stored findings (see [`crate::findings`]) whose records overlap the
+/// range, of at least `min_severity`, in `state` (`new`, `ongoing`, `resolved`, or `active` for
+/// the first two), active ones first, most severe first; `fresh=true` runs the detections over
+/// the range instead.
 pub async fn findings(State(app): State<Arc<App>>, Query(q): Query<FindingsQuery>) -> Response {
     let clock = Instant::now();
     let range = match range(
@@ -261,10 +266,49 @@ pub async fn findings(State(app): State<Arc<App>>, Query(q): Query<FindingsQuery
         Some(Ok(s)) => s,
         Some(Err(e)) => return ApiError::bad_request(e.to_string()).into_response(),
     };
-    let worker = Arc::clone(&app);
-    app.queries
-        .run(async move { findings_of(&worker, range, min, clock).await })
-        .await
+    if q.fresh == Some(true) {
+        let worker = Arc::clone(&app);
+        return app
+            .queries
+            .run(async move { findings_of(&worker, range, min, clock).await })
+            .await;
+    }
+    let states: &[crate::findings::State] = {
+        use crate::findings::State::{New, Ongoing, Resolved};
+        match q.state.as_deref() {
+            None => &[New, Ongoing, Resolved],
+            Some("active") => &[New, Ongoing],
+            Some("new") => &[New],
+            Some("ongoing") => &[Ongoing],
+            Some("resolved") => &[Resolved],
+            Some(other) => {
+                return ApiError::bad_request(format!(
+                    "state {other:?}: expected new, ongoing, resolved or active"
+                ))
+                .into_response();
+            }
+        }
+    };
+    let store = app.findings.lock().expect("findings lock");
+    let found: Vec<_> = store
+        .list(min, range.start, range.end)
+        .into_iter()
+        .filter(|f| states.contains(&f.state))
+        .collect();
+    let (runs, detected_at, warnings) = store.last_run();
+    let generation = app.intake.generation();
+    let seen = app
+        .detected_generation
+        .load(std::sync::atomic::Ordering::Relaxed);
+    Json(json!({
+        "findings": found,
+        "warnings": warnings,
+        "runs": runs,
+        "detected_at": detected_at.map(|ms| flowscope_record::time::rfc3339(ms / 1000)),
+        "up_to_date": seen == generation,
+        "elapsed_ms": clock.elapsed().as_secs_f64() * 1000.0,
+    }))
+    .into_response()
 }
 
 async fn findings_of(app: &App, range: TimeRange, min: Severity, clock: Instant) -> Response {

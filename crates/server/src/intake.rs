@@ -219,6 +219,8 @@ pub struct Intake {
     /// An append to the log failed and it could not be cut back yet (`/readyz` says so
     /// without waiting for the lock).
     failing: AtomicBool,
+    /// Counts changes to what queries see (deliveries taken, commits, work on the lake).
+    generation: AtomicU64,
 }
 
 /// The latest `end` of the records of `batches` (0 when none has one).
@@ -294,6 +296,7 @@ impl Intake {
             refused: AtomicU64::new(0),
             stats: std::sync::Mutex::new(Stats::default()),
             failing: AtomicBool::new(false),
+            generation: AtomicU64::new(0),
         };
         Ok(intake.with_replayed(replay))
     }
@@ -493,6 +496,7 @@ impl Intake {
             }
         }
         inner.seen.insert(identity(id));
+        self.generation.fetch_add(1, Ordering::Relaxed);
         let newest_end = newest_end(&batches);
         inner.rows.extend(batches);
         inner.sources.push(SourceEntry {
@@ -531,7 +535,15 @@ impl Intake {
     /// it): the work other commands hand to the server (see [`crate::handoff`]).
     pub async fn with_lake<R>(&self, work: impl FnOnce(&Lake) -> R) -> R {
         let inner = self.inner.lock().await;
-        tokio::task::block_in_place(|| work(&inner.lake))
+        let result = tokio::task::block_in_place(|| work(&inner.lake));
+        self.generation.fetch_add(1, Ordering::Relaxed);
+        result
+    }
+
+    /// A number that changes whenever what queries see may have changed: a delivery taken, a
+    /// commit, work done on the lake.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Relaxed)
     }
 
     /// Commits the buffered records to the lake as one commit (the deliveries as its sources),
@@ -561,6 +573,7 @@ impl Intake {
             inner.sources = sources;
             return Err(e.into());
         }
+        self.generation.fetch_add(1, Ordering::Relaxed);
         // Committed: the log's entries are in the lake's manifest now. Their groups' positions
         // are saved before the log is emptied (a crash in between replays them again).
         if inner.checkpoints_dirty {

@@ -10,6 +10,7 @@ mod api;
 mod dashboard;
 pub mod delivery;
 mod error;
+pub mod findings;
 pub mod follow;
 pub mod handoff;
 mod intake;
@@ -18,6 +19,7 @@ mod metrics;
 mod openapi;
 mod queries;
 mod tls;
+mod updates;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -107,6 +109,9 @@ pub struct Options {
     pub retain: Option<Duration>,
     /// Merge each partition's files into one this often.
     pub compact_interval: Option<Duration>,
+    /// Run the detections after the lake changes, at most this often (`None`: only when
+    /// `/api/findings?fresh=true` asks).
+    pub detect_interval: Option<Duration>,
 }
 
 impl Options {
@@ -137,6 +142,7 @@ impl Options {
             log_groups: Vec::new(),
             retain: None,
             compact_interval: None,
+            detect_interval: Some(Duration::from_secs(60)),
         }
     }
 }
@@ -153,6 +159,14 @@ pub struct App {
     pub detect: DetectSettings,
     /// Where API queries run, within their limits.
     pub queries: queries::Queries,
+    /// The findings of the detections run as the lake changes.
+    pub findings: std::sync::Mutex<findings::Store>,
+    /// The intake's generation the latest detection run saw (`u64::MAX` before the first).
+    pub detected_generation: std::sync::atomic::AtomicU64,
+    /// Detection runs that failed.
+    pub detection_errors: std::sync::atomic::AtomicU64,
+    /// How long the latest detection run took, milliseconds.
+    pub detection_ms: std::sync::atomic::AtomicU64,
     access_key: Option<String>,
     allowed_hosts: Vec<String>,
     max_body: usize,
@@ -167,6 +181,7 @@ pub struct App {
     log_groups: Vec<follow::LogGroup>,
     retain: Option<Duration>,
     compact_interval: Option<Duration>,
+    detect_interval: Option<Duration>,
 }
 
 impl App {
@@ -191,6 +206,7 @@ impl App {
             None => None,
         };
         let intake = Intake::open(engine.root(), pending, options.log_format.clone(), None)?;
+        let findings = findings::Store::open(engine.root())?;
         intake.flush().await?;
         // The records already in the lake go through the filters once; deliveries from now on
         // are fed by the intake.
@@ -235,6 +251,11 @@ impl App {
             log_groups: options.log_groups.clone(),
             retain: options.retain,
             compact_interval: options.compact_interval,
+            detect_interval: options.detect_interval,
+            findings: std::sync::Mutex::new(findings),
+            detected_generation: std::sync::atomic::AtomicU64::new(u64::MAX),
+            detection_errors: std::sync::atomic::AtomicU64::new(0),
+            detection_ms: std::sync::atomic::AtomicU64::new(0),
         }))
     }
 
@@ -582,6 +603,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/diagnose", get(api::diagnoses))
         .route("/api/alarms", get(api::alarms))
         .route("/api/status", get(api::status))
+        .route("/api/live", get(updates::live))
         .route("/metrics", get(metrics::metrics))
         .route("/healthz", get(metrics::healthz))
         .route("/readyz", get(metrics::readyz))
@@ -687,6 +709,7 @@ pub async fn serve(
         })
     }));
     let maintenance = tokio::spawn(maintain(Arc::clone(&app)));
+    let detections = tokio::spawn(detect_continuously(Arc::clone(&app)));
     let tls = app.tls.clone();
     let max_connections = connection_limit(app.max_connections);
     let connections = Arc::new(tokio::sync::Semaphore::new(max_connections));
@@ -761,6 +784,7 @@ pub async fn serve(
     committer.abort();
     handoff.abort();
     maintenance.abort();
+    detections.abort();
     for follower in followers {
         follower.abort();
         // A follower stops between commits: what it had taken is committed.
@@ -776,6 +800,95 @@ const RETENTION_CHECK: Duration = Duration::from_secs(3600);
 
 /// Runs retention (`retain`) and compaction (`compact_interval`) on their schedules, under the
 /// intake's lock between commits, until stopped. Retention runs at start too.
+/// Runs the detections whenever what queries see has changed, at most every
+/// `--detect-interval`, and stores what they find.
+async fn detect_continuously(app: Arc<App>) {
+    let Some(every) = app.detect_interval else {
+        return;
+    };
+    loop {
+        let generation = app.intake.generation();
+        if app
+            .detected_generation
+            .load(std::sync::atomic::Ordering::Relaxed)
+            != generation
+        {
+            detect_now(&app, generation).await;
+        }
+        tokio::time::sleep(every).await;
+    }
+}
+
+/// One detection run over the whole lake, merged into the stored findings.
+async fn detect_now(app: &App, generation: u64) {
+    use std::sync::atomic::Ordering;
+    let clock = std::time::Instant::now();
+    let detector = flowscope_detect::Detector::new(
+        &app.engine,
+        app.detect.config.clone(),
+        app.detect.intel.clone(),
+        TimeRange::default(),
+    );
+    let run = async {
+        let report = detector.run().await?;
+        let newest = newest_end(&app.engine).await?;
+        Ok::<_, Error>((report, newest))
+    };
+    match run.await {
+        Ok((report, newest)) => {
+            let merged = app.findings.lock().expect("findings lock").merge(
+                report.findings,
+                report.warnings,
+                now_ms(),
+                newest,
+            );
+            match merged {
+                Ok(changes) => {
+                    if changes.new > 0 || changes.resolved > 0 {
+                        tracing::info!(
+                            new = changes.new,
+                            resolved = changes.resolved,
+                            "findings changed"
+                        );
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "could not save the findings"),
+            }
+            app.detected_generation.store(generation, Ordering::Relaxed);
+        }
+        Err(e) => {
+            app.detection_errors.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(error = %e, "the detections failed; tried again later");
+        }
+    }
+    app.detection_ms.store(
+        u64::try_from(clock.elapsed().as_millis()).unwrap_or(u64::MAX),
+        Ordering::Relaxed,
+    );
+}
+
+/// The latest record end in the lake (and the buffer), Unix seconds; 0 when empty.
+async fn newest_end(engine: &Engine) -> Result<i64> {
+    use arrow_array::Array;
+    use arrow_array::cast::AsArray;
+    let batches = engine
+        .sql("SELECT CAST(max(\"end\") AS BIGINT) FROM flows")
+        .await?
+        .collect()
+        .await
+        .map_err(|e| Error::Invalid(e.to_string()))?;
+    Ok(batches
+        .first()
+        .filter(|b| b.num_rows() > 0)
+        .and_then(|b| {
+            let c = b
+                .column(0)
+                .as_primitive_opt::<arrow_array::types::Int64Type>()?;
+            (!c.is_null(0)).then(|| c.value(0))
+        })
+        .unwrap_or(0))
+}
+
 async fn maintain(app: Arc<App>) {
     if app.retain.is_none() && app.compact_interval.is_none() {
         return;

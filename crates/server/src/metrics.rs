@@ -136,6 +136,61 @@ pub async fn metrics(State(app): State<Arc<App>>) -> Response {
             q.micros.load(Ordering::Relaxed) as f64 / 1e6
         )),
     );
+    let counts = app.findings.lock().expect("findings lock").counts();
+    let mut by_severity = Vec::new();
+    for severity in [
+        flowscope_detect::Severity::Critical,
+        flowscope_detect::Severity::High,
+        flowscope_detect::Severity::Medium,
+        flowscope_detect::Severity::Low,
+    ] {
+        for state in [
+            crate::findings::State::New,
+            crate::findings::State::Ongoing,
+            crate::findings::State::Resolved,
+        ] {
+            by_severity.push((
+                format!(
+                    "{{severity=\"{}\",state=\"{}\"}}",
+                    severity.name(),
+                    state.name()
+                ),
+                counts
+                    .get(&(severity, state))
+                    .copied()
+                    .unwrap_or(0)
+                    .to_string(),
+            ));
+        }
+    }
+    family(
+        "findings",
+        "gauge",
+        "Stored findings by severity and state (new, ongoing, resolved).",
+        by_severity,
+    );
+    let (runs, _, _) = app.findings.lock().expect("findings lock").last_run();
+    family(
+        "detection_runs_total",
+        "counter",
+        "Detection runs over the lake whose findings were stored.",
+        one(runs.to_string()),
+    );
+    family(
+        "detection_errors_total",
+        "counter",
+        "Detection runs that failed.",
+        one(app.detection_errors.load(Ordering::Relaxed).to_string()),
+    );
+    family(
+        "detection_seconds",
+        "gauge",
+        "How long the latest detection run took.",
+        one(format!(
+            "{:.3}",
+            app.detection_ms.load(Ordering::Relaxed) as f64 / 1e3
+        )),
+    );
     (
         [(
             header::CONTENT_TYPE,

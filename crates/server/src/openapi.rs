@@ -69,6 +69,12 @@ pub fn document() -> Value {
     findings_params.as_array_mut().expect("array").push(json!(
         {"name": "min_severity", "in": "query", "schema": {"type": "string", "enum": ["low", "medium", "high", "critical"]}}
     ));
+    findings_params.as_array_mut().expect("array").push(json!(
+        {"name": "state", "in": "query", "schema": {"type": "string", "enum": ["new", "ongoing", "resolved", "active"]}}
+    ));
+    findings_params.as_array_mut().expect("array").push(json!(
+        {"name": "fresh", "in": "query", "description": "Run the detections over the range now instead of reading the stored findings.", "schema": {"type": "boolean"}}
+    ));
     let mut diagnose_params = time_params();
     for (name, kind) in [("src", "string"), ("dst", "string"), ("port", "integer")] {
         diagnose_params
@@ -100,11 +106,18 @@ pub fn document() -> Value {
                 "responses": {"200": ok("Result table", json!({"$ref": "#/components/schemas/Table"})), "400": bad()}
             }},
             "/api/findings": {"get": {
-                "summary": "Run every detection (and custom rule) over the range.",
+                "summary": "The stored findings whose records overlap the range (each with state new, ongoing or resolved, found_at, confirmed_at), active first, most severe first; fresh=true runs every detection over the range instead.",
                 "parameters": findings_params,
                 "responses": {"200": ok("Findings, most severe first", json!({"type": "object", "properties": {
                     "findings": {"type": "array", "items": {"type": "object"}},
-                    "warnings": {"type": "array", "items": {"type": "string"}}}})), "400": bad()}
+                    "warnings": {"type": "array", "items": {"type": "string"}},
+                    "runs": {"type": "integer"},
+                    "detected_at": {"type": ["string", "null"]},
+                    "up_to_date": {"type": "boolean"}}})), "400": bad()}
+            }},
+            "/api/live": {"get": {
+                "summary": "Server-sent events: an `update` event (JSON: generation, records, pending, findings, alarms, sources with their lag) whenever any of it changes.",
+                "responses": {"200": {"description": "text/event-stream"}, "503": {"description": "Too many live streams open"}}
             }},
             "/api/diagnose": {"get": {
                 "summary": "Explain rejected connections: security group or network ACL, which direction, and the fix.",

@@ -97,6 +97,10 @@ pub struct Args {
     /// never.
     #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = duration_or_off)]
     compact_interval: Every,
+    /// Run the detections after the lake changes, at most this often, and keep what they
+    /// find (the dashboard and /api/findings read it); `off` never.
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = duration_or_off)]
+    detect_interval: Every,
     /// Test every --follow source's credentials and permissions (listing, reading an
     /// object, the queue), say which permission is missing, and exit (1 if any failed) without
     /// serving.
@@ -293,6 +297,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     options.log_groups = sources.log_groups;
     options.retain = args.retain;
     options.compact_interval = args.compact_interval.0;
+    options.detect_interval = args.detect_interval.0;
     start(&options, args.listen.listen)
 }
 
