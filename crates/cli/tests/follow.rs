@@ -653,3 +653,238 @@ fn a_log_group_in_a_sources_file_is_pulled_once_through_kills() {
         "{text}"
     );
 }
+
+/// Setting up moto with its IAM checks on after the first 7 requests: a user `reader` allowed to
+/// list and read bucket `allowed` only, buckets `allowed` and `forbidden` with one flow log
+/// object each; prints the reader's key id and secret.
+const IAM_SETUP: &str = r#"
+import gzip, json, sys, time, boto3
+kw = dict(endpoint_url=sys.argv[1], region_name="us-east-1",
+          aws_access_key_id="testing", aws_secret_access_key="testing")
+iam, s3 = boto3.client("iam", **kw), boto3.client("s3", **kw)
+iam.create_user(UserName="reader")
+iam.put_user_policy(UserName="reader", PolicyName="read", PolicyDocument=json.dumps({
+    "Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+    "Action": ["s3:ListBucket", "s3:GetObject"],
+    "Resource": ["arn:aws:s3:::allowed", "arn:aws:s3:::allowed/*"]}]}))
+key = iam.create_access_key(UserName="reader")["AccessKey"]
+at = int(time.time()) // 300 * 300
+t = time.gmtime(at)
+name = "AWSLogs/123456789012/vpcflowlogs/us-east-1/%04d/%02d/%02d/123456789012_vpcflowlogs_us-east-1_fl-01_%s_00000001.log.gz" % (
+    t.tm_year, t.tm_mon, t.tm_mday, time.strftime("%Y%m%dT%H%MZ", t))
+body = "version account-id interface-id srcaddr dstaddr srcport dstport protocol packets bytes start end action log-status\n"
+body += "".join("2 123456789012 eni-0a1b 10.0.0.%d 10.0.1.5 1 %d 6 3 100 %d %d ACCEPT OK\n" % (i, 1000 + i, at, at + 60) for i in range(6))
+for bucket in ["allowed", "forbidden"]:
+    s3.create_bucket(Bucket=bucket)
+    s3.put_object(Bucket=bucket, Key=name, Body=gzip.compress(body.encode()))
+print(key["AccessKeyId"], key["SecretAccessKey"])
+"#;
+
+/// Sources whose credentials are wrong or lack a permission (moto's IAM checks) are named in
+/// the log and counted in `/metrics`; the source that may read goes on.
+#[test]
+fn sources_with_wrong_credentials_or_permissions_fail_alone() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let moto = Moto::start_with(&[("INITIAL_NO_AUTH_ACTION_COUNT", "7")]);
+    let dir = tempfile::tempdir().unwrap();
+    let (lake, log) = (dir.path().join("lake"), dir.path().join("serve.log"));
+    let out = StdCommand::new("python3")
+        .args(["-c", IAM_SETUP, &moto.endpoint])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let keys = String::from_utf8(out.stdout).unwrap();
+    let (id, secret) = keys.trim().split_once(' ').unwrap();
+    let credentials = dir.path().join("credentials");
+    std::fs::write(
+        &credentials,
+        format!(
+            "[reader]\naws_access_key_id = {id}\naws_secret_access_key = {secret}\n\n\
+             [wrong]\naws_access_key_id = AKIAIOSFODNN7EXAMPLE\naws_secret_access_key = nope\n"
+        ),
+    )
+    .unwrap();
+    let sources = dir.path().join("sources.toml");
+    std::fs::write(
+        &sources,
+        "[[s3]]\nurl = \"s3://allowed/\"\nprofile = \"reader\"\n\n\
+         [[s3]]\nurl = \"s3://forbidden/\"\nprofile = \"reader\"\n\n\
+         [[s3]]\nurl = \"s3://elsewhere/\"\nprofile = \"wrong\"\n",
+    )
+    .unwrap();
+    let mut command = common::flowscope_process();
+    command
+        .args(["serve", "--listen", "127.0.0.1:0", "--flush-interval", "1"])
+        .arg("--lake")
+        .arg(&lake)
+        .args(["--endpoint-url", &moto.endpoint, "--follow-interval", "1s"])
+        .arg("--sources")
+        .arg(&sources)
+        .env("AWS_SHARED_CREDENTIALS_FILE", &credentials)
+        .env("AWS_CONFIG_FILE", dir.path().join("no-config"))
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env_remove("AWS_PROFILE");
+    let log_file = std::fs::File::create(&log).unwrap();
+    let (child, url, seen) =
+        common::start_server_logging(command, Duration::from_secs(60), log_file).expect("server");
+    let served = Served {
+        child,
+        addr: url.trim_start_matches("http://").to_string(),
+    };
+    assert!(!served.addr.is_empty(), "{seen}");
+    wait_for(&served.addr, 6, Duration::from_secs(30));
+    let started = Instant::now();
+    loop {
+        let forbidden = metric(&served.addr, "source_errors_total", "s3://forbidden/");
+        let wrong = metric(&served.addr, "source_errors_total", "s3://elsewhere/");
+        if forbidden.is_some_and(|n| n >= 1.0) && wrong.is_some_and(|n| n >= 1.0) {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "errors not counted: {forbidden:?} {wrong:?}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert_eq!(
+        metric(&served.addr, "source_errors_total", "s3://allowed/"),
+        Some(0.0)
+    );
+    served.stop();
+    let text = std::fs::read_to_string(&log).unwrap();
+    for (source, code) in [
+        ("s3://forbidden/", "AccessDenied"),
+        ("s3://elsewhere/", "InvalidAccessKeyId"),
+    ] {
+        assert!(
+            text.lines()
+                .any(|l| l.contains(source) && l.contains("listing failed") && l.contains(code)),
+            "{source}: {code} not logged:\n{text}"
+        );
+    }
+}
+
+/// A tiny HTTP proxy in front of moto that answers the first three CloudWatch Logs
+/// `FilterLogEvents` calls as AWS does when throttling, and passes everything else on; prints
+/// its port.
+const THROTTLING_PROXY: &str = r#"
+import http.server, sys, urllib.request, urllib.error
+upstream, throttled = sys.argv[1], [0]
+class Proxy(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        if self.headers.get("X-Amz-Target", "").endswith("FilterLogEvents") and throttled[0] < 3:
+            throttled[0] += 1
+            answer = b'{"__type":"ThrottlingException","message":"Rate exceeded"}'
+            self.send_response(400)
+            self.send_header("Content-Type", "application/x-amz-json-1.1")
+            self.send_header("Content-Length", str(len(answer)))
+            self.end_headers()
+            self.wfile.write(answer)
+            return
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length")}
+        request = urllib.request.Request(upstream + self.path, data=body, headers=headers, method="POST")
+        try:
+            with urllib.request.urlopen(request) as r:
+                status, data, kind = r.status, r.read(), r.headers.get("Content-Type", "")
+        except urllib.error.HTTPError as e:
+            status, data, kind = e.code, e.read(), e.headers.get("Content-Type", "")
+        self.send_response(status)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+    def log_message(self, *args):
+        pass
+server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Proxy)
+print(server.server_address[1], flush=True)
+server.serve_forever()
+"#;
+
+/// A log group behind a throttling API and a bucket that disappears: each failure is logged
+/// and counted for its source, the throttled group catches up once the API answers, and the
+/// other sources go on.
+#[test]
+fn throttling_and_a_vanished_bucket_are_counted_and_the_others_go_on() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let moto = Moto::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (lake, log) = (dir.path().join("lake"), dir.path().join("serve.log"));
+    let mut proxy = StdCommand::new("python3")
+        .args(["-c", THROTTLING_PROXY, &moto.endpoint])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let port = {
+        use std::io::BufRead;
+        let mut line = String::new();
+        std::io::BufReader::new(proxy.stdout.as_mut().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        line.trim().to_string()
+    };
+    aws(&moto, "bucket", &["doomed"]);
+    aws(&moto, "bucket", &["steady"]);
+    aws(
+        &moto,
+        "put",
+        &["doomed", &now().to_string(), "fl-01", "1", "4"],
+    );
+    aws(&moto, "log-group", &["/flows"]);
+    aws(&moto, "put-events", &["/flows", "eni-1", "10", "2", "30"]);
+    let sources = dir.path().join("sources.toml");
+    std::fs::write(
+        &sources,
+        format!(
+            "[[s3]]\nurl = \"s3://doomed/\"\nrescan = \"1s\"\n\n\
+             [[s3]]\nurl = \"s3://steady/\"\n\n\
+             [[log_group]]\nname = \"/flows\"\nendpoint_url = \"http://127.0.0.1:{port}\"\n"
+        ),
+    )
+    .unwrap();
+    let served = serve(
+        &moto,
+        &lake,
+        &log,
+        &["--sources", sources.to_str().unwrap()],
+    );
+    // Throttled three times, then read.
+    wait_for(&served.addr, 14, Duration::from_secs(30));
+    assert!(metric(&served.addr, "source_errors_total", "log-group:/flows").unwrap() >= 3.0);
+    // The bucket goes away; the others go on.
+    let out = StdCommand::new("python3")
+        .args(["-c", &format!("{}\nfor o in s3.list_objects_v2(Bucket='doomed').get('Contents', []):\n    s3.delete_object(Bucket='doomed', Key=o['Key'])\ns3.delete_bucket(Bucket='doomed')\n", AWS.split("\nif command ==").next().unwrap()), &moto.endpoint, "-"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let started = Instant::now();
+    while metric(&served.addr, "source_errors_total", "s3://doomed/").unwrap_or(0.0) < 1.0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the vanished bucket's errors not counted"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    aws(
+        &moto,
+        "put",
+        &["steady", &now().to_string(), "fl-02", "3", "5"],
+    );
+    aws(&moto, "put-events", &["/flows", "eni-1", "7", "4", "20"]);
+    wait_for(&served.addr, 26, Duration::from_secs(30));
+    served.stop();
+    let _ = proxy.kill();
+    let _ = proxy.wait();
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.lines()
+            .any(|l| l.contains("log-group:/flows") && l.contains("ThrottlingException")),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.contains("s3://doomed/") && l.contains("NoSuchBucket")),
+        "{text}"
+    );
+}

@@ -27,6 +27,12 @@ pub struct Moto {
 impl Moto {
     /// Starts moto on a port chosen by the OS and waits until it answers.
     pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// [`Moto::start`] with these environment variables (`INITIAL_NO_AUTH_ACTION_COUNT` turns
+    /// on moto's IAM checks after that many requests).
+    pub fn start_with(env: &[(&str, &str)]) -> Self {
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -41,6 +47,7 @@ impl Moto {
                 "-p",
                 &port.to_string(),
             ])
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

@@ -102,7 +102,8 @@ pub(super) async fn run(taker: &mut Taker, follow: &Follow, bucket: &Arc<Bucket>
     let mut groups: BTreeMap<Group, i64> = BTreeMap::new();
     let mut last_full: Option<Instant> = None;
     loop {
-        let full = last_full.is_none_or(|t| t.elapsed() >= follow.rescan);
+        // With no flow log known yet (an empty prefix), every poll lists it whole: it is small.
+        let full = groups.is_empty() || last_full.is_none_or(|t| t.elapsed() >= follow.rescan);
         let listed = if full {
             bucket.list_after(&prefix, None, "").await
         } else {

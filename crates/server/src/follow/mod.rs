@@ -137,6 +137,8 @@ pub async fn run(app: Arc<App>, follow: Follow) {
 
 /// Logs and counts a failure of source `name`.
 async fn failed(app: &App, name: &str, error: String) {
+    // One line per failure (AWS's XML answers carry newlines).
+    let error = error.replace(['\r', '\n'], " ");
     tracing::error!(source = name, "{error}");
     app.intake.count_error(name, error).await;
 }
