@@ -308,12 +308,7 @@ impl Intake {
                 // A committed entry's events still move its group's position: the commit may
                 // have come before the checkpoints were saved.
                 if let Some(events) = &e.events {
-                    inner
-                        .checkpoints
-                        .entry(events.source.clone())
-                        .or_default()
-                        .absorb(events);
-                    inner.checkpoints_dirty = true;
+                    inner.absorb(events);
                 }
                 if inner.seen.contains(&identity(&e.id)) {
                     continue;
@@ -443,12 +438,7 @@ impl Intake {
         let mut inner = self.inner.lock().await;
         if inner.seen.contains(&identity(id)) {
             if let Some(events) = &events {
-                inner
-                    .checkpoints
-                    .entry(events.source.clone())
-                    .or_default()
-                    .absorb(events);
-                inner.checkpoints_dirty = true;
+                inner.absorb(events);
             }
             let mut stats = self.stats.lock().expect("stats lock");
             stats.duplicates += 1;
@@ -473,12 +463,7 @@ impl Intake {
         self.failing.store(inner.wal_torn, Ordering::Relaxed);
         appended.map_err(|e| Error::io(&path, e))?;
         if let Some(events) = entry.events {
-            inner
-                .checkpoints
-                .entry(events.source.clone())
-                .or_default()
-                .absorb(&events);
-            inner.checkpoints_dirty = true;
+            inner.absorb(&events);
         }
         // Durable: now visible, and remembered.
         let table = batches
@@ -697,6 +682,15 @@ impl Intake {
 }
 
 impl Inner {
+    /// Moves a pulled log group's position by `events` (saved at the next commit).
+    fn absorb(&mut self, events: &Events) {
+        self.checkpoints
+            .entry(events.source.clone())
+            .or_default()
+            .absorb(events);
+        self.checkpoints_dirty = true;
+    }
+
     /// Appends one entry and its newline, fsynced. On failure the log is cut back to its last
     /// complete entry; until that succeeds every append is refused, so an acknowledged entry
     /// never shares a line with a torn one.

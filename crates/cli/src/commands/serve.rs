@@ -143,7 +143,7 @@ pub struct FollowArgs {
     #[arg(long, value_name = "URL")]
     follow: Vec<String>,
     /// Every bucket and log group to follow, each with its own endpoint, region, profile and
-    /// pace, in a TOML file ([[s3]] and [[log_group]] tables; see docs/serve.md). The flags
+    /// pace, in a TOML file (`[[s3]]` and `[[log_group]]` tables; see docs/serve.md). The flags
     /// below give what a source leaves out.
     #[arg(long, value_name = "FILE")]
     sources: Option<std::path::PathBuf>,
