@@ -165,15 +165,27 @@ fn demo_reports_every_incident_then_serves_the_dashboard() {
         assert_eq!(page.status(), 200);
         let html = page.text().await?;
         assert!(html.contains("flowscope"), "{html}");
-        let findings: Value = serde_json::from_str(
-            &http
-                .get(format!("{url}/api/findings"))
-                .send()
-                .await?
-                .text()
-                .await?,
-        )
-        .unwrap();
+        // The server's findings are stored by its detection runs: the first runs at start-up.
+        let waited = std::time::Instant::now();
+        let findings: Value = loop {
+            let v: Value = serde_json::from_str(
+                &http
+                    .get(format!("{url}/api/findings"))
+                    .send()
+                    .await?
+                    .text()
+                    .await?,
+            )
+            .unwrap();
+            if v["runs"].as_u64() > Some(0) && v["up_to_date"] == true {
+                break v;
+            }
+            assert!(
+                waited.elapsed() < Duration::from_secs(300),
+                "no detection run stored findings: {v}"
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        };
         let ids: Vec<&str> = findings["findings"]
             .as_array()
             .unwrap()
