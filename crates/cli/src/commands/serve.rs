@@ -189,11 +189,7 @@ pub struct FollowArgs {
 
 /// A duration as `30s`, `5m`, `1h`, `7d`.
 fn duration(text: &str) -> Result<Duration, String> {
-    flowscope_record::time::parse_duration(text)
-        .and_then(|s| u64::try_from(s).ok())
-        .filter(|&s| s > 0)
-        .map(Duration::from_secs)
-        .ok_or_else(|| format!("{text:?} is not a duration like 30s, 5m, 1h or 7d"))
+    flowscope_server::follow::sources::parse_duration(text)
 }
 
 impl FollowArgs {

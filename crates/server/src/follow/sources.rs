@@ -41,14 +41,6 @@ struct File {
     log_group: Vec<LogGroupSource>,
 }
 
-/// How a source is reached, as in the AWS CLI's config.
-#[derive(Debug, Default)]
-struct Reach {
-    endpoint_url: Option<String>,
-    region: Option<String>,
-    profile: Option<String>,
-}
-
 /// One `[[s3]]` table.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -143,12 +135,11 @@ impl Sources {
             if !names.insert(follow.url.clone()) {
                 return Err(at(&key("url"), format!("{} is named twice", s.url)));
             }
-            let reach = Reach {
-                endpoint_url: s.endpoint_url.clone(),
-                region: s.region.clone(),
-                profile: s.profile.clone(),
-            };
-            follow.s3 = reached(&reach, &defaults.reach, |k, m| at(&key(k), m))?;
+            follow.s3 = reached(
+                [&s.endpoint_url, &s.region, &s.profile],
+                &defaults.reach,
+                |k, m| at(&key(k), m),
+            )?;
             if let Some(queue) = &s.sqs_queue_url {
                 if !is_http(queue) {
                     return Err(at(
@@ -186,12 +177,11 @@ impl Sources {
             if !names.insert(group.source()) {
                 return Err(at(&key("name"), format!("{} is named twice", g.name)));
             }
-            let reach = Reach {
-                endpoint_url: g.endpoint_url.clone(),
-                region: g.region.clone(),
-                profile: g.profile.clone(),
-            };
-            group.options = reached(&reach, &defaults.reach, |k, m| at(&key(k), m))?;
+            group.options = reached(
+                [&g.endpoint_url, &g.region, &g.profile],
+                &defaults.reach,
+                |k, m| at(&key(k), m),
+            )?;
             group.format = match &g.log_format {
                 Some(f) => {
                     Some(LogFormat::parse(f).map_err(|e| at(&key("log_format"), e.to_string()))?)
@@ -216,13 +206,13 @@ fn is_http(url: &str) -> bool {
         .is_some_and(|rest| !rest.is_empty() && !rest.starts_with('/'))
 }
 
-/// A source's endpoint, region and profile, each else the flags'.
+/// A source's `[endpoint_url, region, profile]`, each else the flags'.
 fn reached(
-    reach: &Reach,
+    [endpoint_url, region, profile]: [&Option<String>; 3],
     defaults: &S3Options,
     at: impl Fn(&'static str, String) -> Error,
 ) -> Result<S3Options, Error> {
-    if let Some(url) = &reach.endpoint_url
+    if let Some(url) = endpoint_url
         && !is_http(url)
     {
         return Err(at(
@@ -230,7 +220,7 @@ fn reached(
             format!("{url:?} is not an http:// or https:// URL"),
         ));
     }
-    if let Some(region) = &reach.region
+    if let Some(region) = region
         && (region.is_empty()
             || !region
                 .chars()
@@ -242,20 +232,25 @@ fn reached(
         ));
     }
     Ok(S3Options {
-        endpoint_url: reach
-            .endpoint_url
+        endpoint_url: endpoint_url
             .clone()
             .or_else(|| defaults.endpoint_url.clone()),
-        region: reach.region.clone().or_else(|| defaults.region.clone()),
-        profile: reach.profile.clone().or_else(|| defaults.profile.clone()),
+        region: region.clone().or_else(|| defaults.region.clone()),
+        profile: profile.clone().or_else(|| defaults.profile.clone()),
     })
 }
 
 /// A duration written like `30s`, `5m`, `1h` or `7d`, else `default`.
 fn duration(text: &Option<String>, default: Duration) -> Result<Duration, String> {
-    let Some(text) = text else {
-        return Ok(default);
-    };
+    text.as_deref().map_or(Ok(default), parse_duration)
+}
+
+/// A positive duration written like `30s`, `5m`, `1h` or `7d` (as the command's flags take
+/// them).
+///
+/// # Errors
+/// A message naming the text when it is not one.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
     flowscope_record::time::parse_duration(text)
         .and_then(|s| u64::try_from(s).ok())
         .filter(|&s| s > 0)
