@@ -6,7 +6,8 @@
 //! `console` blocks are transcripts: `$ ` lines run, the lines under them must appear in the
 //! output (`...` stands for any lines). An HTML comment just above a block steers the run:
 //! `<!-- readme-test: serve; with-server; s3 upload DIR to BUCKET/PREFIX; append ARGS;
-//! expect "TEXT"; skip — why -->`.
+//! expect "TEXT"; within 120s; skip — why -->`. `within` runs a block again, every two seconds,
+//! until its expectations hold or the time is up (for what a server takes in the background).
 
 mod common;
 
@@ -208,6 +209,10 @@ fn check(block: &Block, output: &str) {
     }
 }
 
+fn met(block: &Block, output: &str) -> bool {
+    expectations(block).iter().all(|e| output.contains(e))
+}
+
 fn get(url: &str) -> (u16, String) {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
@@ -309,8 +314,23 @@ fn every_command_in_the_readme_runs() {
                 "source \"$READMETEST_ENV\"\n{}",
                 script.replace("http://127.0.0.1:8080", url)
             );
-            let output = tour.run(block, &script);
-            check(block, &output);
+            let within = directive(block, "within").map(|d| {
+                let secs = d.strip_suffix('s').and_then(|s| s.parse().ok());
+                Duration::from_secs(secs.expect("within takes seconds, as `within 120s`"))
+            });
+            let start = std::time::Instant::now();
+            loop {
+                let output = tour.run(block, &script);
+                match within {
+                    Some(w) if !met(block, &output) && start.elapsed() < w => {
+                        std::thread::sleep(Duration::from_secs(2))
+                    }
+                    _ => {
+                        check(block, &output);
+                        break;
+                    }
+                }
+            }
         } else {
             let output = tour.run(block, &script);
             check(block, &output);
