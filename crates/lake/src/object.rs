@@ -27,8 +27,14 @@ pub struct S3Options {
     /// The region; otherwise from the environment or profile, else `us-east-1`.
     pub region: Option<String>,
     /// The AWS profile whose credentials and region are used (else `AWS_PROFILE`, else
-    /// `default`), when the `AWS_*` variables do not give them.
+    /// `default`), when the `AWS_*` variables do not give them. A profile with `role_arn`
+    /// (and `source_profile` or `credential_source`) assumes that role, as the AWS CLI does.
     pub profile: Option<String>,
+    /// A role to assume (STS `AssumeRole`) as the identity the other settings give: for a
+    /// bucket in another account.
+    pub role_arn: Option<String>,
+    /// The external ID the role's trust policy asks for, if any.
+    pub external_id: Option<String>,
 }
 
 /// The runtime the blocking calls ([`ObjectInput::fetch`], [`list`], [`Bucket::put`]) run
@@ -156,7 +162,7 @@ impl Bucket {
     /// # Errors
     /// A message when the store or its runtime cannot be set up.
     pub fn connect(bucket_name: &str, options: &S3Options) -> std::result::Result<Self, String> {
-        let (builder, region) = builder(options);
+        let (builder, region) = builder(options)?;
         let store = builder
             .with_bucket_name(bucket_name)
             .build()
@@ -277,23 +283,45 @@ impl Bucket {
 }
 
 /// A store builder with the credentials and region found as the AWS CLI finds them (the
-/// `AWS_*` variables, else the profile), and the region chosen.
-pub(crate) fn builder(options: &S3Options) -> (AmazonS3Builder, String) {
-    let mut builder = AmazonS3Builder::from_env();
-    let profile = profile_settings(options.profile.as_deref());
-    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-    // A profile named for this source wins over the environment's keys.
-    if options.profile.is_some() || env("AWS_ACCESS_KEY_ID").is_none() {
-        if let Some(key) = profile.get("aws_access_key_id") {
-            builder = builder.with_access_key_id(key);
-        }
-        if let Some(secret) = profile.get("aws_secret_access_key") {
-            builder = builder.with_secret_access_key(secret);
-        }
-        if let Some(token) = profile.get("aws_session_token") {
-            builder = builder.with_token(token);
-        }
+/// `AWS_*` variables, else the profile; a role assumed when the options or the profile name
+/// one), and the region chosen.
+///
+/// # Errors
+/// A message when a role's identity cannot be set up, or profiles name roles in a loop.
+pub(crate) fn builder(
+    options: &S3Options,
+) -> std::result::Result<(AmazonS3Builder, String), String> {
+    let settings = profile_settings(options.profile.as_deref());
+    identity(options, &settings, options.profile.is_some(), 0)
+}
+
+/// The role `options` lead to assuming (theirs, else their profile's `role_arn`), if any.
+pub fn role_of(options: &S3Options) -> Option<String> {
+    options.role_arn.clone().or_else(|| {
+        profile_settings(options.profile.as_deref())
+            .get("role_arn")
+            .cloned()
+    })
+}
+
+/// The longest chain of roles followed (a profile's role whose `source_profile` has a role …).
+const MAX_ROLE_CHAIN: usize = 4;
+
+/// [`builder`] with the profile's `settings` read; `named` when the profile was chosen for this
+/// source (its keys then win over the environment's).
+fn identity(
+    options: &S3Options,
+    profile: &HashMap<String, String>,
+    named: bool,
+    depth: usize,
+) -> std::result::Result<(AmazonS3Builder, String), String> {
+    if depth > MAX_ROLE_CHAIN {
+        return Err(format!(
+            "more than {MAX_ROLE_CHAIN} roles to assume in a row: do the profiles' \
+             source_profile settings go round in a loop?"
+        ));
     }
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
     let region = options
         .region
         .clone()
@@ -301,14 +329,71 @@ pub(crate) fn builder(options: &S3Options) -> (AmazonS3Builder, String) {
         .or_else(|| env("AWS_DEFAULT_REGION"))
         .or_else(|| profile.get("region").cloned())
         .unwrap_or_else(|| "us-east-1".to_string());
-    builder = builder.with_region(&region);
+    let mut builder = AmazonS3Builder::from_env().with_region(&region);
     if let Some(endpoint) = &options.endpoint_url {
         builder = builder
             .with_endpoint(endpoint)
             .with_allow_http(endpoint.starts_with("http://"))
             .with_virtual_hosted_style_request(false);
     }
-    (builder, region)
+    let unroled = |profile| S3Options {
+        profile,
+        role_arn: None,
+        external_id: None,
+        region: Some(region.clone()),
+        ..options.clone()
+    };
+    // The role and the identity that assumes it: the source's role as its profile (or the
+    // environment), else the profile's role as its `source_profile` (or, with
+    // `credential_source`, the environment).
+    let role = if let Some(arn) = &options.role_arn {
+        let base = identity(&unroled(options.profile.clone()), profile, named, depth + 1)?;
+        Some((arn.clone(), options.external_id.clone(), base))
+    } else if let Some(arn) = profile.get("role_arn") {
+        let base = match profile.get("source_profile") {
+            Some(source) => identity(
+                &unroled(Some(source.clone())),
+                &profile_settings(Some(source)),
+                true,
+                depth + 1,
+            )?,
+            None => identity(&unroled(None), &HashMap::new(), false, depth + 1)?,
+        };
+        Some((arn.clone(), profile.get("external_id").cloned(), base))
+    } else {
+        None
+    };
+    match role {
+        Some((arn, external_id, (base, _))) => {
+            // The bucket name only satisfies the builder; the credentials are what is kept.
+            let base = base
+                .with_bucket_name("flowscope-credentials")
+                .build()
+                .map_err(|e| e.to_string())?;
+            let assumed = crate::aws::AssumedRole::new(
+                Arc::clone(base.credentials()),
+                arn,
+                external_id,
+                region.clone(),
+                options.endpoint_url.as_deref(),
+            )?;
+            builder = builder.with_credentials(Arc::new(assumed));
+        }
+        // A profile named for this source wins over the environment's keys.
+        None if named || env("AWS_ACCESS_KEY_ID").is_none() => {
+            if let Some(key) = profile.get("aws_access_key_id") {
+                builder = builder.with_access_key_id(key);
+            }
+            if let Some(secret) = profile.get("aws_secret_access_key") {
+                builder = builder.with_secret_access_key(secret);
+            }
+            if let Some(token) = profile.get("aws_session_token") {
+                builder = builder.with_token(token);
+            }
+        }
+        None => {}
+    }
+    Ok((builder, region))
 }
 
 /// The settings of the AWS profile in use (`profile`, else `AWS_PROFILE`, else `default`),

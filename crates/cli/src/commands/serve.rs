@@ -101,9 +101,9 @@ pub struct Args {
     /// find (the dashboard and /api/findings read it); `off` never.
     #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = duration_or_off)]
     detect_interval: Every,
-    /// Test every --follow source's credentials and permissions (listing, reading an
-    /// object, the queue), say which permission is missing, and exit (1 if any failed) without
-    /// serving.
+    /// Test the credentials and permissions of every source (--follow, --log-group-name and
+    /// the sources file: assuming a role, listing, reading an object, the queue, reading a log
+    /// group), say which permission is missing, and exit (1 if any failed) without serving.
     #[arg(long)]
     check_sources: bool,
     /// How the server's log on standard error is written: `text` for people, `json` (one
@@ -205,6 +205,7 @@ impl FollowArgs {
                 endpoint_url: self.endpoint_url.clone(),
                 region: self.region.clone(),
                 profile: self.profile.clone(),
+                ..S3Options::default()
             },
             interval: self.follow_interval,
             lateness: self.lateness,
@@ -321,7 +322,9 @@ fn check_sources(sources: &Sources) -> anyhow::Result<Outcome> {
         }
         for group in &sources.log_groups {
             println!("{}", group.source());
-            show(&flowscope_server::follow::logs::check(group).await);
+            for check in flowscope_server::follow::logs::check(group).await {
+                show(&check);
+            }
         }
     });
     if failed == 0 {

@@ -232,31 +232,42 @@ async fn poll(app: &App, group: &LogGroup, client: &Client, name: &str, overlap_
 }
 
 /// Tries what pulling `group` needs: one `FilterLogEvents` call (`logs:FilterLogEvents`).
-pub async fn check(group: &LogGroup) -> super::Check {
+pub async fn check(group: &LogGroup) -> Vec<super::Check> {
     let what = format!("read {}", group.source());
+    let mut checks = Vec::new();
     let outcome = match Client::new(Service::Logs, &group.options) {
         Err(e) => Err(e),
-        Ok(client) => client
-            .call("FilterLogEvents", &group.request(0, None, 1), CALL_TIMEOUT)
-            .await
-            .map(|page| {
-                let n = page
-                    .get("events")
-                    .and_then(Value::as_array)
-                    .map_or(0, Vec::len);
-                if n == 0 {
-                    "no events yet".to_string()
-                } else {
-                    "events found".to_string()
+        Ok(client) => {
+            if let Some(check) = super::role_check(&group.options, client.credentials()).await {
+                let failed = check.outcome.is_err();
+                checks.push(check);
+                if failed {
+                    return checks;
                 }
-            })
-            .map_err(|e| e.to_string()),
+            }
+            client
+                .call("FilterLogEvents", &group.request(0, None, 1), CALL_TIMEOUT)
+                .await
+                .map(|page| {
+                    let n = page
+                        .get("events")
+                        .and_then(Value::as_array)
+                        .map_or(0, Vec::len);
+                    if n == 0 {
+                        "no events yet".to_string()
+                    } else {
+                        "events found".to_string()
+                    }
+                })
+                .map_err(|e| e.to_string())
+        }
     };
-    super::Check {
+    checks.push(super::Check {
         what,
         permission: "logs:FilterLogEvents",
         outcome,
-    }
+    });
+    checks
 }
 
 #[cfg(test)]

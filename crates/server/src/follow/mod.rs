@@ -329,6 +329,25 @@ pub struct Check {
     pub outcome: Result<String, String>,
 }
 
+/// With a role to assume (the source's `role_arn`, or its profile's), whether STS gives its
+/// credentials (`sts:AssumeRole`).
+async fn role_check(
+    options: &flowscope_lake::object::S3Options,
+    credentials: object_store::aws::AwsCredentialProvider,
+) -> Option<Check> {
+    let role = flowscope_lake::object::role_of(options)?;
+    let outcome = credentials
+        .get_credential()
+        .await
+        .map(|_| "assumed".to_string())
+        .map_err(|e| e.to_string());
+    Some(Check {
+        what: format!("assume {role}"),
+        permission: "sts:AssumeRole",
+        outcome,
+    })
+}
+
 /// Tries what following `follow` needs, one request per permission: listing the prefix
 /// (`s3:ListBucket`), reading its first object (`s3:GetObject`), and with a queue, reading
 /// the queue's attributes (`sqs:GetQueueAttributes`) and receiving without hiding anything
@@ -347,6 +366,13 @@ pub async fn check(follow: &Follow) -> Vec<Check> {
             return checks;
         }
     };
+    if let Some(check) = role_check(&follow.s3, bucket.credentials()).await {
+        let failed = check.outcome.is_err();
+        checks.push(check);
+        if failed {
+            return checks;
+        }
+    }
     let listed = bucket.list_after(&prefix, None, "").await;
     let first = listed.as_ref().ok().and_then(|l| l.first().cloned());
     checks.push(Check {

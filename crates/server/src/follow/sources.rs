@@ -12,13 +12,19 @@
 //! url = "s3://flow-logs-dev"
 //! interval = "5m"
 //!
+//! [[s3]]
+//! url = "s3://flow-logs-audit/AWSLogs/444455556666/"
+//! role_arn = "arn:aws:iam::444455556666:role/flow-logs-reader"
+//!
 //! [[log_group]]
 //! name = "/aws/vpc/flowlogs"
 //! log_stream_name_prefix = "eni-"
 //! ```
 //!
 //! Keys are those of the AWS CLI's flags and config file (`endpoint_url`, `region`,
-//! `profile`, `sqs_queue_url`, `log_stream_name_prefix`). What a source leaves out comes from
+//! `profile`, `role_arn`, `external_id`, `sqs_queue_url`, `log_stream_name_prefix`); a
+//! `role_arn` is assumed (STS `AssumeRole`) as the identity the profile or the environment
+//! gives. What a source leaves out comes from
 //! the command's flags (`--endpoint-url`, `--region`, `--profile`, `--follow-interval`, …).
 //! Every mistake is reported with its line and column.
 
@@ -50,6 +56,8 @@ struct S3Source {
     endpoint_url: Option<String>,
     region: Option<String>,
     profile: Option<String>,
+    role_arn: Option<String>,
+    external_id: Option<String>,
     interval: Option<String>,
     lateness: Option<String>,
     rescan: Option<String>,
@@ -66,6 +74,8 @@ struct LogGroupSource {
     endpoint_url: Option<String>,
     region: Option<String>,
     profile: Option<String>,
+    role_arn: Option<String>,
+    external_id: Option<String>,
     interval: Option<String>,
     lateness: Option<String>,
 }
@@ -136,7 +146,13 @@ impl Sources {
                 return Err(at(&key("url"), format!("{} is named twice", s.url)));
             }
             follow.s3 = reached(
-                [&s.endpoint_url, &s.region, &s.profile],
+                [
+                    &s.endpoint_url,
+                    &s.region,
+                    &s.profile,
+                    &s.role_arn,
+                    &s.external_id,
+                ],
                 &defaults.reach,
                 |k, m| at(&key(k), m),
             )?;
@@ -178,7 +194,13 @@ impl Sources {
                 return Err(at(&key("name"), format!("{} is named twice", g.name)));
             }
             group.options = reached(
-                [&g.endpoint_url, &g.region, &g.profile],
+                [
+                    &g.endpoint_url,
+                    &g.region,
+                    &g.profile,
+                    &g.role_arn,
+                    &g.external_id,
+                ],
                 &defaults.reach,
                 |k, m| at(&key(k), m),
             )?;
@@ -199,6 +221,16 @@ impl Sources {
     }
 }
 
+/// Whether `arn` is an IAM role's ARN (`arn:PARTITION:iam::ACCOUNT:role/PATH/NAME`).
+fn is_role_arn(arn: &str) -> bool {
+    let parts: Vec<&str> = arn.splitn(6, ':').collect();
+    matches!(parts[..], ["arn", partition, "iam", "", account, resource]
+        if !partition.is_empty()
+            && account.len() == 12
+            && account.bytes().all(|b| b.is_ascii_digit())
+            && resource.strip_prefix("role/").is_some_and(|name| !name.is_empty()))
+}
+
 /// Whether `url` is an `http://` or `https://` URL with a host.
 fn is_http(url: &str) -> bool {
     url.strip_prefix("https://")
@@ -206,9 +238,10 @@ fn is_http(url: &str) -> bool {
         .is_some_and(|rest| !rest.is_empty() && !rest.starts_with('/'))
 }
 
-/// A source's `[endpoint_url, region, profile]`, each else the flags'.
+/// A source's `[endpoint_url, region, profile, role_arn, external_id]`, the first three each
+/// else the flags'.
 fn reached(
-    [endpoint_url, region, profile]: [&Option<String>; 3],
+    [endpoint_url, region, profile, role_arn, external_id]: [&Option<String>; 5],
     defaults: &S3Options,
     at: impl Fn(&'static str, String) -> Error,
 ) -> Result<S3Options, Error> {
@@ -231,7 +264,25 @@ fn reached(
             format!("{region:?} is not a region name like eu-west-1"),
         ));
     }
+    if let Some(arn) = role_arn
+        && !is_role_arn(arn)
+    {
+        return Err(at(
+            "role_arn",
+            format!(
+                "{arn:?} is not a role ARN like arn:aws:iam::111122223333:role/flow-logs-reader"
+            ),
+        ));
+    }
+    if external_id.is_some() && role_arn.is_none() {
+        return Err(at(
+            "external_id",
+            "an external_id is given to a role: add the role_arn it is for".to_string(),
+        ));
+    }
     Ok(S3Options {
+        role_arn: role_arn.clone(),
+        external_id: external_id.clone(),
         endpoint_url: endpoint_url
             .clone()
             .or_else(|| defaults.endpoint_url.clone()),
@@ -267,7 +318,7 @@ mod tests {
             reach: S3Options {
                 endpoint_url: Some("http://127.0.0.1:9".into()),
                 region: Some("us-east-1".into()),
-                profile: None,
+                ..S3Options::default()
             },
             interval: Duration::from_secs(60),
             lateness: Duration::from_secs(3600),
@@ -295,6 +346,8 @@ interval = "5m"
 
 [[s3]]
 url = "s3://dev"
+role_arn = "arn:aws:iam::444455556666:role/flow-logs-reader"
+external_id = "flowscope"
 
 [[log_group]]
 name = "/aws/vpc/flowlogs"
@@ -315,6 +368,12 @@ lateness = "10m"
         assert_eq!(s.s3[1].s3.region.as_deref(), Some("us-east-1"));
         assert_eq!(s.s3[1].poll, Duration::from_secs(60));
         assert_eq!(s.s3[1].queue_url, None);
+        assert_eq!(s.s3[0].s3.role_arn, None);
+        assert_eq!(
+            s.s3[1].s3.role_arn.as_deref(),
+            Some("arn:aws:iam::444455556666:role/flow-logs-reader")
+        );
+        assert_eq!(s.s3[1].s3.external_id.as_deref(), Some("flowscope"));
         let g = &s.log_groups[0];
         assert_eq!(g.source(), "log-group:/aws/vpc/flowlogs:eni-*");
         assert_eq!(g.lateness, Duration::from_secs(600));
@@ -326,8 +385,8 @@ lateness = "10m"
         assert_eq!(
             error("[[s3]]\nurl = \"s3://a\"\nregoin = \"x\"\n"),
             "sources.toml:3:1: unknown field `regoin`, expected one of `url`, `sqs_queue_url`, \
-             `endpoint_url`, `region`, `profile`, `interval`, `lateness`, `rescan`, \
-             `visibility_timeout`"
+             `endpoint_url`, `region`, `profile`, `role_arn`, `external_id`, `interval`, \
+             `lateness`, `rescan`, `visibility_timeout`"
         );
         assert_eq!(
             error("[[s3]]\nurl = \"https://a/b\"\n"),
@@ -353,6 +412,15 @@ lateness = "10m"
         assert!(
             error("[[log_group]]\nname = \"g\"\nlog_format = \"${nope}\"\n")
                 .starts_with("sources.toml:3:14: ")
+        );
+        assert_eq!(
+            error("[[s3]]\nurl = \"s3://a\"\nrole_arn = \"arn:aws:iam::1:user/x\"\n"),
+            "sources.toml:3:12: \"arn:aws:iam::1:user/x\" is not a role ARN like \
+             arn:aws:iam::111122223333:role/flow-logs-reader"
+        );
+        assert_eq!(
+            error("[[log_group]]\nname = \"g\"\nexternal_id = \"x\"\n"),
+            "sources.toml:3:15: an external_id is given to a role: add the role_arn it is for"
         );
         assert!(error("").starts_with("sources.toml:1:1: no sources"));
         assert!(error("[[s3]\n").starts_with("sources.toml:1:"));
