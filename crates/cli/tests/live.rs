@@ -99,20 +99,49 @@ fn stored_findings_equal_a_batch_detect_after_commits_of_random_sizes() {
     assert!(commits >= 6, "{commits} commits");
 
     // Wait until the detections have seen everything.
-    let started = Instant::now();
-    let stored = loop {
-        let (status, body) = request(&addr, "GET", "/api/findings", b"");
-        assert_eq!(status, 200, "{body}");
-        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-        if v["up_to_date"] == true && v["runs"].as_u64().unwrap() > 0 {
-            break v;
+    let caught_up = || {
+        let started = Instant::now();
+        loop {
+            let (status, body) = request(&addr, "GET", "/api/findings", b"");
+            assert_eq!(status, 200, "{body}");
+            let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+            if v["up_to_date"] == true && v["runs"].as_u64().unwrap() > 0 {
+                break v;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(120),
+                "the detections did not catch up: {body}"
+            );
+            std::thread::sleep(Duration::from_millis(300));
         }
-        assert!(
-            started.elapsed() < Duration::from_secs(120),
-            "the detections did not catch up: {body}"
-        );
-        std::thread::sleep(Duration::from_millis(300));
     };
+    caught_up();
+    // One more record, late into the lake's first hour: the next run reads that hour again
+    // and takes the others as the earlier runs left them.
+    let (status, body) = common::sql(&addr, "SELECT min(start) FROM flows");
+    assert_eq!(status, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let first = v["rows"][0][0].as_i64().expect("the lake's first start");
+    let late = dir.path().join("late.log");
+    std::fs::write(
+        &late,
+        format!(
+            "version account-id interface-id srcaddr dstaddr srcport dstport protocol packets \
+             bytes start end action log-status\n\
+             2 123456789010 eni-late 10.0.9.9 10.0.9.8 40000 443 6 1 60 {first} {} ACCEPT OK\n",
+            first + 30
+        ),
+    )
+    .unwrap();
+    let (_, before) = request(&addr, "GET", "/metrics", b"");
+    let ingested = common::flowscope_process()
+        .args(["ingest", "--quiet", "--lake"])
+        .arg(&lake)
+        .arg(&late)
+        .output()
+        .unwrap();
+    assert!(ingested.status.success(), "{ingested:?}");
+    let stored = caught_up();
     let found = stored["findings"].as_array().unwrap();
     // The findings of the latest run (those not found any more are resolved and older).
     let latest = found
@@ -153,6 +182,23 @@ fn stored_findings_equal_a_batch_detect_after_commits_of_random_sizes() {
     assert!(
         metrics.contains("flowscope_detection_runs_total "),
         "{metrics}"
+    );
+    // The run after the late record read one hour and kept the others.
+    let counter = |text: &str, name: &str| -> u64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in {text}"))
+    };
+    let read = "flowscope_detection_hours_read_total";
+    let kept = "flowscope_detection_hours_kept_total";
+    assert_eq!(
+        counter(&metrics, read) - counter(&before, read),
+        1,
+        "{before}\n{metrics}"
+    );
+    assert!(
+        counter(&metrics, kept) > counter(&before, kept),
+        "{before}\n{metrics}"
     );
     eprintln!(
         "{} files in {commits} commits, {} findings live and batch, states seen {states_seen:?}",

@@ -6,6 +6,7 @@
 //! (other addresses send it the same destination port at the same time) is folded into the
 //! instance's finding, or names the instance when there is none.
 
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use flowscope_query::{Engine, TimeRange};
@@ -21,7 +22,7 @@ use crate::finding::default_columns;
 use crate::finding::{Evidence, Finding, Technique};
 use crate::intel::ThreatIntel;
 use crate::rows::{self, Row, float, quote, text};
-use crate::scan::{self, Wants};
+use crate::scan::{self, Incremental, Reread, Wants};
 use flowscope_record::time::rfc3339;
 
 /// Findings that get sample records (the most severe first).
@@ -36,6 +37,8 @@ pub struct Report {
     pub timings: Vec<(String, Duration)>,
     /// Things the user should know (an empty lake, a rule whose columns do not fit).
     pub warnings: Vec<String>,
+    /// What an incremental run ([`Detector::run_incremental`]) read and kept.
+    pub reread: Option<Reread>,
 }
 
 /// Runs detections over one lake.
@@ -75,6 +78,30 @@ impl<'a> Detector<'a> {
     /// # Errors
     /// [`Error::Query`] when a query fails (a custom rule's error names the rule).
     pub async fn run(&self) -> Result<Report> {
+        self.run_with(None, &BTreeSet::new()).await
+    }
+
+    /// Runs like [`run`](Self::run) over the whole lake, reading only the hours that changed
+    /// since the last run with `kept` ([`Incremental`]) and the hours in `unsettled` (start of
+    /// each hour, Unix seconds: those with records the lake's files do not hold yet, such as a
+    /// server's buffer). The findings are those of [`run`](Self::run). A detector over a time
+    /// range reads its range, as `run` does, and leaves `kept` alone.
+    ///
+    /// # Errors
+    /// As [`run`](Self::run).
+    pub async fn run_incremental(
+        &self,
+        kept: &mut Incremental,
+        unsettled: &BTreeSet<i64>,
+    ) -> Result<Report> {
+        self.run_with(Some(kept), unsettled).await
+    }
+
+    async fn run_with(
+        &self,
+        kept: Option<&mut Incremental>,
+        unsettled: &BTreeSet<i64>,
+    ) -> Result<Report> {
         let mut report = Report::default();
         let clock = Instant::now();
         // The enabled detections, and what each reads from the pass (threat intel without a
@@ -84,8 +111,18 @@ impl<'a> Detector<'a> {
             .filter(|b| self.enabled(b.id()))
             .map(|b| (b, b.detection().wants(self.t(), &self.intel)))
             .unzip();
-        let mut pass =
-            scan::gather(self.engine, self.range, &self.intel, &Wants::union(&wants)).await?;
+        let all = Wants::union(&wants);
+        let whole = self.range.start.is_none() && self.range.end.is_none();
+        let mut pass = match kept {
+            Some(kept) if whole => {
+                let (pass, reread) =
+                    scan::gather_incremental(self.engine, &self.intel, &all, kept, unsettled)
+                        .await?;
+                report.reread = Some(reread);
+                pass
+            }
+            _ => scan::gather(self.engine, self.range, &self.intel, &all).await?,
+        };
         let n = pass.records;
         let (lo, hi) = pass.span.unwrap_or_default();
         report.timings.push(("scan".into(), clock.elapsed()));

@@ -41,5 +41,5 @@ pub use finding::{Evidence, Finding, Severity, Technique, default_columns, recor
 pub use intel::{Entry, Loaded, ThreatIntel};
 pub use metrics::{Accumulator, Metrics, compute as compute_metrics};
 pub use notify::Notifier;
-pub use scan::SLACK;
+pub use scan::{INCREMENTAL_BUDGET, Incremental, Reread, SLACK};
 pub use words::{SENSITIVE_PORTS, human_bytes, human_duration, service_name};

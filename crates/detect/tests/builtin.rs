@@ -5,7 +5,9 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use flowscope_detect::{BuiltIn, DetectConfig, Detector, Finding, Severity, ThreatIntel};
+use flowscope_detect::{
+    BuiltIn, DetectConfig, Detector, Finding, Incremental, Severity, ThreatIntel,
+};
 use flowscope_lake::Lake;
 use flowscope_lake::ingest::{IngestOptions, Quiet, ingest};
 use flowscope_query::{Engine, TimeRange};
@@ -204,5 +206,123 @@ fn a_disabled_detection_finds_nothing_and_the_others_are_unchanged() {
         e.to_string()
             .contains("vertical_port_scan, horizontal_sweep"),
         "{e}"
+    );
+}
+
+/// Adds the lines of `text` (after the header) to the lake at `dir`, as one more ingest.
+fn add(dir: &Path, name: &str, text: &str) {
+    let src = dir.join(name);
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("flows.log"), format!("{HEADER}\n{text}")).unwrap();
+    let lake = Lake::open(dir.join("lake")).unwrap();
+    let inputs = flowscope_lake::input::expand(&[src.display().to_string()]).unwrap();
+    ingest(&lake, &inputs, &IngestOptions::default(), &Quiet).unwrap();
+}
+
+#[test]
+fn incremental_runs_read_only_the_hours_that_changed_and_find_what_a_whole_run_finds() {
+    let dir = tempfile::tempdir().unwrap();
+    lake(dir.path());
+    let mut intel = ThreatIntel::new();
+    intel.insert("192.0.2.64/26".parse().unwrap(), "test-list");
+    let hour = |t: i64| t.div_euclid(3_600) * 3_600;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let engine = runtime
+        .block_on(Engine::open(dir.path().join("lake")))
+        .unwrap();
+    let detector = Detector::new(
+        &engine,
+        DetectConfig::default(),
+        intel.clone(),
+        TimeRange::default(),
+    );
+    let mut kept = Incremental::new(engine.root());
+    let step = |kept: &mut Incremental, unsettled: &[i64]| {
+        runtime.block_on(async {
+            let unsettled = unsettled.iter().copied().collect();
+            let live = detector.run_incremental(kept, &unsettled).await.unwrap();
+            let whole = detector.run().await.unwrap();
+            assert_eq!(live.findings, whole.findings);
+            assert!(whole.reread.is_none());
+            let r = live.reread.expect("an incremental run says what it read");
+            (live.findings, r.hours_read, r.hours_kept, r.records_read)
+        })
+    };
+
+    // The first run reads the one hour; the next reads nothing and finds the same.
+    let (first, read, held, records) = step(&mut kept, &[]);
+    assert_eq!((read, held, records), (1, 0, 90));
+    assert_eq!(of(&first, BuiltIn::VerticalPortScan)[0].records, 60);
+    let (again, read, held, records) = step(&mut kept, &[]);
+    assert_eq!((read, held, records), (0, 1, 0));
+    assert_eq!(again, first);
+    assert_eq!(kept.hours_kept(), 1);
+
+    // A new hour (another SSH brute force, two hours on): only it is read.
+    let later = T0 + 7_200;
+    let mut text = String::new();
+    for i in 0..15 {
+        line(
+            &mut text,
+            "eni-app",
+            ("198.51.100.99", "10.0.1.20"),
+            (50_000 + i, 22),
+            later + 20 * i64::from(i),
+            "REJECT",
+        );
+    }
+    add(dir.path(), "later", &text);
+    let (found, read, held, records) = step(&mut kept, &[]);
+    assert_eq!((read, held, records), (1, 1, 15));
+    assert_eq!(of(&found, BuiltIn::SshBruteForce).len(), 2, "{found:#?}");
+
+    // Late records into the first hour (the scan goes on to 80 ports): that hour is read
+    // again, the later one kept, and the scan's finding grows.
+    let mut text = String::new();
+    for port in 61..=80 {
+        line(
+            &mut text,
+            "eni-web",
+            ("203.0.113.9", "10.0.1.10"),
+            (40_000, port),
+            T0 + 300 + i64::from(port),
+            "REJECT",
+        );
+    }
+    add(dir.path(), "late", &text);
+    let (found, read, held, records) = step(&mut kept, &[]);
+    assert_eq!((read, held, records), (1, 1, 90 + 20));
+    assert_eq!(of(&found, BuiltIn::VerticalPortScan)[0].records, 80);
+    assert_eq!(kept.hours_kept(), 2);
+
+    // An hour with records not committed yet is read every time, and not kept.
+    let (_, read, held, _) = step(&mut kept, &[hour(later)]);
+    assert_eq!((read, held), (1, 1));
+    let (_, read, held, _) = step(&mut kept, &[]);
+    assert_eq!((read, held), (1, 1), "the unsettled hour was not kept");
+
+    // With no room to keep anything, every run reads every hour.
+    let mut none = Incremental::with_budget(engine.root(), 0);
+    for _ in 0..2 {
+        let (_, read, held, records) = step(&mut none, &[]);
+        assert_eq!((read, held, records), (2, 0, 90 + 20 + 15));
+    }
+    assert_eq!(none.hours_kept(), 0);
+
+    // A compaction rewrites the files: the hours it touched are read again.
+    let (_, read, held, _) = step(&mut kept, &[]);
+    assert_eq!((read, held), (0, 2));
+    let lake = Lake::open(dir.path().join("lake")).unwrap();
+    flowscope_lake::maintenance::compact(&lake).unwrap();
+    drop(lake);
+    let (_, read, held, _) = step(&mut kept, &[]);
+    assert_eq!(
+        (read, held),
+        (1, 1),
+        "the compacted hour (two files) is read again"
     );
 }

@@ -111,6 +111,9 @@ pub struct Lake {
     _lock: File,
     /// The sequence number the next commit gets; the lock makes this process its only writer.
     next_id: AtomicU64,
+    /// The commit records read so far, by file name: a record is written once and never
+    /// changed, so each is read and parsed once however often the commits are asked for.
+    read: std::sync::Mutex<BTreeMap<String, Commit>>,
 }
 
 impl Lake {
@@ -189,6 +192,7 @@ impl Lake {
             root,
             _lock: lock,
             next_id: AtomicU64::new(1),
+            read: std::sync::Mutex::new(BTreeMap::new()),
         };
         let last = lake.recover()?;
         lake.next_id.store(last + 1, Ordering::SeqCst);
@@ -243,20 +247,23 @@ impl Lake {
     /// [`Error::Io`] when a record cannot be read or parsed.
     pub fn commits(&self) -> Result<Vec<Commit>> {
         let dir = self.commits_dir();
-        let mut names = Vec::new();
+        let mut names = BTreeSet::new();
         for entry in fs::read_dir(&dir).map_err(|e| Error::io(dir.display().to_string(), e))? {
             let entry = entry.map_err(|e| Error::io(dir.display().to_string(), e))?;
             let name = entry.file_name().to_string_lossy().into_owned();
             if name.ends_with(".json") && !name.starts_with('.') {
-                names.push(name);
+                names.insert(name);
             }
         }
-        names.sort();
-        let mut commits = Vec::with_capacity(names.len());
+        let mut read = self.read.lock().expect("commit cache lock");
+        read.retain(|name, _| names.contains(name));
         for name in names {
-            commits.push(Commit::read(&dir.join(&name))?);
+            if let std::collections::btree_map::Entry::Vacant(e) = read.entry(name) {
+                let commit = Commit::read(&dir.join(e.key()))?;
+                e.insert(commit);
+            }
         }
-        Ok(commits)
+        Ok(read.values().cloned().collect())
     }
 
     /// Every source ingested so far, in commit order.

@@ -131,6 +131,20 @@ impl Pending {
         self.batches.write().await.extend(batches);
     }
 
+    /// The hours (start of each, Unix seconds) of the rows held, by their `start`.
+    pub async fn hours(&self) -> std::collections::BTreeSet<i64> {
+        let mut hours = std::collections::BTreeSet::new();
+        for batch in self.batches.read().await.iter() {
+            if let Some(starts) = batch
+                .column_by_name("start")
+                .and_then(|c| c.as_primitive_opt::<Int64Type>())
+            {
+                hours.extend(starts.iter().flatten().map(|s| s.div_euclid(3_600) * 3_600));
+            }
+        }
+        hours
+    }
+
     /// Rows held.
     pub async fn rows(&self) -> usize {
         self.batches.read().await.iter().map(|b| b.num_rows()).sum()

@@ -11,8 +11,10 @@
 //!
 //! A finding is known across runs by its detection and what it names (source, destination,
 //! port, interfaces), so a port scan that goes on is one finding whose figures grow, not a new
-//! one per run. Each run reads the whole lake, as `flowscope detect` does, so the stored
-//! findings are exactly what a batch run over the same lake finds.
+//! one per run. Each run's detections see the whole lake, as `flowscope detect` does, so the
+//! stored findings are exactly what a batch run over the same lake finds; the run reads only
+//! the hour partitions that changed since the last one (and those holding records not yet
+//! committed), the rest of the pass kept from earlier runs ([`flowscope_detect::Incremental`]).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -511,6 +511,11 @@ impl Intake {
         Ok(Taken::New(records, rejected))
     }
 
+    /// The hours (start of each, Unix seconds) of the records waiting to be committed.
+    pub async fn pending_hours(&self) -> std::collections::BTreeSet<i64> {
+        self.pending.hours().await
+    }
+
     /// Records waiting to be committed.
     pub async fn pending_records(&self) -> u64 {
         self.stats.lock().expect("stats lock").pending

@@ -19,7 +19,7 @@ mod metrics;
 mod openapi;
 mod queries;
 mod tls;
-mod updates;
+pub mod updates;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -167,6 +167,12 @@ pub struct App {
     pub detection_errors: std::sync::atomic::AtomicU64,
     /// How long the latest detection run took, milliseconds.
     pub detection_ms: std::sync::atomic::AtomicU64,
+    /// The detections' pass kept between runs, an hour partition at a time.
+    pub incremental: tokio::sync::Mutex<flowscope_detect::Incremental>,
+    /// Hours of records the detection runs read from the lake.
+    pub hours_read: std::sync::atomic::AtomicU64,
+    /// Hours the detection runs took, unchanged, from earlier runs.
+    pub hours_kept: std::sync::atomic::AtomicU64,
     access_key: Option<String>,
     allowed_hosts: Vec<String>,
     max_body: usize,
@@ -231,6 +237,7 @@ impl App {
             }
             _ => None,
         };
+        let engine_root = engine.root().to_path_buf();
         Ok(Arc::new(Self {
             engine,
             intake,
@@ -256,6 +263,11 @@ impl App {
             detected_generation: std::sync::atomic::AtomicU64::new(u64::MAX),
             detection_errors: std::sync::atomic::AtomicU64::new(0),
             detection_ms: std::sync::atomic::AtomicU64::new(0),
+            incremental: tokio::sync::Mutex::new(flowscope_detect::Incremental::new(
+                engine_root.as_path(),
+            )),
+            hours_read: std::sync::atomic::AtomicU64::new(0),
+            hours_kept: std::sync::atomic::AtomicU64::new(0),
         }))
     }
 
@@ -819,7 +831,9 @@ async fn detect_continuously(app: Arc<App>) {
     }
 }
 
-/// One detection run over the whole lake, merged into the stored findings.
+/// One detection run over the whole lake, merged into the stored findings: only the hours
+/// whose files changed since the last run, and those with records not committed yet, are read
+/// ([`flowscope_detect::Incremental`]).
 async fn detect_now(app: &App, generation: u64) {
     use std::sync::atomic::Ordering;
     let clock = std::time::Instant::now();
@@ -830,7 +844,22 @@ async fn detect_now(app: &App, generation: u64) {
         TimeRange::default(),
     );
     let run = async {
-        let report = detector.run().await?;
+        let unsettled = app.intake.pending_hours().await;
+        let mut kept = app.incremental.lock().await;
+        let report = detector.run_incremental(&mut kept, &unsettled).await?;
+        drop(kept);
+        if let Some(r) = report.reread {
+            app.hours_read
+                .fetch_add(r.hours_read as u64, Ordering::Relaxed);
+            app.hours_kept
+                .fetch_add(r.hours_kept as u64, Ordering::Relaxed);
+            tracing::debug!(
+                hours_read = r.hours_read,
+                hours_kept = r.hours_kept,
+                records_read = r.records_read,
+                "detection pass"
+            );
+        }
         let newest = newest_end(&app.engine).await?;
         Ok::<_, Error>((report, newest))
     };

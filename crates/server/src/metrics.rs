@@ -183,6 +183,19 @@ pub async fn metrics(State(app): State<Arc<App>>) -> Response {
         one(app.detection_errors.load(Ordering::Relaxed).to_string()),
     );
     family(
+        "detection_hours_read_total",
+        "counter",
+        "Hour partitions the detection runs read from the lake (new or changed, or holding \
+         records not committed yet).",
+        one(app.hours_read.load(Ordering::Relaxed).to_string()),
+    );
+    family(
+        "detection_hours_kept_total",
+        "counter",
+        "Hour partitions the detection runs took unchanged from earlier runs.",
+        one(app.hours_kept.load(Ordering::Relaxed).to_string()),
+    );
+    family(
         "detection_seconds",
         "gauge",
         "How long the latest detection run took.",

@@ -958,3 +958,57 @@ async fn metrics_per_source_read_by_prometheus_parser() {
     assert_eq!(s.get("/healthz").await, (200, "ok\n".to_string()));
     assert_eq!(s.get("/readyz").await, (200, "ready\n".to_string()));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_streams_are_capped_and_a_closed_one_frees_its_place() {
+    use flowscope_server::updates::MAX_STREAMS;
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(options(&dir.path().join("lake"))).await;
+    let open = || async {
+        s.http
+            .get(format!("{}/api/live", s.url))
+            .send()
+            .await
+            .unwrap()
+    };
+    let mut streams = Vec::new();
+    for _ in 0..MAX_STREAMS {
+        let mut r = open().await;
+        assert_eq!(r.status().as_u16(), 200);
+        assert_eq!(
+            r.headers()["content-type"].to_str().unwrap(),
+            "text/event-stream"
+        );
+        // Each stream tells its page what it shows at once.
+        let first = r.chunk().await.unwrap().unwrap();
+        let text = String::from_utf8_lossy(&first);
+        assert!(text.starts_with("event: update\ndata: {"), "{text}");
+        streams.push(r);
+    }
+    let refused = open().await;
+    assert_eq!(refused.status().as_u16(), 503);
+    let body = refused.text().await.unwrap();
+    assert!(
+        body.contains(&format!("{MAX_STREAMS} live streams are open already")),
+        "{body}"
+    );
+    // The other endpoints still answer.
+    assert_eq!(s.get("/healthz").await.0, 200);
+    // A page that goes away gives its place to the next (the server notices at its next
+    // write, within the keep-alive interval).
+    drop(streams.pop());
+    let started = std::time::Instant::now();
+    loop {
+        let r = open().await;
+        if r.status().as_u16() == 200 {
+            streams.push(r);
+            break;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(40),
+            "a closed stream's place was not freed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    assert_eq!(open().await.status().as_u16(), 503);
+}

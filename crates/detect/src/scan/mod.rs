@@ -223,7 +223,7 @@ pub(crate) struct Rec {
 }
 
 /// Records with a listed address, per (source, destination).
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub(crate) struct Listed {
     pub ports: BTreeSet<u16>,
     pub totals: Totals,
@@ -314,23 +314,39 @@ pub(crate) async fn gather(
 ) -> Result<Gathered> {
     let filter = range.sql("", SLACK);
     let sql = format!("SELECT {COLUMNS} FROM flows WHERE log_status = 'OK'{filter}");
-    // One task per partition of the plan: each decodes its files and folds its records into
-    // its own state, on its own core; the states are merged at the end.
-    let streams = engine.sql(&sql).await?.execute_stream_partitioned().await?;
-    let context = Arc::new(Context {
-        range,
-        intel: intel.clone(),
-        listed_v4: intel.v4_ranges(),
-        wants: wants.clone(),
-        tcp_ports: Ports::of(&wants.tcp_requests_to),
-        from_internet_ports: Ports::of(&wants.requests_from_internet_to),
-    });
+    let context = Context::new(range, intel, wants);
+    let passes = fold_partitions(engine, &sql, {
+        let context = Arc::clone(&context);
+        move || Pass::new(Arc::clone(&context))
+    })
+    .await?;
+    Ok(finish(&context, passes))
+}
+
+/// What a partition's task folds batches into.
+trait Fold: Send + 'static {
+    fn fold(&mut self, batch: &RecordBatch) -> Result<()>;
+}
+
+impl Fold for Pass {
+    fn fold(&mut self, batch: &RecordBatch) -> Result<()> {
+        self.batch(batch)
+    }
+}
+
+/// Runs `sql` with one task per partition of the plan: each decodes its files and folds its
+/// records into its own state (made by `new`), on its own core; the states are returned.
+async fn fold_partitions<S: Fold>(
+    engine: &Engine,
+    sql: &str,
+    new: impl Fn() -> S,
+) -> Result<Vec<S>> {
+    let streams = engine.sql(sql).await?.execute_stream_partitioned().await?;
     let tasks: Vec<_> = streams
         .into_iter()
         .map(|mut stream| {
-            let context = Arc::clone(&context);
+            let mut state = new();
             tokio::spawn(async move {
-                let mut pass = Pass::new(context);
                 let (mut reading, mut folding) = (Duration::ZERO, Duration::ZERO);
                 loop {
                     let clock = Instant::now();
@@ -339,22 +355,22 @@ pub(crate) async fn gather(
                     };
                     reading += clock.elapsed();
                     let clock = Instant::now();
-                    pass.batch(&batch?)?;
+                    state.fold(&batch?)?;
                     folding += clock.elapsed();
                 }
-                tracing::debug!(?reading, ?folding, records = pass.records, "scan partition");
-                Ok::<Pass, crate::Error>(pass)
+                tracing::debug!(?reading, ?folding, "scan partition");
+                Ok::<S, crate::Error>(state)
             })
         })
         .collect();
-    let mut passes = Vec::new();
+    let mut states = Vec::new();
     for task in tasks {
-        passes.push(
+        states.push(
             task.await
                 .map_err(|e| crate::Error::Invalid(format!("scan task failed: {e}")))??,
         );
     }
-    Ok(finish(&context, passes))
+    Ok(states)
 }
 
 /// What every partition's pass reads.
@@ -369,6 +385,19 @@ struct Context {
     tcp_ports: Ports,
     /// The ports of the wanted requests from public addresses.
     from_internet_ports: Ports,
+}
+
+impl Context {
+    fn new(range: TimeRange, intel: &ThreatIntel, wants: &Wants) -> Arc<Self> {
+        Arc::new(Self {
+            range,
+            intel: intel.clone(),
+            listed_v4: intel.v4_ranges(),
+            wants: wants.clone(),
+            tcp_ports: Ports::of(&wants.tcp_requests_to),
+            from_internet_ports: Ports::of(&wants.requests_from_internet_to),
+        })
+    }
 }
 
 /// A set of ports, one bit each.
@@ -388,7 +417,9 @@ impl Ports {
     }
 }
 
-/// The state of one partition's pass while batches arrive.
+/// The state of one partition's pass while batches arrive (or of one hour's records, kept
+/// between runs by [`Incremental`]).
+#[derive(Clone)]
 struct Pass {
     context: Arc<Context>,
     names: Names,
@@ -690,6 +721,254 @@ fn finish(context: &Arc<Context>, passes: Vec<Pass>) -> Gathered {
         listed_addresses: merged.bad,
         requests_from_internet,
     }
+}
+
+impl Pass {
+    /// Adds all of another pass (records too) to this one.
+    fn append(&mut self, mut o: Pass) {
+        self.absorb(&mut o);
+        self.accepted.append(&mut o.accepted);
+        self.rejected.append(&mut o.rejected);
+        self.requests.append(&mut o.requests);
+        self.tcp_requests.append(&mut o.tcp_requests);
+        self.outbound_to_internet
+            .append(&mut o.outbound_to_internet);
+        self.requests_to_internet
+            .append(&mut o.requests_to_internet);
+        self.requests_from_internet
+            .append(&mut o.requests_from_internet);
+    }
+
+    /// About how much memory the pass holds, bytes.
+    fn size(&self) -> usize {
+        let recs = self.rejected.len()
+            + self.requests.len()
+            + self.tcp_requests.len()
+            + self.outbound_to_internet.len()
+            + self.requests_to_internet.len()
+            + self.requests_from_internet.len();
+        recs * std::mem::size_of::<Rec>()
+            + self.accepted.len() * 8
+            + self.listed.len() * 160
+            + self.names.count() * 96
+            + 1024
+    }
+}
+
+/// The passes of one partition's records, one per hour of their `start`.
+struct Hours {
+    context: Arc<Context>,
+    hours: BTreeMap<i64, Pass>,
+}
+
+impl Fold for Hours {
+    fn fold(&mut self, batch: &RecordBatch) -> Result<()> {
+        for (hour, part) in by_hour(batch)? {
+            self.hours
+                .entry(hour)
+                .or_insert_with(|| Pass::new(Arc::clone(&self.context)))
+                .batch(&part)?;
+        }
+        Ok(())
+    }
+}
+
+/// The rows of `batch` by the hour of their `start` (rows without one left out). A batch of
+/// one file's rows (sorted by `start`) is mostly one hour, passed on as it is.
+fn by_hour(batch: &RecordBatch) -> Result<Vec<(i64, RecordBatch)>> {
+    let starts = column(batch, 7, &DataType::Int64)?;
+    let starts = starts.as_primitive::<Int64Type>();
+    let hour = |i: usize| starts.value(i).div_euclid(3_600) * 3_600;
+    let mut rows: BTreeMap<i64, Vec<u32>> = BTreeMap::new();
+    let valid = (0..batch.num_rows()).filter(|i| starts.is_valid(*i));
+    let first = valid.clone().next().map(hour);
+    if valid.clone().all(|i| Some(hour(i)) == first) {
+        return Ok(first.map(|h| (h, batch.clone())).into_iter().collect());
+    }
+    for i in valid {
+        rows.entry(hour(i))
+            .or_default()
+            .push(u32::try_from(i).expect("a batch has fewer than 2^32 rows"));
+    }
+    rows.into_iter()
+        .map(|(h, rows)| {
+            let rows = datafusion::arrow::array::UInt32Array::from(rows);
+            Ok((
+                h,
+                datafusion::arrow::compute::take_record_batch(batch, &rows)?,
+            ))
+        })
+        .collect()
+}
+
+/// Most memory the passes kept between runs may hold, bytes; the hours past it are read again
+/// on every run.
+pub const INCREMENTAL_BUDGET: usize = 256 << 20;
+
+/// What an incremental run read and what it took from earlier runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Reread {
+    /// Hours of records read from the lake by this run.
+    pub hours_read: usize,
+    /// Hours taken from earlier runs, unchanged since.
+    pub hours_kept: usize,
+    /// Records (log-status OK) read by this run.
+    pub records_read: u64,
+}
+
+/// The pass kept between detection runs over one lake, one hour partition at a time, so a run
+/// reads only the hours whose files changed since the last (new records, late records into an
+/// old hour, a compaction or a prune) and the hours with records not yet committed. What the
+/// detections see is the whole lake's pass, exactly as a run that reads everything would make
+/// it: only the reading is saved. For one detection configuration (what the detections read,
+/// and the threat-intel list); a run with another starts over.
+pub struct Incremental {
+    snapshots: flowscope_lake::snapshot::Snapshots,
+    made_for: Option<MadeFor>,
+    hours: BTreeMap<i64, Kept>,
+    budget: usize,
+}
+
+/// What kept passes were made for: what the detections read, and the threat-intel list (its
+/// IPv4 ranges and its size).
+type MadeFor = (Wants, Vec<(u32, u32)>, usize);
+
+/// One hour's pass and the files it was read from.
+struct Kept {
+    files: Vec<String>,
+    pass: Pass,
+}
+
+impl Incremental {
+    /// Nothing kept yet, for the lake at `root` (its files are those its commits name), with
+    /// at most [`INCREMENTAL_BUDGET`] bytes kept.
+    pub fn new(root: &std::path::Path) -> Self {
+        Self::with_budget(root, INCREMENTAL_BUDGET)
+    }
+
+    /// As [`new`](Self::new), with at most `budget` bytes kept.
+    pub fn with_budget(root: &std::path::Path, budget: usize) -> Self {
+        Self {
+            snapshots: flowscope_lake::snapshot::Snapshots::new(root),
+            made_for: None,
+            hours: BTreeMap::new(),
+            budget,
+        }
+    }
+
+    /// Hours kept.
+    pub fn hours_kept(&self) -> usize {
+        self.hours.len()
+    }
+}
+
+/// The lake's whole pass for `wants`, reading only the hours `kept` does not hold unchanged
+/// and the hours in `unsettled` (those with records not committed yet: the buffer is not in
+/// the files, so an hour with buffered records is never kept from an earlier run).
+pub(crate) async fn gather_incremental(
+    engine: &Engine,
+    intel: &ThreatIntel,
+    wants: &Wants,
+    kept: &mut Incremental,
+    unsettled: &BTreeSet<i64>,
+) -> Result<(Gathered, Reread)> {
+    let made_for = Some((wants.clone(), intel.v4_ranges(), intel.len()));
+    if kept.made_for != made_for {
+        kept.hours.clear();
+        kept.made_for = made_for;
+    }
+    // The files before anything is read: a commit while reading makes the hours it touched
+    // differ from what is kept under these, so they are read again next time.
+    let mut files: BTreeMap<i64, Vec<String>> = BTreeMap::new();
+    for rel in kept
+        .snapshots
+        .current()
+        .map_err(|e| crate::Error::Invalid(e.to_string()))?
+        .iter()
+    {
+        if let Some(hour) = flowscope_lake::maintenance::partition_start(rel) {
+            files.entry(hour).or_default().push(rel.clone());
+        }
+    }
+    kept.hours
+        .retain(|hour, k| files.get(hour) == Some(&k.files) && !unsettled.contains(hour));
+    let context = Context::new(TimeRange::default(), intel, wants);
+    let new = || Hours {
+        context: Arc::clone(&context),
+        hours: BTreeMap::new(),
+    };
+    let base = format!("SELECT {COLUMNS} FROM flows WHERE log_status = 'OK'");
+    let mut read: Vec<Hours> = Vec::new();
+    if kept.hours.is_empty() {
+        read = fold_partitions(engine, &base, new).await?;
+    } else {
+        let stale: BTreeSet<i64> = files
+            .keys()
+            .filter(|h| !kept.hours.contains_key(h))
+            .chain(unsettled)
+            .copied()
+            .collect();
+        // One query per run of consecutive hours, each pruned to its folders.
+        let mut runs: Vec<(i64, i64)> = Vec::new();
+        for h in stale {
+            match runs.last_mut() {
+                Some((_, end)) if *end == h => *end = h + 3_600,
+                _ => runs.push((h, h + 3_600)),
+            }
+        }
+        for (from, to) in runs {
+            let sql = format!("{base} AND start >= {from} AND start < {to}");
+            read.extend(fold_partitions(engine, &sql, new).await?);
+        }
+    }
+    // The partitions' passes of each hour together.
+    let mut fresh: BTreeMap<i64, Pass> = BTreeMap::new();
+    for part in read {
+        for (hour, pass) in part.hours {
+            match fresh.entry(hour) {
+                std::collections::btree_map::Entry::Occupied(mut o) => o.get_mut().append(pass),
+                std::collections::btree_map::Entry::Vacant(v) => {
+                    v.insert(pass);
+                }
+            }
+        }
+    }
+    let reread = Reread {
+        hours_read: fresh.len(),
+        hours_kept: kept.hours.len(),
+        records_read: fresh.values().map(|p| p.records).sum(),
+    };
+    // Two passes for `finish`, each half of the hours (both cores place and sort them).
+    let mut two = [
+        Pass::new(Arc::clone(&context)),
+        Pass::new(Arc::clone(&context)),
+    ];
+    let mut i = 0;
+    for k in kept.hours.values() {
+        two[i % 2].append(k.pass.clone());
+        i += 1;
+    }
+    let mut held: usize = kept.hours.values().map(|k| k.pass.size()).sum();
+    for (hour, pass) in fresh {
+        if let Some(f) = files.get(&hour)
+            && !unsettled.contains(&hour)
+            && held + pass.size() <= kept.budget
+        {
+            held += pass.size();
+            two[i % 2].append(pass.clone());
+            kept.hours.insert(
+                hour,
+                Kept {
+                    files: f.clone(),
+                    pass,
+                },
+            );
+        } else {
+            two[i % 2].append(pass);
+        }
+        i += 1;
+    }
+    Ok((finish(&context, two.into()), reread))
 }
 
 #[cfg(test)]

@@ -13,14 +13,14 @@ pub(crate) type Addr = u64;
 /// The top bit: set on the numbers of addresses kept by their text.
 pub(crate) const NAMED: u64 = 1 << 63;
 
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct Named {
     text: String,
     ip: Option<IpAddr>,
 }
 
 /// The texts behind numbered addresses and interfaces.
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub(crate) struct Names {
     addrs: Map<u64, Named>,
     interfaces: Map<u64, String>,
@@ -56,6 +56,11 @@ impl Names {
     pub(crate) fn absorb(&mut self, o: &mut Names) {
         self.addrs.extend(std::mem::take(&mut o.addrs));
         self.interfaces.extend(std::mem::take(&mut o.interfaces));
+    }
+
+    /// How many texts are kept.
+    pub(crate) fn count(&self) -> usize {
+        self.addrs.len() + self.interfaces.len()
     }
 
     pub(crate) fn addr(&mut self, text: &str) -> Addr {
