@@ -67,6 +67,8 @@ pub struct ObjectInput {
     pub size: u64,
     /// The ETag S3 reported (changes whenever the content does).
     pub etag: Option<String>,
+    /// The content, once [`prefetch`](Self::prefetch) downloaded it.
+    fetched: Option<Bytes>,
 }
 
 impl ObjectInput {
@@ -93,11 +95,33 @@ impl ObjectInput {
     /// [`Error::Io`] naming the URL when the request fails (kind `NotFound` when the object
     /// is missing).
     pub fn fetch(&self) -> Result<Bytes> {
+        if let Some(bytes) = &self.fetched {
+            return Ok(bytes.clone());
+        }
         let path = ObjectPath::from(self.key.as_str());
         let store = Arc::clone(&self.bucket.s3);
         runtime()
             .block_on(async move { store.get(&path).await?.bytes().await })
             .map_err(|e| Error::io(self.url(), io_error(e)))
+    }
+}
+
+impl ObjectInput {
+    /// Downloads the object now and keeps its content, so that reading it later
+    /// ([`fetch`](Self::fetch)) makes no request: a server downloads before it takes the
+    /// lake's lock. A failure is left for that later read to report. Blocks, as `fetch` does.
+    pub fn prefetch(mut self) -> Self {
+        if self.fetched.is_none()
+            && let Ok(bytes) = self.fetch()
+        {
+            self.fetched = Some(bytes);
+        }
+        self
+    }
+
+    /// Whether the content is held ([`prefetch`](Self::prefetch)).
+    pub fn is_fetched(&self) -> bool {
+        self.fetched.is_some()
     }
 }
 
@@ -226,6 +250,7 @@ impl Bucket {
                 key,
                 size: meta.size,
                 etag: meta.e_tag,
+                fetched: None,
             });
         }
         inputs.sort_by(|a, b| a.key.cmp(&b.key));
@@ -258,6 +283,7 @@ impl Bucket {
                 key: key.to_string(),
                 size: meta.size,
                 etag: meta.e_tag,
+                fetched: None,
             })),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(e),

@@ -27,9 +27,13 @@ pub use sources::{Defaults, Sources};
 
 use crate::App;
 
-/// Most bytes of objects taken in one commit (a catch-up of a large bucket is many commits, so
-/// deliveries and handed-over work wait no longer than one of them).
-const CHUNK_BYTES: u64 = 256 << 20;
+/// Most bytes of objects taken in one commit. A chunk is downloaded before the lake's lock is
+/// taken and held in memory while it is parsed, so deliveries and handed-over work wait only for
+/// one chunk's parsing and commit (a catch-up of a large bucket is many commits).
+const CHUNK_BYTES: u64 = 64 << 20;
+
+/// Objects downloaded at once before a chunk is taken.
+const DOWNLOADS: usize = 4;
 
 /// Most objects taken in one commit.
 const CHUNK_OBJECTS: usize = 2_000;
@@ -93,6 +97,21 @@ impl Follow {
                 .strip_prefix(prefix.as_str())
                 .is_some_and(|rest| rest.starts_with('/'))
     }
+}
+
+/// `objects` with their content downloaded, [`DOWNLOADS`] at a time, outside the lake's lock;
+/// one that cannot be downloaded is left to the ingest, which reports why.
+async fn download(objects: Vec<ObjectInput>) -> Vec<ObjectInput> {
+    use futures::StreamExt;
+    futures::stream::iter(objects.into_iter().map(|object| async move {
+        let kept = object.clone();
+        tokio::task::spawn_blocking(move || object.prefetch())
+            .await
+            .unwrap_or(kept)
+    }))
+    .buffered(DOWNLOADS)
+    .collect()
+    .await
 }
 
 /// Follows `follow` until the task is stopped; failures are logged, counted in `/metrics`
@@ -210,7 +229,11 @@ impl Taker {
             .iter()
             .map(|o| (o.key().to_string(), o.source_key()))
             .collect();
-        let inputs: Vec<Input> = objects.into_iter().map(Input::Object).collect();
+        let inputs: Vec<Input> = download(objects)
+            .await
+            .into_iter()
+            .map(Input::Object)
+            .collect();
         // Objects in S3 begin with their header line: each says its own format.
         let options = IngestOptions::default();
         let observer = Observer {
