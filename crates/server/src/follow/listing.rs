@@ -4,8 +4,9 @@
 //! that; inside a day (or hour) folder the keys sort by flow log id before time. So "list after
 //! the last key seen" would miss an object whose name sorts before one uploaded earlier.
 //! Instead, per flow log (account, region, id and layout, learnt from the keys seen), each
-//! poll lists the folders from the lateness window before its newest object up to now,
-//! starting after the name of the window's start, and takes what the lake lacks. A full
+//! poll lists the folders from the lateness window before its newest object up to now (before
+//! now, for a flow log quiet for over twice the lateness), starting after the name of the
+//! window's start, and takes what the lake lacks. A full
 //! listing at start-up and every `rescan` finds new flow logs and anything else.
 
 use std::collections::BTreeMap;
@@ -145,8 +146,42 @@ pub(super) async fn run(taker: &mut Taker, follow: &Follow, bucket: &Arc<Bucket>
     }
 }
 
-/// The objects of each flow log named from the lateness window before its newest one (or
-/// before now, when that is earlier) up to now.
+/// The folders to list for one flow log whose newest object is named `newest`, at `now`, with
+/// `lateness`: each folder with the key to start after (the window's start in it) and the prefix
+/// its keys share. Objects not taken yet are named from the lateness window before the newest
+/// object (or before now, when that is earlier) up to now — or, for a flow log that has
+/// published nothing for over twice the lateness (deleted, or its interface gone), from the
+/// lateness window before now: nothing late can still come for its old windows, and a few
+/// requests a poll find it when it publishes again. At most [`MAX_FOLDERS`] folders.
+fn folders(group: &Group, newest: i64, now: i64, lateness: i64) -> Vec<(String, String, String)> {
+    let span = group.span();
+    let end = now.max(newest);
+    let reference = if now.saturating_sub(newest) > lateness.saturating_mul(2) {
+        now
+    } else {
+        now.min(newest)
+    };
+    let start = reference
+        .saturating_sub(lateness)
+        .max(end.saturating_sub(MAX_FOLDERS * span));
+    let names = group.name_prefix();
+    let mut out = Vec::new();
+    let mut folder_start = start.div_euclid(span) * span;
+    while folder_start <= end {
+        let folder = group.folder(folder_start);
+        let within = format!("{folder}{names}");
+        let after = if folder_start <= start {
+            format!("{within}{}", stamp(start))
+        } else {
+            within.clone()
+        };
+        out.push((folder, after, within));
+        folder_start += span;
+    }
+    out
+}
+
+/// The objects of each flow log that may not have been taken yet ([`folders`]).
 async fn recent(
     bucket: &Arc<Bucket>,
     groups: &BTreeMap<Group, i64>,
@@ -156,21 +191,8 @@ async fn recent(
     let lateness = i64::try_from(lateness.as_secs()).unwrap_or(i64::MAX / 4);
     let mut objects = Vec::new();
     for (group, &newest) in groups {
-        let span = group.span();
-        let end = now.max(newest);
-        let start = (now.min(newest) - lateness).max(end - MAX_FOLDERS * span);
-        let names = group.name_prefix();
-        let mut folder_start = start.div_euclid(span) * span;
-        while folder_start <= end {
-            let folder = group.folder(folder_start);
-            let within = format!("{folder}{names}");
-            let after = if folder_start <= start {
-                format!("{within}{}", stamp(start))
-            } else {
-                within.clone()
-            };
+        for (folder, after, within) in folders(group, newest, now, lateness) {
             objects.extend(bucket.list_after(&folder, Some(&after), &within).await?);
-            folder_start += span;
         }
     }
     Ok(objects)
@@ -205,5 +227,46 @@ mod tests {
         );
         assert_eq!(group.folder(at), hive[..hive.rfind('/').unwrap() + 1]);
         assert_eq!(Group::of("AWSLogs/x/flows.log.gz"), None);
+    }
+
+    #[test]
+    fn each_poll_lists_the_lateness_window_and_no_more() {
+        let key = "AWSLogs/123456789012/vpcflowlogs/us-east-1/2026/12/01/\
+                   123456789012_vpcflowlogs_us-east-1_fl-0abc_20261201T2355Z_fe123456.log.gz";
+        let (group, newest) = Group::of(key).unwrap();
+        let hour = 3_600;
+        let day = |d: u32| format!("AWSLogs/123456789012/vpcflowlogs/us-east-1/2026/12/{d:02}/");
+        // Publishing: from an hour before the newest object (23:55 on the 1st) to now (the
+        // 2nd, 00:10) — two day folders, the first listed after 22:55's name.
+        let listed = folders(&group, newest, newest + 900, hour);
+        let names: Vec<&str> = listed.iter().map(|f| f.0.as_str()).collect();
+        assert_eq!(names, [day(1), day(2)]);
+        assert!(
+            listed[0].1.ends_with("_fl-0abc_20261201T2255Z"),
+            "{listed:?}"
+        );
+        assert_eq!(
+            listed[1].1, listed[1].2,
+            "the next day's folder from its start"
+        );
+        // Quiet for an hour (within twice the lateness): still from the newest's window.
+        let listed = folders(&group, newest, newest + 2 * hour, hour);
+        assert!(listed[0].1.ends_with("_20261201T2255Z"), "{listed:?}");
+        // Stopped a month ago: only the window before now — one folder, not the 48 days a
+        // look back from its newest object would list on every poll.
+        let later = newest + 29 * 86_400 + 12 * hour;
+        let listed = folders(&group, newest, later, hour);
+        assert_eq!(listed.len(), 1, "{listed:?}");
+        assert_eq!(
+            listed[0].0,
+            "AWSLogs/123456789012/vpcflowlogs/us-east-1/2026/12/31/"
+        );
+        assert!(listed[0].1.ends_with("_20261231T1055Z"), "{listed:?}");
+        // A newest object named ahead of the server's clock: listed up to it.
+        let listed = folders(&group, newest, newest - 2 * 86_400, hour);
+        assert_eq!(listed.last().unwrap().0, day(1), "{listed:?}");
+        // However long the lateness, at most MAX_FOLDERS folders a poll.
+        let listed = folders(&group, newest, newest, 400 * 86_400);
+        assert_eq!(listed.len() as i64, MAX_FOLDERS + 1);
     }
 }
