@@ -40,7 +40,26 @@ enum Command {
     Fields(commands::fields::Args),
 }
 
+/// At most two glibc malloc arenas. glibc gives threads that allocate at once arenas of their
+/// own (up to eight per core) and keeps what each frees for that arena; an ingest's threads,
+/// started again for every commit a server makes, spread its buffers over many arenas and the
+/// process grows (a 20 M-record bucket followed by `serve`: 924–1,074 MB peak; with two arenas
+/// 554 MB, as fast; `flowscope ingest` of the same files 878 → 723 MB, 13.4 → 13.1 s).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[allow(unsafe_code)]
+fn fewer_malloc_arenas() {
+    // SAFETY: `mallopt` changes a tuning parameter of the C allocator and touches no memory of
+    // ours; it is called once, first thing in `main`, before any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn fewer_malloc_arenas() {}
+
 fn main() -> ExitCode {
+    fewer_malloc_arenas();
     let cli = Cli::parse();
     // A server says what it follows and takes in; other commands speak only of trouble.
     let default_filter = if matches!(cli.command, Command::Serve(_)) {

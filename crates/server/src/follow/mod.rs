@@ -32,6 +32,9 @@ use crate::App;
 /// one chunk's parsing and commit (a catch-up of a large bucket is many commits).
 const CHUNK_BYTES: u64 = 64 << 20;
 
+/// Rows a followed chunk's ingest buffers before writing them out (about 150 MB).
+const FOLLOW_BUFFER_ROWS: usize = 512 << 10;
+
 /// Objects downloaded at once before a chunk is taken.
 const DOWNLOADS: usize = 4;
 
@@ -234,8 +237,13 @@ impl Taker {
             .into_iter()
             .map(Input::Object)
             .collect();
-        // Objects in S3 begin with their header line: each says its own format.
-        let options = IngestOptions::default();
+        // Objects in S3 begin with their header line: each says its own format. Half the
+        // buffer of a `flowscope ingest`: the server holds the chunk's objects and its own
+        // state besides.
+        let options = IngestOptions {
+            buffer_rows: FOLLOW_BUFFER_ROWS,
+            ..IngestOptions::default()
+        };
         let observer = Observer {
             metrics: self.app.metrics_counter().map(std::sync::Mutex::new),
             ..Observer::default()
