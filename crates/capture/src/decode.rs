@@ -3,9 +3,12 @@
 //!
 //! Truncated captures (a small snap length) are fine: sizes come from the IP header, not from
 //! the bytes captured. Fragments keep their datagram's ports: the first fragment's ports are
-//! remembered by (source, destination, protocol, identification) for the fragments that follow.
+//! remembered by (source, destination, protocol, identification) for the fragments that follow,
+//! and later fragments that arrive before their first wait for it ([`Decoder::ready`]) — at
+//! most [`MAX_WAITING`] of them, each for [`FRAGMENT_TIMEOUT_US`] of capture time (Linux's
+//! `ipfrag_time`, 30 s); those whose first never comes are counted as orphans.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 
 use etherparse::{LaxNetSlice, LaxSlicedPacket};
@@ -47,7 +50,16 @@ pub enum Skip {
     UnknownLink,
     /// A later fragment whose first fragment was never seen.
     OrphanFragment,
+    /// A later fragment held until its first fragment arrives (not skipped: it comes out of
+    /// [`Decoder::ready`] then, or is counted as an orphan).
+    Waiting,
 }
+
+/// Most later fragments held for their first fragment at once.
+pub const MAX_WAITING: usize = 10_000;
+
+/// How long (capture time, microseconds) a later fragment waits for its first: 30 s.
+pub const FRAGMENT_TIMEOUT_US: i64 = 30_000_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 struct FragmentKey {
@@ -61,6 +73,14 @@ struct FragmentKey {
 #[derive(Debug, Default)]
 pub struct Decoder {
     fragments: HashMap<FragmentKey, (u16, u16), foldhash::fast::RandomState>,
+    /// Later fragments waiting for their first, by datagram.
+    waiting: HashMap<FragmentKey, Vec<WirePacket>, foldhash::fast::RandomState>,
+    /// How many packets `waiting` holds.
+    held: usize,
+    /// Fragments released by their first, in order.
+    released: VecDeque<WirePacket>,
+    /// Fragments given up on (their first never came in time, or too many waited).
+    orphans: u64,
 }
 
 fn has_ports(protocol: u8) -> bool {
@@ -71,6 +91,43 @@ impl Decoder {
     /// A decoder with no fragments remembered.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The next later fragment whose first fragment has now arrived (its ports set), if any:
+    /// take these after each [`decode`](Self::decode).
+    pub fn ready(&mut self) -> Option<WirePacket> {
+        self.released.pop_front()
+    }
+
+    /// Fragments given up on since the last call: their first fragment did not come within
+    /// [`FRAGMENT_TIMEOUT_US`], or [`MAX_WAITING`] were held.
+    pub fn take_orphans(&mut self) -> u64 {
+        std::mem::take(&mut self.orphans)
+    }
+
+    /// Gives up on every fragment still waiting (the end of the capture).
+    pub fn finish(&mut self) {
+        self.orphans += self.held as u64;
+        self.waiting.clear();
+        self.held = 0;
+    }
+
+    /// Gives up on the fragments that have waited too long at `now` (capture time).
+    fn expire(&mut self, now: i64) {
+        if self.held == 0 {
+            return;
+        }
+        let mut gone = 0;
+        self.waiting.retain(|_, held| {
+            let first = held.first().map_or(now, |p| p.time_us);
+            let keep = now.saturating_sub(first) <= FRAGMENT_TIMEOUT_US;
+            if !keep {
+                gone += held.len();
+            }
+            keep
+        });
+        self.held -= gone;
+        self.orphans += gone as u64;
     }
 
     /// Decodes one frame captured at `time_us`.
@@ -171,7 +228,16 @@ impl Decoder {
                     protocol,
                     id,
                 };
-                let &(sp, dp) = self.fragments.get(&key).ok_or(Skip::OrphanFragment)?;
+                let Some(&(sp, dp)) = self.fragments.get(&key) else {
+                    // Its first fragment may still come: held until then.
+                    self.expire(time_us);
+                    if self.held >= MAX_WAITING {
+                        return Err(Skip::OrphanFragment);
+                    }
+                    self.waiting.entry(key).or_default().push(packet);
+                    self.held += 1;
+                    return Err(Skip::Waiting);
+                };
                 packet.src_port = sp;
                 packet.dst_port = dp;
                 return Ok(packet);
@@ -189,15 +255,24 @@ impl Decoder {
             if self.fragments.len() > 100_000 {
                 self.fragments.clear();
             }
-            self.fragments.insert(
-                FragmentKey {
-                    src,
-                    dst,
-                    protocol,
-                    id,
-                },
-                (packet.src_port, packet.dst_port),
-            );
+            let key = FragmentKey {
+                src,
+                dst,
+                protocol,
+                id,
+            };
+            self.fragments
+                .insert(key, (packet.src_port, packet.dst_port));
+            self.expire(time_us);
+            // The later fragments that came first (in time) go out after it, with its ports.
+            if let Some(early) = self.waiting.remove(&key) {
+                self.held -= early.len();
+                for mut f in early {
+                    f.src_port = packet.src_port;
+                    f.dst_port = packet.dst_port;
+                    self.released.push_back(f);
+                }
+            }
         }
         Ok(packet)
     }

@@ -57,6 +57,7 @@ impl CaptureStats {
             Skip::Malformed => self.malformed += 1,
             Skip::UnknownLink => self.unknown_link += 1,
             Skip::OrphanFragment => self.orphan_fragments += 1,
+            Skip::Waiting => {}
         }
     }
 }
@@ -119,6 +120,8 @@ impl PcapSource {
 
     fn corrupt(&mut self, reason: String) -> Option<Result<WirePacket>> {
         self.done = true;
+        self.decoder.finish();
+        self.stats.orphan_fragments += self.decoder.take_orphans();
         Some(Err(Error::Format {
             path: self.path.display().to_string(),
             reason: format!("frame {}: {reason}", self.stats.frames + 1),
@@ -132,6 +135,11 @@ impl PcapSource {
     /// packets before it were already returned, and the stream ends there.
     pub fn next_packet(&mut self) -> Option<Result<WirePacket>> {
         loop {
+            self.stats.orphan_fragments += self.decoder.take_orphans();
+            if let Some(fragment) = self.decoder.ready() {
+                self.stats.packets += 1;
+                return Some(Ok(fragment));
+            }
             if self.done {
                 return None;
             }
@@ -194,7 +202,10 @@ impl PcapSource {
                     self.reader.consume(offset);
                     decoded
                 }
-                Err(PcapError::Eof) => return None,
+                Err(PcapError::Eof) => {
+                    self.end();
+                    return None;
+                }
                 Err(PcapError::Incomplete(_)) => {
                     let before = self.reader.data().len();
                     if let Err(e) = self.reader.refill() {
@@ -204,7 +215,7 @@ impl PcapSource {
                     if self.reader.data().len() == before {
                         if self.reader.reader_exhausted() {
                             if self.reader.data().is_empty() {
-                                self.done = true;
+                                self.end();
                                 return None;
                             }
                             return self.corrupt(
@@ -228,8 +239,17 @@ impl PcapSource {
                     self.stats.packets += 1;
                     return Some(Ok(packet));
                 }
+                // A packet when it comes out of the decoder, or an orphan.
+                Err(Skip::Waiting) => {}
                 Err(skip) => self.stats.count(skip),
             }
         }
+    }
+
+    /// The capture is read: fragments still waiting for their first are orphans.
+    fn end(&mut self) {
+        self.done = true;
+        self.decoder.finish();
+        self.stats.orphan_fragments += self.decoder.take_orphans();
     }
 }

@@ -128,6 +128,13 @@ fn topology(rest: &str) -> String {
     )
 }
 
+/// `text` with the base VPC's instance marked as not Nitro-based.
+fn not_nitro(text: &str) -> String {
+    let line = "instance_id = \"i-01234567890123456\"";
+    assert!(text.contains(line));
+    text.replace(line, &format!("{line}\nnitro = false"))
+}
+
 const SG_ICMP_IN: &str = r#"
 [[security_group]]
 id = "sg-1"
@@ -159,6 +166,9 @@ outbound = [{ rule_number = 100, protocol = "tcp", port_range = "443", cidr_bloc
     let pcap = dir.path().join("ping.pcap");
     write_pcap(&pcap, &frames);
 
+    // AWS's example records span 115 s: the instance in AWS's example is not Nitro-based (on
+    // Nitro no record spans more than 60 s).
+    let topology = |rest: &str| not_nitro(&topology(rest));
     let (lines, _) = emulate(&topology(&format!("{SG_ICMP_IN}{acl}")), &pcap);
     assert_eq!(
         lines[0],
@@ -392,7 +402,11 @@ flow_capacity = 2
     }
     let pcap = dir.path().join("idle.pcap");
     write_pcap(&pcap, &frames);
-    let text = topology(&format!("{sg}{DEFAULT_ACL}{second}"));
+    // Ten-minute windows, as AWS's example: instances that are not Nitro-based.
+    let text = not_nitro(&topology(&format!("{sg}{DEFAULT_ACL}{second}"))).replace(
+        "instance_id = \"i-2\"",
+        "instance_id = \"i-2\"\nnitro = false",
+    );
     let (lines, emulator) = emulate(&text, &pcap);
     assert_eq!(
         lines[0],
@@ -605,8 +619,13 @@ security_groups = ["sg-v6"]
         if f[2] == "eni-1235b8ca123456789" {
             packets += f[8].parse::<u64>().unwrap();
             bytes += f[9].parse::<u64>().unwrap();
-        } else {
+        } else if l.ends_with(" OK") {
             ipv6.push(l.clone());
+        } else {
+            // The minutes the IPv6 interface (a Nitro instance's) was idle.
+            assert!(l.ends_with(" NODATA"), "{l}");
+            let span: i64 = f[11].parse::<i64>().unwrap() - f[10].parse::<i64>().unwrap();
+            assert_eq!(span, 59, "{l}");
         }
     }
     assert_eq!((packets, bytes), (expected_packets, expected_bytes));
@@ -910,4 +929,271 @@ fn snap_length_truncated_captures_count_full_sizes() {
             "2 123456789010 eni-1235b8ca123456789 198.51.100.3 172.31.16.139 41000 443 6 5 {total} 1700000000 1700000004 ACCEPT OK"
         )]
     );
+}
+
+/// AWS (EC2 API reference, CreateFlowLogs `MaxAggregationInterval`): "When a network interface
+/// is attached to a Nitro-based instance, the aggregation interval is always 60 seconds or less,
+/// regardless of the value that you specify." A 600-s flow log over one connection that
+/// sends a packet every 30 s for five minutes: on a Nitro instance (the default) no record spans
+/// more than 60 s; on an instance that is not (`nitro = false`), one record spans the traffic.
+#[test]
+fn nitro_instances_aggregate_over_a_minute_at_most() {
+    let dir = tempfile::tempdir().unwrap();
+    let sg = r#"
+[[security_group]]
+id = "sg-1"
+vpc = "vpc-abcdefab012345678"
+inbound = [{ protocol = "tcp", port_range = 443, cidr_block = "0.0.0.0/0" }]
+"#;
+    let c = "52.213.180.42";
+    let s = "172.31.16.139";
+    let t = 1_566_849_000.0; // a multiple of 600: one 600-s window holds it all
+    let frames: Vec<(f64, Vec<u8>)> = (0..10)
+        .map(|i| (t + 30.0 * f64::from(i), tcp(c, s, 43418, 443, "PA", 100)))
+        .collect();
+    let pcap = dir.path().join("slow.pcap");
+    write_pcap(&pcap, &frames);
+    let nitro = topology(&format!("{sg}{DEFAULT_ACL}")).replace(
+        "traffic_type = \"ALL\"",
+        "traffic_type = \"ALL\"\nmax_aggregation_interval = 600",
+    );
+    assert!(nitro.contains("max_aggregation_interval = 600"));
+    let spans = |lines: &[String]| -> Vec<(i64, i64, u64)> {
+        lines
+            .iter()
+            .filter(|l| l.ends_with("ACCEPT OK"))
+            .map(|l| {
+                let f: Vec<&str> = l.split(' ').collect();
+                (
+                    f[10].parse().unwrap(),
+                    f[11].parse().unwrap(),
+                    f[8].parse().unwrap(),
+                )
+            })
+            .collect()
+    };
+    let (lines, _) = emulate(&nitro, &pcap);
+    let on_nitro = spans(&lines[0]);
+    assert_eq!(on_nitro.len(), 5, "{:#?}", lines[0]);
+    for (start, end, packets) in &on_nitro {
+        assert!(end - start < 60, "{start}..{end}");
+        assert_eq!(start.div_euclid(60), end.div_euclid(60));
+        assert_eq!(*packets, 2);
+    }
+    assert_eq!(on_nitro.iter().map(|r| r.2).sum::<u64>(), 10);
+    let xen = not_nitro(&nitro);
+    assert_ne!(xen, nitro);
+    let (lines, _) = emulate(&xen, &pcap);
+    assert_eq!(
+        spans(&lines[0]),
+        [(1_566_849_000, 1_566_849_270, 10)],
+        "{:#?}",
+        lines[0]
+    );
+}
+
+/// AWS, *Flow log limitations*: "If your network interface has multiple IPv4 addresses and
+/// traffic is sent to a secondary private IPv4 address, the flow log displays the primary
+/// private IPv4 address in the dstaddr field. To capture the original destination IP address,
+/// create a flow log with the pkt-dstaddr field." AWS says this of secondary private IPv4
+/// addresses only: traffic to a second IPv6 address of the interface shows that address.
+#[test]
+fn secondary_ipv4_shows_the_primary_and_secondary_ipv6_shows_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let vpc = r#"
+[[vpc]]
+id = "vpc-0000000000000v6"
+cidr_blocks = ["10.9.0.0/16"]
+ipv6_cidr_blocks = ["2001:db8:1234:a100::/56"]
+
+[[subnet]]
+id = "subnet-v6"
+vpc = "vpc-0000000000000v6"
+cidr_block = "10.9.1.0/24"
+ipv6_cidr_block = "2001:db8:1234:a102::/64"
+az_id = "use1-az1"
+
+[[security_group]]
+id = "sg-v6"
+vpc = "vpc-0000000000000v6"
+inbound = [{ protocol = "tcp", port_range = 22, cidr_block = "0.0.0.0/0" }, { protocol = "tcp", port_range = 22, cidr_block = "::/0" }]
+
+[[network_interface]]
+id = "eni-two"
+subnet = "subnet-v6"
+private_ip_addresses = ["10.9.1.10", "10.9.1.11"]
+ipv6_addresses = ["2001:db8:1234:a102::10", "2001:db8:1234:a102::11"]
+instance_id = "i-two"
+security_groups = ["sg-v6"]
+
+[[flow_log]]
+id = "fl-1"
+resource_type = "NetworkInterface"
+resource_ids = ["eni-two"]
+traffic_type = "ALL"
+max_aggregation_interval = 60
+log_destination_type = "s3"
+log_format = "${interface-id} ${srcaddr} ${dstaddr} ${pkt-srcaddr} ${pkt-dstaddr} ${dstport} ${action}"
+"#;
+    let six = |src: &str, dst: &str| {
+        let (s, d): (std::net::Ipv6Addr, std::net::Ipv6Addr) =
+            (src.parse().unwrap(), dst.parse().unwrap());
+        let mut f = Vec::new();
+        PacketBuilder::ethernet2(MAC_A, MAC_B)
+            .ipv6(s.octets(), d.octets(), 64)
+            .tcp(40_000, 22, 1, 100)
+            .syn()
+            .write(&mut f, &[])
+            .unwrap();
+        f
+    };
+    let t = 1_700_000_000.0;
+    let frames = vec![
+        (t, tcp("198.51.100.7", "10.9.1.10", 40_000, 22, "S", 0)),
+        (
+            t + 1.0,
+            tcp("198.51.100.7", "10.9.1.11", 40_000, 22, "S", 0),
+        ),
+        (t + 2.0, six("2001:db8:ffff::7", "2001:db8:1234:a102::10")),
+        (t + 3.0, six("2001:db8:ffff::7", "2001:db8:1234:a102::11")),
+    ];
+    let pcap = dir.path().join("secondary.pcap");
+    write_pcap(&pcap, &frames);
+    let (lines, _) = emulate(
+        &format!("account_id = \"123456789010\"\nregion = \"us-east-1\"\n{vpc}"),
+        &pcap,
+    );
+    assert_eq!(
+        lines[0],
+        [
+            "eni-two 198.51.100.7 10.9.1.10 198.51.100.7 10.9.1.10 22 ACCEPT",
+            "eni-two 198.51.100.7 10.9.1.10 198.51.100.7 10.9.1.11 22 ACCEPT",
+            "eni-two 2001:db8:ffff::7 2001:db8:1234:a102::10 2001:db8:ffff::7 2001:db8:1234:a102::10 22 ACCEPT",
+            "eni-two 2001:db8:ffff::7 2001:db8:1234:a102::11 2001:db8:ffff::7 2001:db8:1234:a102::11 22 ACCEPT",
+        ]
+    );
+}
+
+/// AWS, *Flow log records* (`account-id`): "If the network interface is created by an AWS
+/// service, for example when creating a VPC endpoint or Network Load Balancer, the record may
+/// display unknown for this field." A topology says which interfaces are such.
+#[test]
+fn interfaces_an_aws_service_created_may_show_account_unknown() {
+    let dir = tempfile::tempdir().unwrap();
+    let endpoint = r#"
+[[security_group]]
+id = "sg-1"
+vpc = "vpc-abcdefab012345678"
+inbound = [{ protocol = "tcp", port_range = 443, cidr_block = "0.0.0.0/0" }]
+
+[[network_interface]]
+id = "eni-0endpoint000000001"
+subnet = "subnet-aaaaaaaa012345678"
+private_ip_addresses = ["172.31.16.50"]
+interface_type = "vpc_endpoint"
+account_id = "unknown"
+security_groups = ["sg-1"]
+"#;
+    let t = 1_700_000_000.0;
+    let frames = vec![(t, tcp("172.31.16.139", "172.31.16.50", 40_000, 443, "S", 0))];
+    let pcap = dir.path().join("endpoint.pcap");
+    write_pcap(&pcap, &frames);
+    let (lines, _) = emulate(&topology(&format!("{endpoint}{DEFAULT_ACL}")), &pcap);
+    let ok: Vec<&String> = lines[0].iter().filter(|l| l.ends_with(" OK")).collect();
+    assert_eq!(ok.len(), 2, "{lines:?}");
+    assert!(
+        ok.iter()
+            .any(|l| l.starts_with("2 123456789010 eni-1235b8ca123456789 ")),
+        "{ok:?}"
+    );
+    assert!(
+        ok.iter()
+            .any(|l| l.starts_with("2 unknown eni-0endpoint000000001 ")),
+        "{ok:?}"
+    );
+    // Anything else than 12 digits or `unknown` is a located mistake.
+    let bad = topology(&format!("{endpoint}{DEFAULT_ACL}")).replace("\"unknown\"", "\"12345\"");
+    let mistakes = Topology::from_toml(&bad).unwrap_err();
+    let text = format!("{mistakes:?}");
+    assert!(
+        text.contains("account_id must be 12 digits, or `unknown`"),
+        "{text}"
+    );
+}
+
+/// The fragments of one UDP datagram as IPv4 frames: `(offset in the UDP part, piece, more)`.
+fn fragments(src: &str, dst: &str, id: u16, size: usize, piece: usize) -> Vec<Vec<u8>> {
+    let mut datagram = Vec::new();
+    PacketBuilder::ipv4(v4(src), v4(dst), 64)
+        .udp(4500, 4500)
+        .write(&mut datagram, &vec![7u8; size])
+        .unwrap();
+    let udp_part = &datagram[20..];
+    udp_part
+        .chunks(piece)
+        .enumerate()
+        .map(|(i, chunk)| {
+            let offset = i * piece;
+            let more = offset + chunk.len() < udp_part.len();
+            let mut h =
+                Ipv4Header::new(chunk.len() as u16, 64, IpNumber::UDP, v4(src), v4(dst)).unwrap();
+            h.identification = id;
+            h.more_fragments = more;
+            h.fragment_offset = etherparse::IpFragOffset::try_new((offset / 8) as u16).unwrap();
+            let mut frame = Vec::new();
+            etherparse::Ethernet2Header {
+                source: MAC_A,
+                destination: MAC_B,
+                ether_type: etherparse::EtherType::IPV4,
+            }
+            .write(&mut frame)
+            .unwrap();
+            h.write(&mut frame).unwrap();
+            frame.extend_from_slice(chunk);
+            frame
+        })
+        .collect()
+}
+
+/// A first fragment that arrives after the later ones: every fragment counts, in packets and
+/// bytes, with the datagram's ports (which only the first carries). A later fragment whose
+/// first never comes is counted as an orphan, not as a packet of some flow.
+#[test]
+fn fragments_out_of_order_are_counted_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let sg = "\n[[security_group]]\nid = \"sg-1\"\nvpc = \"vpc-abcdefab012345678\"\ninbound = [{ protocol = \"udp\", port_range = 4500, cidr_block = \"0.0.0.0/0\" }]\n";
+    let (peer, me) = ("198.51.100.9", "172.31.16.139");
+    let pieces = fragments(peer, me, 4242, 4000, 1480);
+    assert_eq!(pieces.len(), 3);
+    let bytes: u64 = pieces.iter().map(|f| ip_len(f)).sum();
+    let t = 1_700_000_000.0;
+    let mut frames = vec![
+        (t, pieces[2].clone()),
+        (t + 0.001, pieces[1].clone()),
+        (t + 0.002, pieces[0].clone()),
+    ];
+    // A lone later fragment of another datagram, whose first never comes.
+    let lone = fragments(peer, me, 4343, 3000, 1480);
+    frames.push((t + 1.0, lone[1].clone()));
+    let pcap = dir.path().join("fragments.pcap");
+    write_pcap(&pcap, &frames);
+    let (lines, emulator) = emulate(&topology(&format!("{sg}{DEFAULT_ACL}")), &pcap);
+    let udp: Vec<&String> = lines[0].iter().filter(|l| l.contains(" 17 ")).collect();
+    assert_eq!(udp.len(), 1, "{lines:?}");
+    assert!(
+        udp[0].contains(&format!(" {peer} {me} 4500 4500 17 3 {bytes} ")),
+        "{udp:?}"
+    );
+    assert_eq!(emulator.stats().packets, 3);
+
+    // The capture's own count says what happened to the lone one.
+    let mut source = PcapSource::open(&pcap).unwrap();
+    let mut packets = 0;
+    while let Some(p) = source.next_packet() {
+        p.unwrap();
+        packets += 1;
+    }
+    assert_eq!(packets, 3);
+    assert_eq!(source.stats().frames, 4);
+    assert_eq!(source.stats().orphan_fragments, 1);
 }

@@ -187,6 +187,61 @@ fn parquet_output_has_aws_names_and_types() {
     let bytes = batch.column(14).as_primitive::<Int64Type>();
     assert_eq!(bytes.value(5), 23_294_588);
     assert_eq!(batch.column(12).as_string::<i32>().value(0), "10.0.0.62");
+
+    // Written as AWS writes Parquet flow logs ("Parquet format with Gzip compression"), with
+    // version-1 pages and no dictionaries, for the readers made for AWS's files.
+    let meta = std::sync::Arc::clone(
+        ParquetRecordBatchReaderBuilder::try_new(fs::File::open(&out).unwrap())
+            .unwrap()
+            .metadata(),
+    );
+    for column in meta.row_group(0).columns() {
+        assert_eq!(
+            column.compression(),
+            parquet::basic::Compression::GZIP(Default::default()),
+            "{}",
+            column.column_path()
+        );
+        assert!(column.dictionary_page_offset().is_none(), "{column:?}");
+        for e in column.encodings() {
+            assert!(
+                matches!(
+                    e,
+                    parquet::basic::Encoding::PLAIN | parquet::basic::Encoding::RLE
+                ),
+                "{e:?} in {}",
+                column.column_path()
+            );
+        }
+    }
+    // The `parquet` package flowlogs-reader reads with (pip, installed by .ci/run) reads it.
+    let read = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import sys, json, parquet\n\
+             rows = list(parquet.DictReader(open(sys.argv[1], 'rb')))\n\
+             print(json.dumps([[r['srcaddr'], r['tcp_flags'], r['bytes']] for r in rows]))",
+        ])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(read.status.success(), "{read:?}");
+    let rows: Vec<(String, i64, i64)> = serde_json::from_slice(&read.stdout).unwrap();
+    // The same rows as the Arrow reader's.
+    let srcaddr = batch
+        .column(schema.index_of("srcaddr").unwrap())
+        .as_string::<i32>();
+    let want: Vec<(String, i64, i64)> = (0..batch.num_rows())
+        .map(|i| {
+            (
+                srcaddr.value(i).to_string(),
+                i64::from(flags[i]),
+                bytes.value(i),
+            )
+        })
+        .collect();
+    assert_eq!(rows, want);
+    assert_eq!(rows[5].2, 23_294_588);
 }
 
 #[test]

@@ -11,9 +11,9 @@ use arrow_array::{Array, ArrayRef, RecordBatch, UInt32Array};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use flowscope_record::shared_null;
 use parquet::arrow::ArrowWriter;
-use parquet::basic::{Compression, ZstdLevel};
+use parquet::basic::{Compression, GzipLevel, ZstdLevel};
 use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
-use parquet::file::properties::WriterProperties;
+use parquet::file::properties::{WriterProperties, WriterVersion};
 
 use crate::error::{Error, Result};
 use flowscope_record::time::civil_from_days;
@@ -341,6 +341,23 @@ pub fn writer_properties() -> WriterProperties {
         .set_column_dictionary_enabled("packets".into(), false)
         .set_column_dictionary_enabled("bytes".into(), false)
         .set_column_dictionary_enabled("srcport".into(), false)
+        .build()
+}
+
+/// The writer settings of Parquet flow log files made for others to read — the emulator's S3
+/// deliveries and `flowscope convert --to parquet` — as AWS writes its own: AWS documents
+/// Parquet flow logs as "Parquet format with Gzip compression", and readers made for AWS's files
+/// take no more than that. So GZIP, version-1 data pages, and no dictionary (arrow-rs writes
+/// dictionary pages as RLE_DICTIONARY, which such readers refuse: the `parquet` package that
+/// `flowlogs-reader` reads with takes only PLAIN and PLAIN_DICTIONARY). The lake keeps its own
+/// settings ([`writer_properties`]).
+pub fn delivery_writer_properties() -> WriterProperties {
+    WriterProperties::builder()
+        .set_compression(Compression::GZIP(GzipLevel::default()))
+        .set_writer_version(WriterVersion::PARQUET_1_0)
+        .set_dictionary_enabled(false)
+        .set_max_row_group_row_count(Some(ROW_GROUP))
+        .set_created_by(format!("flowscope {}", env!("CARGO_PKG_VERSION")))
         .build()
 }
 

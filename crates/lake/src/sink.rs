@@ -8,8 +8,6 @@ use flate2::Compression as GzLevel;
 use flate2::write::GzEncoder;
 use flowscope_record::{LogFormat, conform, write_lines};
 use parquet::arrow::ArrowWriter;
-use parquet::basic::{Compression, ZstdLevel};
-use parquet::file::properties::WriterProperties;
 
 use crate::atomic::AtomicFile;
 use crate::error::{Error, Result};
@@ -115,9 +113,8 @@ pub fn open(destination: &Destination, options: &SinkOptions) -> Result<Box<dyn 
             })
         }
         OutputKind::Parquet => {
-            let properties = WriterProperties::builder()
-                .set_compression(Compression::ZSTD(ZstdLevel::default()))
-                .build();
+            // As AWS's own Parquet flow logs, for the readers made for them.
+            let properties = crate::partition::delivery_writer_properties();
             let writer =
                 ArrowWriter::try_new(out, format.schema(), Some(properties)).map_err(|source| {
                     Error::Parquet {

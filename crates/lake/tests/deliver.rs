@@ -143,6 +143,47 @@ fn hive_hourly_parquet_and_rotation() {
     let names: std::collections::HashSet<_> = report.outputs.iter().collect();
     assert_eq!(names.len(), report.outputs.len());
     assert_eq!(report.records, 30);
+
+    // AWS: "The maximum file size for a log file is 75 MB. If the log file reaches the file
+    // size limit within the 5-minute period, the flow log stops adding flow log records to it."
+    // One batch far past the limit: every file within it (its text, header included), none
+    // empty, every record once and in order.
+    let mut small = layout(false, false, false);
+    small.max_file_bytes = 1_000;
+    let dir3 = tempfile::tempdir().unwrap();
+    let mut d = S3Delivery::new(S3Target::Folder(dir3.path().to_path_buf()), small);
+    let all = lines(95, w + 10);
+    d.write(w, &batch(&all[..90])).unwrap();
+    d.write(w, &batch(&all[90..])).unwrap();
+    let report = d.finish().unwrap();
+    let mut got = Vec::new();
+    let mut short = 0;
+    let longest = all.iter().map(|l| l.len() + 1).max().unwrap();
+    for path in &report.outputs {
+        let mut text = String::new();
+        std::io::Read::read_to_string(
+            &mut flate2::read::GzDecoder::new(std::fs::File::open(path).unwrap()),
+            &mut text,
+        )
+        .unwrap();
+        assert!(text.len() <= 1_000, "{path}: {} bytes", text.len());
+        let mut file_lines = text.lines();
+        assert_eq!(
+            file_lines.next(),
+            Some(LogFormat::default_format().header().as_str())
+        );
+        let records: Vec<String> = file_lines.map(String::from).collect();
+        assert!(!records.is_empty(), "{path}");
+        // Full, but for the window's last file: the next record would not have fitted.
+        short += usize::from(text.len() + longest <= 1_000);
+        got.extend(records);
+    }
+    assert!(short <= 1, "{short} files were cut early");
+    let mut want = all.clone();
+    want.sort();
+    got.sort();
+    assert_eq!(got, want);
+    assert!(report.outputs.len() >= 9, "{} files", report.outputs.len());
 }
 
 #[derive(Default)]

@@ -215,6 +215,20 @@ pub struct Emulator {
     stats: EmulatorStats,
 }
 
+/// The longest a record of interface `i` under flow log `f` spans, seconds: the flow log's
+/// maximum aggregation interval, or 60 on a Nitro-based instance — AWS (EC2 API reference,
+/// CreateFlowLogs `MaxAggregationInterval`): "When a network interface is attached to a
+/// Nitro-based instance, the aggregation interval is always 60 seconds or less, regardless of
+/// the value that you specify."
+fn interval(topology: &Topology, f: &crate::topology::FlowLogDefinition, i: usize) -> u32 {
+    let eni = &topology.interfaces[i];
+    if eni.nitro && eni.instance_id.is_some() {
+        f.max_aggregation_interval.min(60)
+    } else {
+        f.max_aggregation_interval
+    }
+}
+
 fn supported_flags(flags: u8) -> u8 {
     const FIN: u8 = 1;
     const SYN: u8 = 2;
@@ -295,17 +309,17 @@ impl Emulator {
         let mut intervals: Vec<u32> = topology
             .flow_logs
             .iter()
-            .map(|f| f.max_aggregation_interval)
+            .flat_map(|f| f.interfaces.iter().map(|&i| interval(&topology, f, i)))
             .collect();
         intervals.sort_unstable();
         intervals.dedup();
         let mut logged = vec![0u8; topology.interfaces.len()];
         for f in &topology.flow_logs {
-            let a = intervals
-                .iter()
-                .position(|i| *i == f.max_aggregation_interval)
-                .expect("listed");
             for &i in &f.interfaces {
+                let a = intervals
+                    .iter()
+                    .position(|n| *n == interval(&topology, f, i))
+                    .expect("listed");
                 logged[i] |= 1 << a;
             }
         }
@@ -530,13 +544,14 @@ impl Emulator {
     /// another interval).
     pub fn flow_log_records(&self, flow_log: usize, window: &ClosedWindow) -> Vec<FlowRecord> {
         let def = &self.topology.flow_logs[flow_log];
-        if def.max_aggregation_interval != window.interval {
+        if def.max_aggregation_interval < window.interval {
             return Vec::new();
         }
         window
             .records
             .iter()
             .filter(|r| def.interfaces.binary_search(&r.interface).is_ok())
+            .filter(|r| interval(&self.topology, def, r.interface) == window.interval)
             .filter(|r| r.log_status != LogStatus::Ok || def.traffic_type.admits(r.accepted))
             .cloned()
             .collect()

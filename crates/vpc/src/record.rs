@@ -118,7 +118,7 @@ fn value<'a>(name: &str, r: &'a FlowRecord, t: &'a Topology, version: u8) -> Val
     let next = r.next_hop.map(|i| &t.interfaces[i]);
     match name {
         "version" => Value::Int(i64::from(version)),
-        "account-id" => Value::Str(&t.account_id),
+        "account-id" => Value::Str(eni.account_id.as_deref().unwrap_or(&t.account_id)),
         "interface-id" => Value::Str(&eni.id),
         "log-status" => Value::Str(r.log_status.as_str()),
         "start" => Value::Int(r.start),

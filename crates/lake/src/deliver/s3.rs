@@ -17,9 +17,13 @@ use crate::atomic::AtomicFile;
 use crate::error::{Error, Result};
 use crate::layout::AwsObject;
 use crate::object::Bucket;
-use crate::partition::writer_properties;
+use crate::partition::delivery_writer_properties;
 
-/// The uncompressed size at which AWS closes a flow log file and starts another: 75 MB.
+/// The size past which AWS does not let a flow log file grow — "The maximum file size for a log
+/// file is 75 MB. If the log file reaches the file size limit within the 5-minute period, the
+/// flow log stops adding flow log records to it" (AWS, Transit Gateway Flow Logs, *Flow log
+/// files*). AWS does not say whether the size is the text's or the gzip object's: a text file
+/// is cut on its text, which keeps both within it.
 pub const MAX_FILE_BYTES: usize = 75_000_000;
 
 /// Where the layout is written.
@@ -97,28 +101,74 @@ impl S3Delivery {
             path: name.clone(),
             source,
         };
+        if !self.layout.parquet {
+            let mut text = Vec::new();
+            write_lines(batch, &self.layout.format, &mut text).map_err(record_error)?;
+            return self.append_text(window, &text, batch.num_rows() as u64);
+        }
         let pending = self.open.entry(window).or_default();
         pending.rows += batch.num_rows() as u64;
-        if self.layout.parquet {
-            let batch = conform(batch, &self.layout.format).map_err(record_error)?;
-            pending.bytes += batch.get_array_memory_size();
-            pending.batches.push(batch);
-        } else {
+        let batch = conform(batch, &self.layout.format).map_err(record_error)?;
+        pending.bytes += batch.get_array_memory_size();
+        pending.batches.push(batch);
+        if pending.bytes >= self.layout.max_file_bytes {
+            self.rotate(window)?;
+        }
+        Ok(())
+    }
+
+    /// Adds record lines to the window's text file, starting another whenever the next line
+    /// would take the file past [`S3Layout::max_file_bytes`] — counted on the text as written,
+    /// header included, so a file is never more than the limit (and its gzip object less).
+    fn append_text(&mut self, window: i64, mut text: &[u8], mut rows: u64) -> Result<()> {
+        let header = self.layout.format.header();
+        let max = self.layout.max_file_bytes;
+        while !text.is_empty() {
+            let pending = self.open.entry(window).or_default();
             if pending.text.is_empty() {
-                pending
-                    .text
-                    .extend_from_slice(self.layout.format.header().as_bytes());
+                pending.text.extend_from_slice(header.as_bytes());
                 pending.text.push(b'\n');
             }
-            write_lines(batch, &self.layout.format, &mut pending.text).map_err(record_error)?;
+            // Mostly the whole batch fits.
+            if pending.text.len() + text.len() <= max {
+                pending.text.extend_from_slice(text);
+                pending.rows += rows;
+                pending.bytes = pending.text.len();
+                return Ok(());
+            }
+            let room = max.saturating_sub(pending.text.len());
+            // The lines that fit (all of them, mostly; at least one in an empty file).
+            let mut take = 0;
+            let mut lines = 0u64;
+            for line in text.split_inclusive(|b| *b == b'\n') {
+                if take + line.len() > room && (take > 0 || pending.rows > 0) {
+                    break;
+                }
+                take += line.len();
+                lines += 1;
+            }
+            if take == 0 {
+                self.rotate(window)?;
+                continue;
+            }
+            pending.text.extend_from_slice(&text[..take]);
+            pending.rows += lines;
             pending.bytes = pending.text.len();
+            rows = rows.saturating_sub(lines);
+            text = &text[take..];
+            if !text.is_empty() {
+                self.rotate(window)?;
+            }
         }
-        if pending.bytes >= self.layout.max_file_bytes {
-            let full = std::mem::take(pending);
-            let sequence = full.sequence;
-            self.emit(window, full)?;
-            self.open.entry(window).or_default().sequence = sequence + 1;
-        }
+        Ok(())
+    }
+
+    /// Publishes the window's file as it is and opens the next of its sequence.
+    fn rotate(&mut self, window: i64) -> Result<()> {
+        let full = self.open.remove(&window).unwrap_or_default();
+        let sequence = full.sequence;
+        self.emit(window, full)?;
+        self.open.entry(window).or_default().sequence = sequence + 1;
         Ok(())
     }
 
@@ -172,11 +222,12 @@ impl S3Delivery {
         let key = self.key(window, pending.sequence);
         let body = if self.layout.parquet {
             let schema = self.layout.format.schema();
-            let mut writer = ArrowWriter::try_new(Vec::new(), schema, Some(writer_properties()))
-                .map_err(|source| Error::Parquet {
-                    path: key.clone(),
-                    source,
-                })?;
+            let mut writer =
+                ArrowWriter::try_new(Vec::new(), schema, Some(delivery_writer_properties()))
+                    .map_err(|source| Error::Parquet {
+                        path: key.clone(),
+                        source,
+                    })?;
             for batch in &pending.batches {
                 writer.write(batch).map_err(|source| Error::Parquet {
                     path: key.clone(),

@@ -199,9 +199,15 @@ pub struct InterfaceConfig {
     /// Its security groups (interfaces of NAT gateways and transit gateways have none).
     #[serde(default)]
     pub security_groups: Vec<Text>,
-    /// Whether the instance is Nitro-based (traffic-path 7 and 8 instead of 2); default true.
+    /// Whether the instance is Nitro-based (traffic-path 7 and 8 instead of 2, records of at
+    /// most 60 s whatever the flow log's interval); default true.
     #[serde(default)]
     pub nitro: Option<bool>,
+    /// The account `account-id` shows for this interface: another account's 12 digits, or
+    /// `unknown` for an interface an AWS service created (a VPC endpoint's, a Network Load
+    /// Balancer's); default the file's `account_id`.
+    #[serde(default)]
+    pub account_id: Option<Text>,
     /// Flows per aggregation interval before the rest are skipped (SKIPDATA).
     #[serde(default)]
     pub flow_capacity: Option<Spanned<i64>>,

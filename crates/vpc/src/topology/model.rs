@@ -111,6 +111,9 @@ pub struct Interface {
     pub security_groups: Vec<usize>,
     /// Nitro-based instance.
     pub nitro: bool,
+    /// What `account-id` shows for it when not the topology's account (`unknown` for an
+    /// interface an AWS service created).
+    pub account_id: Option<String>,
     /// Flows per aggregation interval before SKIPDATA.
     pub flow_capacity: Option<usize>,
     /// ECS metadata.
@@ -127,10 +130,17 @@ impl Interface {
             .expect("validated: an interface has an address")
     }
 
-    /// The interface's own address of the family of `like` (what `srcaddr`/`dstaddr` show).
+    /// The interface's own address as `srcaddr`/`dstaddr` show it for traffic to or from
+    /// `like`: for IPv4, the primary private address (AWS, *Flow log limitations*: "If your
+    /// network interface has multiple IPv4 addresses and traffic is sent to a secondary private
+    /// IPv4 address, the flow log displays the primary private IPv4 address in the dstaddr
+    /// field"); an IPv6 address of the interface as it is (AWS documents the
+    /// substitution for secondary private IPv4 addresses only); for another address of the
+    /// family (a public one), the first of the interface's.
     pub fn primary_like(&self, like: IpAddr) -> IpAddr {
         let found = match like {
             IpAddr::V4(_) => self.private_ips.first(),
+            IpAddr::V6(_) if self.ipv6_ips.contains(&like) => return like,
             IpAddr::V6(_) => self.ipv6_ips.first(),
         };
         found.copied().unwrap_or(like)

@@ -264,6 +264,18 @@ impl Builder<'_, '_> {
                             None
                         }
                     });
+            let account_id = e.account_id.as_ref().map(|a| {
+                let id = a.get_ref();
+                let digits = id.len() == 12 && id.bytes().all(|b| b.is_ascii_digit());
+                if !digits && id != "unknown" {
+                    self.check.at(
+                        a.span(),
+                        "account_id must be 12 digits, or `unknown` for an interface an AWS \
+                         service created",
+                    );
+                }
+                id.clone()
+            });
             if let Some(subnet) = subnet {
                 interfaces.push(Interface {
                     id: e.id.get_ref().clone(),
@@ -275,6 +287,7 @@ impl Builder<'_, '_> {
                     interface_type,
                     security_groups,
                     nitro: e.nitro.unwrap_or(true),
+                    account_id,
                     flow_capacity,
                     ecs: e.ecs.clone().unwrap_or_default(),
                 });
