@@ -4,9 +4,10 @@
 //! that; inside a day (or hour) folder the keys sort by flow log id before time. So "list after
 //! the last key seen" would miss an object whose name sorts before one uploaded earlier.
 //! Instead, per flow log (account, region, id and layout, learnt from the keys seen), each
-//! poll lists the folders from the lateness window before its newest object up to now (before
-//! now, for a flow log quiet for over twice the lateness), starting after the name of the
-//! window's start, and takes what the lake lacks. A full
+//! poll lists the folders from the lateness window before its newest object up to now (for a
+//! flow log quiet for over twice the lateness, the folders around its newest object and before
+//! now, not every one between), starting after the name of the window's start, and takes what
+//! the lake lacks. A full
 //! listing at start-up and every `rescan` finds new flow logs and anything else.
 
 use std::collections::BTreeMap;
@@ -149,34 +150,43 @@ pub(super) async fn run(taker: &mut Taker, follow: &Follow, bucket: &Arc<Bucket>
 /// The folders to list for one flow log whose newest object is named `newest`, at `now`, with
 /// `lateness`: each folder with the key to start after (the window's start in it) and the prefix
 /// its keys share. Objects not taken yet are named from the lateness window before the newest
-/// object (or before now, when that is earlier) up to now — or, for a flow log that has
-/// published nothing for over twice the lateness (deleted, or its interface gone), from the
-/// lateness window before now: nothing late can still come for its old windows, and a few
-/// requests a poll find it when it publishes again. At most [`MAX_FOLDERS`] folders.
+/// object (or before now, when that is earlier) up to now. For a flow log that has published
+/// nothing for over twice the lateness (deleted, its interface gone — or old objects being
+/// copied in, as a backfill does), that is two short spans instead of every folder between:
+/// around its newest object (where a backfill goes on) and the lateness window before now
+/// (where it shows up when it publishes again). At most [`MAX_FOLDERS`] folders a span.
 fn folders(group: &Group, newest: i64, now: i64, lateness: i64) -> Vec<(String, String, String)> {
     let span = group.span();
-    let end = now.max(newest);
-    let reference = if now.saturating_sub(newest) > lateness.saturating_mul(2) {
-        now
+    let spans = if now.saturating_sub(newest) > lateness.saturating_mul(2) {
+        vec![
+            (
+                newest.saturating_sub(lateness),
+                newest.saturating_add(lateness),
+            ),
+            (now.saturating_sub(lateness), now),
+        ]
     } else {
-        now.min(newest)
+        vec![(now.min(newest).saturating_sub(lateness), now.max(newest))]
     };
-    let start = reference
-        .saturating_sub(lateness)
-        .max(end.saturating_sub(MAX_FOLDERS * span));
     let names = group.name_prefix();
-    let mut out = Vec::new();
-    let mut folder_start = start.div_euclid(span) * span;
-    while folder_start <= end {
-        let folder = group.folder(folder_start);
-        let within = format!("{folder}{names}");
-        let after = if folder_start <= start {
-            format!("{within}{}", stamp(start))
-        } else {
-            within.clone()
-        };
-        out.push((folder, after, within));
-        folder_start += span;
+    let mut out: Vec<(String, String, String)> = Vec::new();
+    for (start, end) in spans {
+        let start = start.max(end.saturating_sub(MAX_FOLDERS * span));
+        let mut folder_start = start.div_euclid(span) * span;
+        while folder_start <= end {
+            let folder = group.folder(folder_start);
+            // A folder both spans reach is listed once, from the earlier start.
+            if !out.iter().any(|f| f.0 == folder) {
+                let within = format!("{folder}{names}");
+                let after = if folder_start <= start {
+                    format!("{within}{}", stamp(start))
+                } else {
+                    within.clone()
+                };
+                out.push((folder, after, within));
+            }
+            folder_start += span;
+        }
     }
     out
 }
@@ -252,16 +262,18 @@ mod tests {
         // Quiet for an hour (within twice the lateness): still from the newest's window.
         let listed = folders(&group, newest, newest + 2 * hour, hour);
         assert!(listed[0].1.ends_with("_20261201T2255Z"), "{listed:?}");
-        // Stopped a month ago: only the window before now — one folder, not the 48 days a
-        // look back from its newest object would list on every poll.
+        // Quiet for a month (stopped, or old objects being copied in): around its newest
+        // object and the window before now — three folders, not the 48 days between.
         let later = newest + 29 * 86_400 + 12 * hour;
         let listed = folders(&group, newest, later, hour);
+        let names: Vec<&str> = listed.iter().map(|f| f.0.as_str()).collect();
+        assert_eq!(names, [day(1), day(2), day(31)], "{listed:?}");
+        assert!(listed[0].1.ends_with("_20261201T2255Z"), "{listed:?}");
+        assert!(listed[2].1.ends_with("_20261231T1055Z"), "{listed:?}");
+        // Quiet for five hours on the same day: the day's folder once, from the earlier start.
+        let listed = folders(&group, newest - 12 * hour, newest - 7 * hour, hour);
         assert_eq!(listed.len(), 1, "{listed:?}");
-        assert_eq!(
-            listed[0].0,
-            "AWSLogs/123456789012/vpcflowlogs/us-east-1/2026/12/31/"
-        );
-        assert!(listed[0].1.ends_with("_20261231T1055Z"), "{listed:?}");
+        assert!(listed[0].1.ends_with("_20261201T1055Z"), "{listed:?}");
         // A newest object named ahead of the server's clock: listed up to it.
         let listed = folders(&group, newest, newest - 2 * 86_400, hour);
         assert_eq!(listed.last().unwrap().0, day(1), "{listed:?}");
