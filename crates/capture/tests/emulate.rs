@@ -471,14 +471,8 @@ fn traffic_aws_never_logs_is_left_out() {
     assert_eq!(count(Exclusion::DefaultRouter), 1);
 }
 
-/// Every IP packet in a capture — VLAN-tagged, fragmented, IPv6 — is counted once in the
-/// records of the one interface it passes: packets and bytes are conserved. ARP is skipped
-/// and counted.
-#[test]
-fn packets_and_bytes_are_conserved_from_pcap_to_records() {
-    let dir = tempfile::tempdir().unwrap();
-    let sg = "\n[[security_group]]\nid = \"sg-1\"\nvpc = \"vpc-abcdefab012345678\"\ninbound = [{ protocol = \"all\", cidr_block = \"0.0.0.0/0\" }, { protocol = \"all\", cidr_block = \"::/0\" }]\n";
-    let v6 = r#"
+/// A second VPC with an IPv6 block and one dual-stack subnet.
+const V6_NETWORK: &str = r#"
 [[vpc]]
 id = "vpc-0000000000000v6"
 cidr_blocks = ["10.9.0.0/16"]
@@ -490,7 +484,17 @@ vpc = "vpc-0000000000000v6"
 cidr_block = "10.9.1.0/24"
 ipv6_cidr_block = "2001:db8:1234:a102::/64"
 az_id = "use1-az1"
+"#;
 
+/// Every IP packet in a capture — VLAN-tagged, fragmented, IPv6 — is counted once in the
+/// records of the one interface it passes: packets and bytes are conserved. ARP is skipped
+/// and counted.
+#[test]
+fn packets_and_bytes_are_conserved_from_pcap_to_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let sg = "\n[[security_group]]\nid = \"sg-1\"\nvpc = \"vpc-abcdefab012345678\"\ninbound = [{ protocol = \"all\", cidr_block = \"0.0.0.0/0\" }, { protocol = \"all\", cidr_block = \"::/0\" }]\n";
+    let v6 = V6_NETWORK.to_string()
+        + r#"
 [[security_group]]
 id = "sg-v6"
 vpc = "vpc-0000000000000v6"
@@ -1000,19 +1004,8 @@ inbound = [{ protocol = "tcp", port_range = 443, cidr_block = "0.0.0.0/0" }]
 #[test]
 fn secondary_ipv4_shows_the_primary_and_secondary_ipv6_shows_itself() {
     let dir = tempfile::tempdir().unwrap();
-    let vpc = r#"
-[[vpc]]
-id = "vpc-0000000000000v6"
-cidr_blocks = ["10.9.0.0/16"]
-ipv6_cidr_blocks = ["2001:db8:1234:a100::/56"]
-
-[[subnet]]
-id = "subnet-v6"
-vpc = "vpc-0000000000000v6"
-cidr_block = "10.9.1.0/24"
-ipv6_cidr_block = "2001:db8:1234:a102::/64"
-az_id = "use1-az1"
-
+    let vpc = V6_NETWORK.to_string()
+        + r#"
 [[security_group]]
 id = "sg-v6"
 vpc = "vpc-0000000000000v6"

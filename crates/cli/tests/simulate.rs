@@ -279,6 +279,24 @@ fn pcap_replay_delivers_cloudwatch_streams_and_hive_parquet() {
     );
 }
 
+/// Replays the example capture through `topology`, delivering to moto at `endpoint`.
+fn simulate_to_moto(dir: &Path, topology: &Path, endpoint: &str) {
+    let pcap = dir.join("web.pcap");
+    common::capture(&pcap);
+    flowscope()
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .args(["simulate", "--topology"])
+        .arg(topology)
+        .arg("--pcap")
+        .arg(&pcap)
+        .arg("--out")
+        .arg(dir.join("out"))
+        .args(["--endpoint-url", endpoint, "--region", "us-east-1"])
+        .assert()
+        .success();
+}
+
 #[test]
 fn simulate_to_an_s3_bucket() {
     let moto = common::Moto::start();
@@ -297,20 +315,7 @@ fn simulate_to_an_s3_bucket() {
         ),
     )
     .unwrap();
-    let pcap = dir.path().join("web.pcap");
-    common::capture(&pcap);
-    flowscope()
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .args(["simulate", "--topology"])
-        .arg(&topology)
-        .arg("--pcap")
-        .arg(&pcap)
-        .arg("--out")
-        .arg(dir.path().join("out"))
-        .args(["--endpoint-url", &moto.endpoint, "--region", "us-east-1"])
-        .assert()
-        .success();
+    simulate_to_moto(dir.path(), &topology, &moto.endpoint);
     let keys = common::boto3(
         &moto.endpoint,
         "print('\\n'.join(o['Key'] for o in s3.list_objects_v2(Bucket=args[0])['Contents']))",
@@ -498,20 +503,7 @@ fn flowlogs_reader_reads_text_and_parquet_deliveries_with_no_rejects() {
         ));
     }
     fs::write(&topology, text).unwrap();
-    let pcap = dir.path().join("web.pcap");
-    common::capture(&pcap);
-    flowscope()
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .args(["simulate", "--topology"])
-        .arg(&topology)
-        .arg("--pcap")
-        .arg(&pcap)
-        .arg("--out")
-        .arg(dir.path().join("out"))
-        .args(["--endpoint-url", &moto.endpoint, "--region", "us-east-1"])
-        .assert()
-        .success();
+    simulate_to_moto(dir.path(), &topology, &moto.endpoint);
     let read = common::boto3(&moto.endpoint, READ_BACK, &["text", "parquet"]);
     let read: serde_json::Value = serde_json::from_str(&read).unwrap();
     let (text, parquet) = (&read["text"], &read["parquet"]);

@@ -118,11 +118,6 @@ impl ObjectInput {
         }
         self
     }
-
-    /// Whether the content is held ([`prefetch`](Self::prefetch)).
-    pub fn is_fetched(&self) -> bool {
-        self.fetched.is_some()
-    }
 }
 
 /// An `object_store` error as an I/O error, `NotFound` kept.
