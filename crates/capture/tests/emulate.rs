@@ -543,33 +543,9 @@ security_groups = ["sg-v6"]
     expected_bytes += 128;
     frames.push((t + 120.0, vlan));
     // A UDP datagram of 3,000 bytes in two IPv4 fragments (the second without ports).
-    let mut datagram = Vec::new();
-    PacketBuilder::ipv4(v4(peer), v4(me), 64)
-        .udp(4500, 4500)
-        .write(&mut datagram, &[7u8; 3000])
-        .unwrap();
-    let udp_part = &datagram[20..]; // 8-byte UDP header + 3000 bytes
-    for (offset, piece, more) in [
-        (0usize, &udp_part[..1480], true),
-        (1480, &udp_part[1480..], false),
-    ] {
-        let mut h =
-            Ipv4Header::new(piece.len() as u16, 64, IpNumber::UDP, v4(peer), v4(me)).unwrap();
-        h.identification = 777;
-        h.more_fragments = more;
-        h.fragment_offset = etherparse::IpFragOffset::try_new((offset / 8) as u16).unwrap();
-        let mut frame = Vec::new();
-        etherparse::Ethernet2Header {
-            source: MAC_A,
-            destination: MAC_B,
-            ether_type: etherparse::EtherType::IPV4,
-        }
-        .write(&mut frame)
-        .unwrap();
-        h.write(&mut frame).unwrap();
-        frame.extend_from_slice(piece);
+    for frame in fragments(peer, me, 777, 3000, 1504) {
         expected_packets += 1;
-        expected_bytes += 20 + piece.len() as u64;
+        expected_bytes += ip_len(&frame);
         frames.push((t + 121.0, frame));
     }
     // ARP: not IP, skipped.
