@@ -654,6 +654,41 @@ fn nat_gateway_records_match_the_documented_example() {
     assert_eq!(got, want);
 }
 
+/// Two instances behind one NAT gateway use the same source port to the same server, one after
+/// the other: the gateway's port then maps to the second, so the server's replies reach the
+/// second instance, not the first (whose connection has closed, so they would be rejected).
+#[test]
+fn a_nat_port_reused_by_another_host_sends_the_replies_there() {
+    let t = 1_700_000_000.0;
+    let (a, b, server, nat) = ("10.0.1.5", "10.0.1.6", "203.0.113.5", "3.3.3.3");
+    let mut frames = Vec::new();
+    for (at, host) in [(t, a), (t + 10.0, b)] {
+        frames.extend([
+            (at, tcp(host, server, 41000, 443, "S", 0)),
+            (at + 0.1, tcp(server, nat, 443, 41000, "SA", 0)),
+            (at + 0.2, tcp(host, server, 41000, 443, "FA", 0)),
+            (at + 0.3, tcp(server, nat, 443, 41000, "FA", 0)),
+            (at + 0.4, tcp(host, server, 41000, 443, "A", 0)),
+        ]);
+    }
+    let second = "[[network_interface]]\nid = \"eni-2222aaaa2222bbbb3\"\nsubnet = \"subnet-private\"\n\
+                  private_ip_addresses = [\"10.0.1.6\"]\ninstance_id = \"i-02\"\n\
+                  security_groups = [\"sg-1\"]\n\n[[flow_log]]";
+    let text = format!("{NAT_TOPOLOGY}log_destination_type = \"s3\"\n").replacen(
+        "[[flow_log]]",
+        second,
+        1,
+    );
+    let (lines, _) = emulate_frames(&text, &frames);
+    let into = |host: &str| {
+        lines[0]
+            .iter()
+            .filter(|l| l.contains(&format!(" {server} {host} {server} {host}")))
+            .count()
+    };
+    assert_eq!((into(a), into(b)), (1, 1), "{:#?}", lines[0]);
+}
+
 /// Capture filters: an ACCEPT-only and a REJECT-only flow log on the same interface split its
 /// records between them; traffic-path, flow-direction and pkt-*-aws-service follow SPEC §1.
 #[test]
@@ -867,6 +902,15 @@ fn three_tier_scenario_is_reproducible_and_shows_its_incidents() {
 
     let (clean, truth, _) = scenario_lines(7, false, 1200);
     assert!(truth.incidents.is_empty());
+    // Connections end (FIN, RST, idle timeouts) yet no ordinary connection's reply is rejected:
+    // what the clean run rejects is the internet's probes of service ports.
+    let rejected_replies: Vec<&String> = clean
+        .iter()
+        .filter(|l| l.ends_with("REJECT OK"))
+        .filter(|l| l.split(' ').nth(6).unwrap().parse::<u16>().unwrap() >= 32768)
+        .collect();
+    assert_eq!(rejected_replies, Vec::<&String>::new());
+    assert!(clean.iter().any(|l| l.ends_with("REJECT OK")));
     assert!(
         !clean
             .iter()
@@ -1165,4 +1209,234 @@ fn fragments_out_of_order_are_counted_whole() {
     assert_eq!(packets, 3);
     assert_eq!(source.stats().frames, 4);
     assert_eq!(source.stats().orphan_fragments, 1);
+}
+
+/// Runs `frames` (written as a pcap) through the emulator of `topology`.
+fn emulate_frames(topology: &str, frames: &[(f64, Vec<u8>)]) -> (Vec<Vec<String>>, Emulator) {
+    let dir = tempfile::tempdir().unwrap();
+    let pcap = dir.path().join("frames.pcap");
+    write_pcap(&pcap, frames);
+    emulate(topology, &pcap)
+}
+
+/// The REJECT records of `lines`: (srcaddr, srcport, dstaddr, dstport, packets, start).
+fn rejects(lines: &[String]) -> Vec<(String, u16, String, u16, u64, i64)> {
+    lines
+        .iter()
+        .filter(|l| l.ends_with("REJECT OK"))
+        .map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            (
+                f[3].to_string(),
+                f[5].parse().unwrap(),
+                f[4].to_string(),
+                f[6].parse().unwrap(),
+                f[8].parse().unwrap(),
+                f[10].parse().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// `sg-1` with no inbound rules (and AWS's default outbound rule): only replies get in.
+const SG_NO_INBOUND: &str =
+    "\n[[security_group]]\nid = \"sg-1\"\nvpc = \"vpc-abcdefab012345678\"\n";
+
+/// A whole HTTPS connection from the instance, closed by a FIN each way and the last ACK.
+fn closed_connection(t: f64, me: &str, server: &str) -> Vec<(f64, Vec<u8>)> {
+    vec![
+        (t, tcp(me, server, 40000, 443, "S", 0)),
+        (t + 0.1, tcp(server, me, 443, 40000, "SA", 0)),
+        (t + 0.2, tcp(me, server, 40000, 443, "A", 0)),
+        (t + 0.3, tcp(server, me, 443, 40000, "PA", 500)),
+        (t + 0.4, tcp(me, server, 40000, 443, "FA", 0)),
+        (t + 0.5, tcp(server, me, 443, 40000, "FA", 0)),
+        (t + 0.6, tcp(me, server, 40000, 443, "A", 0)),
+    ]
+}
+
+/// AWS, *Logging IP traffic using VPC Flow Logs* (`action`): REJECT includes "packets arrived
+/// after the connection was closed". A connection closed by a FIN each way passes its last
+/// packets for a grace of 120 s (assumed: AWS gives no value; Linux conntrack's TIME_WAIT), so
+/// an ordinary close adds no REJECT; a packet after that is judged afresh by the rules, and
+/// with no inbound rule it is rejected. An RST closes with a 10 s grace (assumed).
+#[test]
+fn packets_after_the_connection_closed_are_rejected() {
+    let me = "172.31.16.139";
+    let server = "198.51.100.7";
+    let t = 1_700_000_000.0;
+    let mut frames = closed_connection(t, me, server);
+    // A retransmitted FIN within the grace passes; one after it does not.
+    frames.push((t + 60.0, tcp(server, me, 443, 40000, "FA", 0)));
+    frames.push((t + 121.0, tcp(server, me, 443, 40000, "FA", 0)));
+    // A second connection reset by the server: a straggler 5 s later passes, one 11 s later not.
+    frames.extend([
+        (t + 200.0, tcp(me, server, 40001, 443, "S", 0)),
+        (t + 200.1, tcp(server, me, 443, 40001, "SA", 0)),
+        (t + 200.2, tcp(server, me, 443, 40001, "R", 0)),
+        (t + 205.2, tcp(server, me, 443, 40001, "RA", 0)),
+        (t + 211.5, tcp(server, me, 443, 40001, "RA", 0)),
+    ]);
+    let (lines, _) = emulate_frames(&topology(&format!("{SG_NO_INBOUND}{DEFAULT_ACL}")), &frames);
+    let s = server.to_string();
+    let m = me.to_string();
+    assert_eq!(
+        rejects(&lines[0]),
+        [
+            (s.clone(), 443, m.clone(), 40000, 1, 1_700_000_121),
+            (s, 443, m, 40001, 1, 1_700_000_211),
+        ],
+        "{:#?}",
+        lines[0]
+    );
+    // Everything else was accepted: 7 + 1 packets of the first connection, 4 of the second.
+    let accepted: u64 = lines[0]
+        .iter()
+        .filter(|l| l.ends_with("ACCEPT OK"))
+        .map(|l| l.split(' ').nth(8).unwrap().parse::<u64>().unwrap())
+        .sum();
+    assert_eq!(accepted, 12);
+}
+
+/// A new SYN on the ports of a closing connection starts a new connection, judged by the
+/// rules: the instance's own new connection is let out and its replies in.
+#[test]
+fn a_new_connection_may_reuse_the_ports_of_a_closed_one() {
+    let me = "172.31.16.139";
+    let server = "198.51.100.7";
+    let t = 1_700_000_000.0;
+    let mut frames = closed_connection(t, me, server);
+    frames.extend(closed_connection(t + 5.0, me, server));
+    frames.extend(closed_connection(t + 300.0, me, server));
+    let (lines, _) = emulate_frames(&topology(&format!("{SG_NO_INBOUND}{DEFAULT_ACL}")), &frames);
+    assert_eq!(rejects(&lines[0]), [], "{:#?}", lines[0]);
+}
+
+/// AWS, API `ConnectionTrackingSpecification`: `udpTimeout` "Timeout (in seconds) for idle UDP
+/// flows that have seen traffic only in a single direction or a single request-response
+/// transaction. Min: 30 seconds. Max: 60 seconds. Default: 30 seconds."; `udpStreamTimeout`
+/// "... for idle UDP flows classified as streams which have seen more than one request-response
+/// transaction. Min: 60 seconds. Max: 180 seconds (3 minutes). Default: 180 seconds." An answer
+/// after the flow idled out is judged afresh, and with no inbound rule rejected; an interface's
+/// `connection_tracking_specification` changes the timeouts.
+#[test]
+fn idle_udp_flows_time_out_as_documented_and_per_interface() {
+    let me = "172.31.16.139";
+    let server = "198.51.100.7";
+    let t = 1_700_000_000.0;
+    let frames = vec![
+        // One request-response, then a late answer 40 s after it: past 30 s.
+        (t, udp(me, server, 5000, 514, 100)),
+        (t + 0.1, udp(server, me, 514, 5000, 100)),
+        (t + 40.1, udp(server, me, 514, 5000, 100)),
+        // Two request-responses (a stream), then an answer 100 s later: within 180 s.
+        (t + 200.0, udp(me, server, 5001, 514, 100)),
+        (t + 200.1, udp(server, me, 514, 5001, 100)),
+        (t + 201.0, udp(me, server, 5001, 514, 100)),
+        (t + 201.1, udp(server, me, 514, 5001, 100)),
+        (t + 301.1, udp(server, me, 514, 5001, 100)),
+        // ... and one 181 s after that: past 180 s.
+        (t + 482.2, udp(server, me, 514, 5001, 100)),
+    ];
+    let base = topology(&format!("{SG_NO_INBOUND}{DEFAULT_ACL}"));
+    let (lines, _) = emulate_frames(&base, &frames);
+    let late: Vec<(u16, i64)> = rejects(&lines[0]).iter().map(|r| (r.3, r.5)).collect();
+    assert_eq!(
+        late,
+        [(5000, 1_700_000_040), (5001, 1_700_000_482)],
+        "{:#?}",
+        lines[0]
+    );
+    // udp_timeout = 60 keeps the first flow for the late answer; udp_stream_timeout = 60
+    // loses the stream before its answer 100 s later.
+    let line = "security_groups = [\"sg-1\"]";
+    let tuned = base.replace(
+        line,
+        &format!(
+            "{line}\nconnection_tracking_specification = {{ udp_timeout = 60, udp_stream_timeout = 60 }}"
+        ),
+    );
+    assert_ne!(tuned, base);
+    let (lines, _) = emulate_frames(&tuned, &frames);
+    let late: Vec<(u16, i64)> = rejects(&lines[0]).iter().map(|r| (r.3, r.5)).collect();
+    assert_eq!(
+        late,
+        [(5001, 1_700_000_301), (5001, 1_700_000_482)],
+        "{:#?}",
+        lines[0]
+    );
+}
+
+/// AWS, API `ConnectionTrackingSpecification`: `tcpEstablishedTimeout` "Timeout (in seconds)
+/// for idle TCP connections in an established state. Min: 60 seconds. Max: 432000 seconds (5
+/// days). Default: 432000 seconds." With 60 s, the server's data after 61 idle seconds is
+/// judged afresh and rejected; with the default it is a reply. A value out of range is a
+/// mistake shown where it is.
+#[test]
+fn idle_tcp_connections_time_out_after_the_interface_timeout() {
+    let me = "172.31.16.139";
+    let server = "198.51.100.7";
+    let t = 1_700_000_000.0;
+    let frames = vec![
+        (t, tcp(me, server, 40000, 443, "S", 0)),
+        (t + 0.1, tcp(server, me, 443, 40000, "SA", 0)),
+        (t + 0.2, tcp(me, server, 40000, 443, "A", 0)),
+        (t + 61.2, tcp(server, me, 443, 40000, "PA", 100)),
+    ];
+    let base = topology(&format!("{SG_NO_INBOUND}{DEFAULT_ACL}"));
+    let (lines, _) = emulate_frames(&base, &frames);
+    assert_eq!(rejects(&lines[0]), [], "{:#?}", lines[0]);
+    let line = "security_groups = [\"sg-1\"]";
+    let with = |spec: &str| base.replace(line, &format!("{line}\n{spec}"));
+    let (lines, _) = emulate_frames(
+        &with("connection_tracking_specification = { tcp_established_timeout = 60 }"),
+        &frames,
+    );
+    assert_eq!(
+        rejects(&lines[0]),
+        [(
+            server.to_string(),
+            443,
+            me.to_string(),
+            40000,
+            1,
+            1_700_000_061
+        )]
+    );
+    let wrong = with("connection_tracking_specification = { tcp_established_timeout = 30 }");
+    let mistakes = Topology::from_toml(&wrong).unwrap_err();
+    let shown: Vec<String> = mistakes.iter().map(ToString::to_string).collect();
+    let at = wrong.lines().position(|l| l.contains("= 30 }")).unwrap() + 1;
+    assert!(
+        shown.iter().any(
+            |m| m.contains("tcp_established_timeout must be 60-432000 seconds")
+                && m.starts_with(&format!("line {at},"))
+        ),
+        "{shown:?}"
+    );
+    let unknown = with("connection_tracking_specification = { tcp_timeout = 60 }");
+    assert!(Topology::from_toml(&unknown).is_err());
+}
+
+/// AWS, *Amazon EC2 security group connection tracking*: "ICMP traffic is always tracked." An
+/// echo's reply passes as a reply; AWS gives no ICMP timeout, so 30 s is assumed (Linux
+/// conntrack's): a reply 31 s after the echo is judged afresh and, with no inbound ICMP rule,
+/// rejected.
+#[test]
+fn icmp_is_always_tracked_for_thirty_seconds() {
+    let me = "172.31.16.139";
+    let server = "198.51.100.7";
+    let t = 1_700_000_000.0;
+    let frames = vec![
+        (t, ping(me, server, false, 1)),
+        (t + 0.01, ping(server, me, true, 1)),
+        (t + 31.0, ping(server, me, true, 1)),
+    ];
+    let (lines, _) = emulate_frames(&topology(&format!("{SG_NO_INBOUND}{DEFAULT_ACL}")), &frames);
+    assert_eq!(
+        rejects(&lines[0]),
+        [(server.to_string(), 0, me.to_string(), 0, 1, 1_700_000_031)],
+        "{:#?}",
+        lines[0]
+    );
 }

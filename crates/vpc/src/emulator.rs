@@ -8,9 +8,11 @@
 //! records are handed out as a [`ClosedWindow`], with a NODATA record for each logged interface
 //! that saw nothing and a SKIPDATA record for each that exceeded its capacity.
 //!
-//! The path and the verdicts of a flow are computed once and cached: an accepted flow stays
-//! accepted (rules do not change and tracked connections are kept), so the hot path for most
-//! packets is one hash lookup and a few additions.
+//! The path of a flow and what the rules say of it on each interface are computed once and
+//! cached (rules do not change); what varies packet by packet is connection tracking — a reply
+//! passes the security groups only while its connection holds — and that costs a table slot
+//! cached on the hop, not a hash lookup. An untracked flow's verdict is fixed, so the hot path
+//! for most packets is one hash lookup and a few additions.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -18,8 +20,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use arrow_array::RecordBatch;
 
 use crate::record::{FlowRecord, LogStatus, to_batch};
-use crate::rules::{Direction, Firewall, Packet};
+use crate::rules::{Direction, Firewall, Packet, Ruling};
 use crate::topology::{BlockPublicAccess, RouteTarget, Topology};
+use crate::tracking::{Handle, Seen};
 
 type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
@@ -135,8 +138,10 @@ struct Hop {
     /// Rejected by VPC Block Public Access.
     blocked: bool,
     next_hop: Option<usize>,
-    /// Accepted once, so accepted for good.
-    settled: bool,
+    /// What the rules say of it here (worked out at its first packet).
+    ruling: Option<Ruling>,
+    /// Where its connection is in the interface's tracking table.
+    conn: Handle,
     /// Per aggregator and action: (window number, accumulator index).
     slots: [[(u32, u32); 2]; 2],
 }
@@ -157,7 +162,28 @@ struct Flow {
     provisional: bool,
     /// Second of its last packet.
     last_seen: i64,
+    /// It passes an interface whose connections AWS always tracks.
+    auto_tracked: bool,
+    /// Its path is to be worked out again (a NAT gateway's port now maps to another host).
+    repath: bool,
 }
+
+/// Connections through these are tracked whatever the rules. AWS (*Automatically tracked
+/// connections*): "Connections made through the following are automatically tracked, even if
+/// the security group configuration does not otherwise require tracking: Egress-only internet
+/// gateways, Global Accelerator accelerators, NAT gateways, Network Firewall firewall endpoints,
+/// Network Load Balancers, AWS PrivateLink (interface VPC endpoints), AWS Lambda (Hyperplane
+/// elastic network interfaces)" — and, in another version of the page, Gateway Load Balancers
+/// and transit gateway attachments.
+const AUTO_TRACKED: [&str; 7] = [
+    "nat_gateway",
+    "network_load_balancer",
+    "vpc_endpoint",
+    "lambda",
+    "gateway_load_balancer",
+    "gateway_load_balancer_endpoint",
+    "transit_gateway",
+];
 
 #[derive(Debug, Clone)]
 struct Acc {
@@ -255,7 +281,7 @@ impl Emulator {
                         .iter()
                         .map(|&g| topology.security_groups[g].clone())
                         .collect();
-                    Firewall::new(groups, nacl)
+                    Firewall::with_timeouts(groups, nacl, eni.connection_tracking)
                 } else {
                     Firewall::without_groups(nacl)
                 }
@@ -403,17 +429,39 @@ impl Emulator {
                 hops: Vec::new(),
                 provisional: true,
                 last_seen: 0,
+                auto_tracked: false,
+                repath: false,
             }),
         };
+        let mut stale = None;
         if flow.provisional {
             let mut paths = Paths {
                 topology,
                 owners,
                 nat_table,
+                stale: None,
             };
-            let (hops, provisional) = paths.path(packet);
+            let (mut hops, provisional) = paths.path(packet);
+            stale = paths.stale;
+            if flow.repath {
+                // Records of this window go on where the path is the same.
+                for (new, old) in hops.iter_mut().zip(&flow.hops) {
+                    if (new.interface, new.egress) == (old.interface, old.egress) {
+                        new.slots = old.slots;
+                    }
+                }
+                flow.hops.clear();
+                flow.repath = false;
+            }
             if flow.hops.len() < hops.len() {
                 flow.hops = hops;
+                flow.auto_tracked = flow.hops.iter().any(|h| {
+                    AUTO_TRACKED.contains(
+                        &topology.interfaces[h.interface as usize]
+                            .interface_type
+                            .as_str(),
+                    )
+                });
             }
             flow.provisional = provisional;
         }
@@ -431,10 +479,13 @@ impl Emulator {
             _ => false,
         };
         let flags = supported_flags(packet.tcp_flags);
+        let seen = Seen {
+            time: now,
+            tcp_flags: packet.tcp_flags,
+        };
+        let auto_tracked = flow.auto_tracked;
         for hop in &mut flow.hops {
-            let accepted = if hop.settled {
-                true
-            } else if hop.blocked {
+            let accepted = if hop.blocked {
                 false
             } else {
                 let direction = if hop.egress {
@@ -442,14 +493,24 @@ impl Emulator {
                 } else {
                     Direction::Inbound
                 };
-                let verdict = firewalls[hop.interface as usize].judge(
-                    direction,
-                    &hop.judged,
-                    hop.crosses_subnet,
-                    &in_group,
-                );
-                hop.settled = verdict.accepted;
-                verdict.accepted
+                let firewall = &mut firewalls[hop.interface as usize];
+                let ruling = *hop.ruling.get_or_insert_with(|| {
+                    firewall.rule(
+                        direction,
+                        &hop.judged,
+                        hop.crosses_subnet,
+                        &in_group,
+                        auto_tracked,
+                    )
+                });
+                match ruling.fixed() {
+                    Some(accepted) => accepted,
+                    None => {
+                        firewall
+                            .pass(direction, &hop.judged, &ruling, seen, &mut hop.conn)
+                            .accepted
+                    }
+                }
             };
             let mask = logged[hop.interface as usize];
             for (a, agg) in aggregators.iter_mut().enumerate() {
@@ -481,6 +542,10 @@ impl Emulator {
                 break;
             }
         }
+        if let Some(flow) = stale.and_then(|k| flows.get_mut(&k)) {
+            flow.provisional = true;
+            flow.repath = true;
+        }
     }
 
     /// Closes every window that ends at or before `time` (Unix seconds).
@@ -506,6 +571,11 @@ impl Emulator {
             && let Some(longest) = self.aggregators.iter().map(|a| i64::from(a.interval)).max()
         {
             self.flows.retain(|_, f| f.last_seen + 2 * longest >= time);
+        }
+        if closed_any {
+            for firewall in &mut self.firewalls {
+                firewall.expire_connections(time);
+            }
         }
     }
 
@@ -660,6 +730,8 @@ struct Paths<'a> {
     topology: &'a Topology,
     owners: &'a Map<IpAddr, Owner>,
     nat_table: &'a mut Map<NatKey, IpAddr>,
+    /// A flow whose cached path no longer holds.
+    stale: Option<FlowKey>,
 }
 
 impl Paths<'_> {
@@ -682,7 +754,8 @@ impl Paths<'_> {
             traffic_path: None,
             blocked: false,
             next_hop: None,
-            settled: false,
+            ruling: None,
+            conn: Handle::default(),
             slots: [[(0, 0); 2]; 2],
         }
     }
@@ -744,7 +817,7 @@ impl Paths<'_> {
                         let mut from_nat = self.hop(ne, true, nat_ip, p.dst, p);
                         from_nat.traffic_path = Some(2);
                         from_nat.blocked = bpa == BlockPublicAccess::Bidirectional;
-                        self.nat_table.insert(
+                        let earlier = self.nat_table.insert(
                             NatKey {
                                 nat: n,
                                 protocol: p.protocol,
@@ -754,6 +827,17 @@ impl Paths<'_> {
                             },
                             src,
                         );
+                        if earlier.is_some_and(|e| e != src) {
+                            // The port now maps to another host: the replies' path (worked out
+                            // for the earlier one) must be worked out again.
+                            self.stale = Some(FlowKey {
+                                src: p.dst,
+                                dst: nat.public_ip,
+                                protocol: p.protocol,
+                                src_port: p.dst_port,
+                                dst_port: p.src_port,
+                            });
+                        }
                         hops.extend([out, into_nat, from_nat]);
                     }
                     Some(target) => {

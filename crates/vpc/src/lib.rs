@@ -14,6 +14,7 @@ mod emulator;
 mod record;
 mod rules;
 pub mod topology;
+pub mod tracking;
 
 pub use emulator::{ClosedWindow, Emulator, EmulatorStats, Exclusion, WirePacket};
 pub use record::{FlowRecord, LogStatus, to_batch};
@@ -22,3 +23,4 @@ pub use rules::{
     RuleAction, RuleError, SecurityGroup, SgRule, Verdict,
 };
 pub use topology::{Mistake, Topology};
+pub use tracking::{Seen, Timeouts};

@@ -1,10 +1,11 @@
 //! Security groups, network ACLs and the per-interface firewall that combines them.
 
-use std::collections::HashSet;
 use std::fmt;
 use std::net::IpAddr;
 
 use flowscope_record::net::Cidr;
+
+use crate::tracking::{Handle, Key, Seen, Table, Timeouts};
 
 /// Which way a packet passes the interface (or the subnet boundary).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -343,34 +344,23 @@ pub struct Verdict {
     pub tracked: bool,
 }
 
-/// A connection as the tracking table keys it: the interface's side first.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-struct Connection {
-    local: IpAddr,
-    local_port: u16,
-    remote: IpAddr,
-    remote_port: u16,
-    protocol: u8,
+/// What the rules alone say of a packet on one interface — the same for every packet of a flow,
+/// so worked out once per flow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Ruling {
+    /// The ACL's decision, when the packet crosses the subnet boundary.
+    nacl: Option<NaclVerdict>,
+    /// The groups' rules allow it (or the interface has no groups).
+    by_rule: bool,
+    /// Not tracked: no groups, or an untracked flow (see [`Firewall::untracked`]).
+    untracked: bool,
 }
 
-impl Connection {
-    fn of(direction: Direction, packet: &Packet) -> Self {
-        match direction {
-            Direction::Outbound => Self {
-                local: packet.src,
-                local_port: packet.src_port,
-                remote: packet.dst,
-                remote_port: packet.dst_port,
-                protocol: packet.protocol,
-            },
-            Direction::Inbound => Self {
-                local: packet.dst,
-                local_port: packet.dst_port,
-                remote: packet.src,
-                remote_port: packet.src_port,
-                protocol: packet.protocol,
-            },
-        }
+impl Ruling {
+    /// The verdict when it depends on the rules alone (an untracked flow), else `None`.
+    pub(crate) fn fixed(&self) -> Option<bool> {
+        self.untracked
+            .then(|| self.by_rule && self.nacl.is_none_or(|v| v.action == RuleAction::Allow))
     }
 }
 
@@ -381,16 +371,22 @@ pub struct Firewall {
     /// `None`: the interface has no security groups (NAT and transit gateway interfaces).
     groups: Option<Vec<SecurityGroup>>,
     nacl: NetworkAcl,
-    connections: HashSet<Connection>,
+    connections: Table,
 }
 
 impl Firewall {
-    /// The firewall of an interface with `groups`, in a subnet with `nacl`.
+    /// The firewall of an interface with `groups`, in a subnet with `nacl`, tracking
+    /// connections with AWS's default timeouts.
     pub fn new(groups: Vec<SecurityGroup>, nacl: NetworkAcl) -> Self {
+        Self::with_timeouts(groups, nacl, Timeouts::default())
+    }
+
+    /// [`new`](Self::new) with the interface's own connection tracking timeouts.
+    pub fn with_timeouts(groups: Vec<SecurityGroup>, nacl: NetworkAcl, timeouts: Timeouts) -> Self {
         Self {
             groups: Some(groups),
             nacl,
-            connections: HashSet::new(),
+            connections: Table::new(timeouts),
         }
     }
 
@@ -400,37 +396,154 @@ impl Firewall {
         Self {
             groups: None,
             nacl,
-            connections: HashSet::new(),
+            connections: Table::default(),
         }
     }
 
-    /// Judges `packet` passing the interface in `direction`. `crosses_subnet` says whether it
-    /// also crosses the subnet boundary (the ACL is consulted only then); `in_group` answers
-    /// whether an address belongs to an interface that has a given security group (for rules
-    /// whose peer is a group).
+    /// The interface's connection tracking timeouts.
+    pub fn timeouts(&self) -> Timeouts {
+        self.connections.timeouts()
+    }
+
+    /// Judges `packet` passing the interface in `direction`, seen as `seen`. `crosses_subnet`
+    /// says whether it also crosses the subnet boundary (the ACL is consulted only then);
+    /// `in_group` answers whether an address belongs to an interface that has a given security
+    /// group (for rules whose peer is a group).
     ///
-    /// A packet the groups let through opens (or refreshes) a tracked connection, so its replies
-    /// pass the groups whatever their rules; the ACL judges every packet on its own.
+    /// A packet the groups' rules let through opens a tracked connection, so its replies pass the
+    /// groups whatever their rules until the connection closes (a FIN each way, an RST) or idles
+    /// out (the timeouts of [`Timeouts`] and `tracking`'s constants); the ACL judges every packet
+    /// on its own. An untracked flow ([`untracked`](Self::untracked)) is judged by the rules,
+    /// packet by packet.
     pub fn judge(
         &mut self,
         direction: Direction,
         packet: &Packet,
         crosses_subnet: bool,
         in_group: &dyn Fn(&str, IpAddr) -> bool,
+        seen: Seen,
     ) -> Verdict {
+        let ruling = self.rule(direction, packet, crosses_subnet, in_group, false);
+        self.pass(direction, packet, &ruling, seen, &mut Handle::default())
+    }
+
+    /// What the rules alone say of `packet`; `auto_tracked` when the connection is one AWS
+    /// tracks whatever the rules (through a NAT gateway, a load balancer, an endpoint).
+    pub(crate) fn rule(
+        &self,
+        direction: Direction,
+        packet: &Packet,
+        crosses_subnet: bool,
+        in_group: &dyn Fn(&str, IpAddr) -> bool,
+        auto_tracked: bool,
+    ) -> Ruling {
         let nacl = crosses_subnet.then(|| self.nacl.evaluate(direction, packet));
-        let connection = Connection::of(direction, packet);
-        let tracked = self.connections.contains(&connection);
-        let by_rule = !tracked && self.groups_allow(direction, packet, in_group);
-        let security_groups = tracked || by_rule;
-        let nacl_allows = nacl.is_none_or(|v| v.action == RuleAction::Allow);
+        let by_rule = self.groups_allow(direction, packet, in_group);
+        let untracked =
+            self.groups.is_none() || (!auto_tracked && self.untracked(direction, packet));
+        Ruling {
+            nacl,
+            by_rule,
+            untracked,
+        }
+    }
+
+    /// Whether a flow of `packet` in `direction` goes untracked (always, on an interface without
+    /// groups). AWS (*Untracked connections*): "If a security group rule permits TCP or UDP
+    /// flows for all traffic (0.0.0.0/0 or ::/0) and there is a corresponding rule in the other
+    /// direction that permits all response traffic (0.0.0.0/0 or ::/0) for any port (0-65535),
+    /// then that flow of traffic is not tracked, unless it is part of an automatically tracked
+    /// connection." And: "ICMP traffic is always tracked." A packet belongs to an untracked
+    /// flow as its request or as its response ("The response traffic for an untracked flow is
+    /// allowed based on the inbound or outbound rule that permits the response traffic").
+    pub fn untracked(&self, direction: Direction, packet: &Packet) -> bool {
+        let back = match direction {
+            Direction::Inbound => Direction::Outbound,
+            Direction::Outbound => Direction::Inbound,
+        };
+        self.untracked_request(direction, packet)
+            || self.untracked_request(back, &packet.reversed())
+    }
+
+    /// Whether `packet`, as the request of a flow in `direction`, opens an untracked flow.
+    fn untracked_request(&self, direction: Direction, packet: &Packet) -> bool {
+        let Some(groups) = &self.groups else {
+            return true;
+        };
+        if !matches!(packet.protocol, 6 | 17) {
+            return false;
+        }
+        let peer = packet.peer(direction);
+        let everyone = |p: &Peer| matches!(p, Peer::Cidr(c) if c.prefix() == 0 && c.contains(peer));
+        fn side(g: &SecurityGroup, direction: Direction) -> &[SgRule] {
+            match direction {
+                Direction::Inbound => &g.inbound,
+                Direction::Outbound => &g.outbound,
+            }
+        }
+        let back = match direction {
+            Direction::Inbound => Direction::Outbound,
+            Direction::Outbound => Direction::Inbound,
+        };
+        let opened = groups.iter().any(|g| {
+            side(g, direction)
+                .iter()
+                .any(|r| everyone(&r.peer) && matches_traffic(r.protocol, r.ports, packet))
+        });
+        opened
+            && groups.iter().any(|g| {
+                side(g, back).iter().any(|r| {
+                    everyone(&r.peer)
+                        && r.protocol.matches(packet.protocol)
+                        && r.ports.is_none_or(|p| p.from == 0 && p.to == 65535)
+                })
+            })
+    }
+
+    /// The verdict on a packet whose [`Ruling`] is known; `handle` caches where its connection
+    /// is in the table.
+    pub(crate) fn pass(
+        &mut self,
+        direction: Direction,
+        packet: &Packet,
+        ruling: &Ruling,
+        seen: Seen,
+        handle: &mut Handle,
+    ) -> Verdict {
+        let nacl_allows = ruling.nacl.is_none_or(|v| v.action == RuleAction::Allow);
+        if ruling.untracked {
+            return Verdict {
+                accepted: ruling.by_rule && nacl_allows,
+                nacl: ruling.nacl,
+                security_groups: ruling.by_rule,
+                tracked: false,
+            };
+        }
+        if nacl_allows && self.connections.refresh(*handle, direction, seen) {
+            return Verdict {
+                accepted: true,
+                nacl: ruling.nacl,
+                security_groups: true,
+                tracked: true,
+            };
+        }
+        let key = Key::of(direction, packet);
+        let live = self.connections.find(&key, seen, handle);
+        let tracked = live.is_some();
+        let security_groups = tracked || ruling.by_rule;
         let accepted = security_groups && nacl_allows;
-        if accepted && by_rule {
-            self.connections.insert(connection);
+        if accepted {
+            let slot = match live {
+                Some(slot) => Some(slot),
+                None => self.connections.open(key, direction, seen, handle),
+            };
+            if let Some(slot) = slot {
+                self.connections.see(slot, direction, seen);
+            }
         }
         Verdict {
             accepted,
-            nacl,
+            nacl: ruling.nacl,
             security_groups,
             tracked,
         }
@@ -461,8 +574,19 @@ impl Firewall {
         })
     }
 
-    /// Forgets every tracked connection (as when a connection times out).
+    /// Forgets every tracked connection.
     pub fn clear_connections(&mut self) {
         self.connections.clear();
+    }
+
+    /// Connections held in the table (expired ones may not have been forgotten yet).
+    pub fn tracked_connections(&self) -> usize {
+        self.connections.len()
+    }
+
+    /// Forgets the connections that have expired by `now` (Unix seconds), when the table has
+    /// grown enough since it last did for that to pay.
+    pub fn expire_connections(&mut self, now: i64) {
+        self.connections.sweep_if_grown(now);
     }
 }

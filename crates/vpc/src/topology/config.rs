@@ -211,9 +211,29 @@ pub struct InterfaceConfig {
     /// Flows per aggregation interval before the rest are skipped (SKIPDATA).
     #[serde(default)]
     pub flow_capacity: Option<Spanned<i64>>,
+    /// The interface's idle connection tracking timeouts, as the EC2 API's
+    /// `ConnectionTrackingSpecification` sets them; AWS's defaults when not given.
+    #[serde(default)]
+    pub connection_tracking_specification: Option<ConnectionTrackingConfig>,
     /// ECS task metadata.
     #[serde(default)]
     pub ecs: Option<EcsConfig>,
+}
+
+/// A `connection_tracking_specification`: idle timeouts in seconds (the EC2 API's
+/// `TcpEstablishedTimeout`, `UdpStreamTimeout`, `UdpTimeout`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectionTrackingConfig {
+    /// Idle TCP connections in an established state: 60–432000, default 432000.
+    #[serde(default)]
+    pub tcp_established_timeout: Option<Spanned<i64>>,
+    /// Idle UDP streams (more than one request-response): 60–180, default 180.
+    #[serde(default)]
+    pub udp_stream_timeout: Option<Spanned<i64>>,
+    /// Other idle UDP flows: 30–60, default 30.
+    #[serde(default)]
+    pub udp_timeout: Option<Spanned<i64>>,
 }
 
 /// One route.

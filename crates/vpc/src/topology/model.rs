@@ -116,6 +116,8 @@ pub struct Interface {
     pub account_id: Option<String>,
     /// Flows per aggregation interval before SKIPDATA.
     pub flow_capacity: Option<usize>,
+    /// Its idle connection tracking timeouts.
+    pub connection_tracking: crate::tracking::Timeouts,
     /// ECS metadata.
     pub ecs: EcsConfig,
 }

@@ -8,6 +8,7 @@ use flowscope_record::net::{Cidr, is_private};
 use super::super::config::Text;
 use super::super::model::*;
 use super::Builder;
+use crate::tracking::Timeouts;
 
 impl Builder<'_, '_> {
     /// The VPCs, each with its blocks and block-public-access mode; ACLs and route tables are
@@ -276,6 +277,11 @@ impl Builder<'_, '_> {
                 }
                 id.clone()
             });
+            let connection_tracking = e
+                .connection_tracking_specification
+                .as_ref()
+                .map(|c| self.timeouts(c))
+                .unwrap_or_default();
             if let Some(subnet) = subnet {
                 interfaces.push(Interface {
                     id: e.id.get_ref().clone(),
@@ -289,6 +295,7 @@ impl Builder<'_, '_> {
                     nitro: e.nitro.unwrap_or(true),
                     account_id,
                     flow_capacity,
+                    connection_tracking,
                     ecs: e.ecs.clone().unwrap_or_default(),
                 });
             } else {
@@ -320,6 +327,45 @@ impl Builder<'_, '_> {
             out.push(ip);
         }
         out
+    }
+
+    /// An interface's connection tracking timeouts, each checked against the range the EC2 API
+    /// allows (`ConnectionTrackingSpecificationRequest`); AWS's default for a timeout not given.
+    fn timeouts(&mut self, c: &super::super::config::ConnectionTrackingConfig) -> Timeouts {
+        let defaults = Timeouts::default();
+        let mut one = |value: &Option<toml::Spanned<i64>>,
+                       name: &str,
+                       range: std::ops::RangeInclusive<u32>,
+                       default: u32| {
+            let Some(v) = value else {
+                return default;
+            };
+            match u32::try_from(*v.get_ref()) {
+                Ok(n) if range.contains(&n) => n,
+                _ => {
+                    self.check.at(
+                        v.span(),
+                        format!("{name} must be {}-{} seconds", range.start(), range.end()),
+                    );
+                    default
+                }
+            }
+        };
+        Timeouts {
+            tcp_established: one(
+                &c.tcp_established_timeout,
+                "tcp_established_timeout",
+                Timeouts::TCP_ESTABLISHED,
+                defaults.tcp_established,
+            ),
+            udp_stream: one(
+                &c.udp_stream_timeout,
+                "udp_stream_timeout",
+                Timeouts::UDP_STREAM,
+                defaults.udp_stream,
+            ),
+            udp: one(&c.udp_timeout, "udp_timeout", Timeouts::UDP, defaults.udp),
+        }
     }
 
     /// Records `ip` as `owner`'s; a mistake at `span` when another interface has it already.
