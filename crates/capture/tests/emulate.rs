@@ -83,10 +83,15 @@ fn write_pcap(path: &Path, frames: &[(f64, Vec<u8>)]) {
     }
 }
 
-/// Runs `pcap` through the emulator of `topology`; the lines each flow log writes.
+/// Runs `pcap` through the emulator of `topology`, windows aligned to multiples of their
+/// interval as the hand-made expectations below assume; the lines each flow log writes.
 fn emulate(topology: &str, pcap: &Path) -> (Vec<Vec<String>>, Emulator) {
     let topology = Topology::from_toml(topology).unwrap_or_else(|m| panic!("{m:?}"));
-    let mut emulator = Emulator::new(topology);
+    run_pcap(Emulator::aligned(topology), pcap)
+}
+
+/// Runs `pcap` through `emulator`; the lines each flow log writes.
+fn run_pcap(mut emulator: Emulator, pcap: &Path) -> (Vec<Vec<String>>, Emulator) {
     let mut source = PcapSource::open(pcap).unwrap();
     let mut last = 0;
     while let Some(p) = source.next_packet() {
@@ -1439,4 +1444,83 @@ fn icmp_is_always_tracked_for_thirty_seconds() {
         "{:#?}",
         lines[0]
     );
+}
+
+/// AWS's windows are not cut by a wall clock: its NODATA example spans 1431280876 →
+/// 1431280934 and its records 1566848875 → 1566848933 (*Flow log record examples*), and
+/// records of one interval never span more than it. Each interface's windows open at the first
+/// packet (or the run's start), close at most one interval later at a phase of the
+/// interface's own, drawn from the seed, and follow back to back: records start at their
+/// flow's first packet in the window and end at its last, within the window.
+#[test]
+fn capture_windows_run_per_interface_on_a_seeded_phase() {
+    let sg = "\n[[security_group]]\nid = \"sg-1\"\nvpc = \"vpc-abcdefab012345678\"\ninbound = [{ protocol = \"all\", cidr_block = \"0.0.0.0/0\" }]\n";
+    let second = "\n[[network_interface]]\nid = \"eni-11111111aaaaaaaaa\"\nsubnet = \"subnet-aaaaaaaa012345678\"\n\
+                  private_ip_addresses = [\"172.31.16.140\"]\ninstance_id = \"i-2\"\nsecurity_groups = [\"sg-1\"]\n";
+    let text = topology(&format!("{sg}{DEFAULT_ACL}{second}"));
+    let t = 1_700_000_000.0; // a multiple of 20, not of 60
+    let mut frames = Vec::new();
+    for s in 0..300 {
+        for dst in ["172.31.16.139", "172.31.16.140"] {
+            frames.push((t + f64::from(s), udp("198.51.100.1", dst, 5000, 53, 10)));
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let pcap = dir.path().join("steady.pcap");
+    write_pcap(&pcap, &frames);
+    let run = |emulator: fn(Topology) -> Emulator| {
+        let topology = Topology::from_toml(&text).unwrap();
+        run_pcap(emulator(topology), &pcap).0.remove(0)
+    };
+    // Per interface: the (start, end) of its records, in order.
+    let spans = |lines: &[String], eni: &str| -> Vec<(i64, i64)> {
+        let mut v: Vec<(i64, i64)> = lines
+            .iter()
+            .filter(|l| l.contains(eni) && l.ends_with("ACCEPT OK"))
+            .map(|l| {
+                let f: Vec<&str> = l.split(' ').collect();
+                (f[10].parse().unwrap(), f[11].parse().unwrap())
+            })
+            .collect();
+        v.sort_unstable();
+        v
+    };
+    let first = 1_700_000_000;
+    let last = first + 299;
+    let check = |lines: &[String]| -> Vec<i64> {
+        let mut phases = Vec::new();
+        for eni in ["eni-1235b8ca123456789", "eni-11111111aaaaaaaaa"] {
+            let spans = spans(lines, eni);
+            assert_eq!(spans[0].0, first, "opens at the first packet");
+            assert_eq!(spans.last().unwrap().1, last);
+            assert!(spans[0].1 - spans[0].0 < 60);
+            for w in spans.windows(2) {
+                assert_eq!(w[1].0, w[0].1 + 1, "back to back: {spans:?}");
+            }
+            for (i, (start, end)) in spans.iter().enumerate() {
+                assert!(end - start < 60, "{spans:?}");
+                if i > 0 && i + 1 < spans.len() {
+                    assert_eq!(end - start, 59, "a whole window: {spans:?}");
+                }
+            }
+            phases.push((spans[0].1 + 1).rem_euclid(60));
+        }
+        phases
+    };
+    let seeded = |seed| {
+        let topology = Topology::from_toml(&text).unwrap();
+        run_pcap(Emulator::with_seed(topology, seed), &pcap)
+            .0
+            .remove(0)
+    };
+    let one = seeded(1);
+    assert_eq!(one, seeded(1), "the same seed, the same windows");
+    let phases = check(&one);
+    assert_ne!(phases[0], phases[1], "interfaces have phases of their own");
+    assert!(phases.iter().any(|p| *p != 0), "not cut on the minute");
+    let other = seeded(2);
+    assert_ne!(check(&other), phases, "another seed, other phases");
+    assert_eq!(check(&run(Emulator::new)), check(&seeded(0)));
+    // Aligned: every window ends on the minute.
+    assert_eq!(check(&run(Emulator::aligned)), [0, 0]);
 }

@@ -52,6 +52,8 @@ pub struct Options {
     pub lake: Option<PathBuf>,
     /// How to reach `s3://` destinations.
     pub s3: S3Options,
+    /// Draws each interface's capture-window phase: the same seed, the same windows.
+    pub seed: u64,
 }
 
 /// Packets fed between deliveries of the windows that closed.
@@ -300,7 +302,7 @@ impl Simulation {
         }
         let d = Destinations::open(&topology, options)?;
         Ok(Self {
-            emulator: Emulator::new(topology),
+            emulator: Emulator::with_seed(topology, options.seed),
             deliveries: d.deliveries,
             labels: d.labels,
             routes: d.routes,
@@ -421,9 +423,19 @@ impl Simulation {
     /// Hands every closed window to its flow logs' destinations.
     fn deliver_closed(&mut self) -> Result<()> {
         let windows: Vec<ClosedWindow> = self.emulator.take_closed();
+        // Per window: no record still to come ends before this — the windows closed after it
+        // (in order of ends) and those still open may hold records that end earlier.
+        let mut settled = vec![self.emulator.open_since(); windows.len()];
+        for k in (0..windows.len()).rev() {
+            let later = settled.get(k + 1).copied().unwrap_or(i64::MAX);
+            settled[k] = settled[k]
+                .min(later)
+                .min(windows.get(k + 1).map_or(i64::MAX, |w| w.start));
+        }
         let topology = self.emulator.topology();
-        for window in &windows {
-            let end = window.start + i64::from(window.interval);
+        for (window, &settled) in windows.iter().zip(&settled) {
+            let end = window.end;
+            let settled = settled.min(end);
             self.clock_ms = self.clock_ms.max(end * 1000);
             for (i, def) in topology.flow_logs.iter().enumerate() {
                 let records = self.emulator.flow_log_records(i, window);
@@ -439,6 +451,7 @@ impl Simulation {
                 self.deliveries[self.routes[i]].deliver(&Window {
                     records: &records,
                     end,
+                    settled,
                 })?;
             }
         }

@@ -111,13 +111,16 @@ pub struct EmulatorStats {
     pub skipped_flows: u64,
 }
 
-/// The records of one capture window of one aggregation interval.
+/// The records of one capture window of one aggregation interval, for the interfaces whose
+/// windows run on the same phase.
 #[derive(Debug, Clone)]
 pub struct ClosedWindow {
     /// The interval, seconds (60 or 600).
     pub interval: u32,
     /// Window start, Unix seconds.
     pub start: i64,
+    /// Window end, Unix seconds (exclusive): at most `interval` after `start`.
+    pub end: i64,
     /// The records, OK ones in order of first packet, then NODATA/SKIPDATA by interface.
     pub records: Vec<FlowRecord>,
 }
@@ -142,7 +145,8 @@ struct Hop {
     ruling: Option<Ruling>,
     /// Where its connection is in the interface's tracking table.
     conn: Handle,
-    /// Per aggregator and action: (window number, accumulator index).
+    /// Per interval of its interface (shortest first) and action: (window number, accumulator
+    /// index).
     slots: [[(u32, u32); 2]; 2],
 }
 
@@ -196,13 +200,58 @@ struct Acc {
     flags: u8,
 }
 
+/// The capture windows of the interfaces that share an interval and a phase.
 #[derive(Debug)]
 struct Aggregator {
     interval: u32,
+    /// Windows end at `phase + k * interval`.
+    phase: i64,
     /// Start of the open window (`None` before the first packet).
     window: Option<i64>,
     number: u32,
     accs: Vec<Acc>,
+    /// The interfaces it aggregates.
+    members: Vec<usize>,
+    /// Windows cut on multiples of the interval, from the first one.
+    aligned: bool,
+}
+
+impl Aggregator {
+    /// Where the first window opens for a run or a packet at `t`: at `t`, or, aligned, where
+    /// the window holding `t` starts.
+    fn first_start(&self, t: i64) -> i64 {
+        if self.aligned {
+            self.end_after(t) - i64::from(self.interval)
+        } else {
+            t
+        }
+    }
+
+    /// The first end of a window after `t`.
+    fn end_after(&self, t: i64) -> i64 {
+        let i = i64::from(self.interval);
+        self.phase + ((t - self.phase).div_euclid(i) + 1) * i
+    }
+}
+
+/// No aggregator.
+const NONE: u32 = u32::MAX;
+
+/// Where interface `id`'s windows of `interval` seconds end, as an offset in seconds — drawn
+/// from `seed`, so that a run is reproducible and interfaces' windows are not aligned to one
+/// another or to the minute (AWS's own examples straddle minute boundaries).
+fn phase(seed: u64, id: &str, interval: u32) -> i64 {
+    // FNV-1a over the id, then SplitMix64's finalizer: stable across builds and platforms.
+    let mut h = 0xcbf2_9ce4_8422_2325_u64 ^ seed.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    for b in id.bytes() {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    h ^= h >> 30;
+    h = h.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    h ^= h >> 27;
+    h = h.wrapping_mul(0x94d0_49bb_1331_11eb);
+    h ^= h >> 31;
+    (h % u64::from(interval)) as i64
 }
 
 /// Who owns an address.
@@ -235,8 +284,10 @@ pub struct Emulator {
     flows: Map<FlowKey, Flow>,
     nat_table: Map<NatKey, IpAddr>,
     aggregators: Vec<Aggregator>,
-    /// Per interface: bit `a` set when aggregator `a` logs it.
-    logged: Vec<u8>,
+    /// Per interface: the aggregators of its intervals, shortest first (`NONE`: no more).
+    members: Vec<[u32; 2]>,
+    /// No window ends before this second (`i64::MIN`: some aggregator has no window yet).
+    next_end: i64,
     closed: Vec<ClosedWindow>,
     stats: EmulatorStats,
 }
@@ -269,7 +320,25 @@ fn supported_flags(flags: u8) -> u8 {
 
 impl Emulator {
     /// An emulator for `topology`; records are kept for the interfaces its flow logs cover.
+    /// Each interface's capture windows run on their own phase, drawn from seed 0
+    /// ([`with_seed`](Self::with_seed)).
     pub fn new(topology: Topology) -> Self {
+        Self::build(topology, 0, false)
+    }
+
+    /// [`new`](Self::new) with the interfaces' window phases drawn from `seed`: the same seed,
+    /// the same windows.
+    pub fn with_seed(topology: Topology, seed: u64) -> Self {
+        Self::build(topology, seed, false)
+    }
+
+    /// [`new`](Self::new) with every window aligned to multiples of its interval (Unix time),
+    /// as a fixed clock would cut them: for reproducing AWS's examples by hand.
+    pub fn aligned(topology: Topology) -> Self {
+        Self::build(topology, 0, true)
+    }
+
+    fn build(topology: Topology, seed: u64, aligned: bool) -> Self {
         let firewalls = topology
             .interfaces
             .iter()
@@ -332,32 +401,40 @@ impl Emulator {
                 );
             }
         }
-        let mut intervals: Vec<u32> = topology
-            .flow_logs
-            .iter()
-            .flat_map(|f| f.interfaces.iter().map(|&i| interval(&topology, f, i)))
-            .collect();
-        intervals.sort_unstable();
-        intervals.dedup();
-        let mut logged = vec![0u8; topology.interfaces.len()];
-        for f in &topology.flow_logs {
-            for &i in &f.interfaces {
-                let a = intervals
-                    .iter()
-                    .position(|n| *n == interval(&topology, f, i))
-                    .expect("listed");
-                logged[i] |= 1 << a;
+        let mut aggregators: Vec<Aggregator> = Vec::new();
+        let mut members = vec![[NONE; 2]; topology.interfaces.len()];
+        let mut index: Map<(u32, i64), u32> = Map::default();
+        for (i, eni) in topology.interfaces.iter().enumerate() {
+            let mut intervals: Vec<u32> = topology
+                .flow_logs
+                .iter()
+                .filter(|f| f.interfaces.binary_search(&i).is_ok())
+                .map(|f| interval(&topology, f, i))
+                .collect();
+            intervals.sort_unstable();
+            intervals.dedup();
+            for (m, interval) in intervals.into_iter().take(2).enumerate() {
+                let phase = if aligned {
+                    0
+                } else {
+                    phase(seed, &eni.id, interval)
+                };
+                let a = *index.entry((interval, phase)).or_insert_with(|| {
+                    aggregators.push(Aggregator {
+                        interval,
+                        phase,
+                        window: None,
+                        number: 1,
+                        accs: Vec::new(),
+                        members: Vec::new(),
+                        aligned,
+                    });
+                    (aggregators.len() - 1) as u32
+                });
+                aggregators[a as usize].members.push(i);
+                members[i][m] = a;
             }
         }
-        let aggregators = intervals
-            .into_iter()
-            .map(|interval| Aggregator {
-                interval,
-                window: None,
-                number: 1,
-                accs: Vec::new(),
-            })
-            .collect();
         Self {
             topology,
             firewalls,
@@ -366,7 +443,8 @@ impl Emulator {
             flows: Map::default(),
             nat_table: Map::default(),
             aggregators,
-            logged,
+            members,
+            next_end: i64::MIN,
             closed: Vec::new(),
             stats: EmulatorStats::default(),
         }
@@ -386,10 +464,8 @@ impl Emulator {
     /// interfaces get NODATA records from then on.
     pub fn start_at(&mut self, time: i64) {
         for agg in &mut self.aggregators {
-            if agg.window.is_none() {
-                let i = i64::from(agg.interval);
-                agg.window = Some(time.div_euclid(i) * i);
-            }
+            let start = agg.first_start(time);
+            agg.window.get_or_insert(start);
         }
     }
 
@@ -418,7 +494,7 @@ impl Emulator {
             flows,
             nat_table,
             aggregators,
-            logged,
+            members,
             stats,
             ..
         } = self;
@@ -512,12 +588,12 @@ impl Emulator {
                     }
                 }
             };
-            let mask = logged[hop.interface as usize];
-            for (a, agg) in aggregators.iter_mut().enumerate() {
-                if mask & (1 << a) == 0 {
-                    continue;
+            for (m, &a) in members[hop.interface as usize].iter().enumerate() {
+                if a == NONE {
+                    break;
                 }
-                let slot = &mut hop.slots[a][usize::from(accepted)];
+                let agg = &mut aggregators[a as usize];
+                let slot = &mut hop.slots[m][usize::from(accepted)];
                 if slot.0 == agg.number {
                     let acc = &mut agg.accs[slot.1 as usize];
                     acc.packets += 1;
@@ -548,22 +624,31 @@ impl Emulator {
         }
     }
 
-    /// Closes every window that ends at or before `time` (Unix seconds).
+    /// Closes every window that ends at or before `time` (Unix seconds). A window opens when
+    /// the one before it closes — the first at the first packet (or [`start_at`](Self::start_at))
+    /// — and closes at the next end of its interfaces' phase: at most one interval later.
     pub fn advance_to(&mut self, time: i64) {
+        if time < self.next_end {
+            return;
+        }
         let mut closed_any = false;
+        let mut next_end = i64::MAX;
         for a in 0..self.aggregators.len() {
-            let interval = i64::from(self.aggregators[a].interval);
-            let window = *self.aggregators[a]
-                .window
-                .get_or_insert(time.div_euclid(interval) * interval);
-            let mut start = window;
-            while start + interval <= time {
-                self.close(a, start);
-                start += interval;
+            let first = self.aggregators[a].first_start(time);
+            let mut start = *self.aggregators[a].window.get_or_insert(first);
+            loop {
+                let end = self.aggregators[a].end_after(start);
+                if end > time {
+                    next_end = next_end.min(end);
+                    break;
+                }
+                self.close(a, start, end);
+                start = end;
                 closed_any = true;
             }
             self.aggregators[a].window = Some(start);
         }
+        self.next_end = next_end;
         // Forget idle flows (their paths and verdicts are recomputed if they come back), when a
         // window ends: never per packet.
         if closed_any
@@ -590,14 +675,28 @@ impl Emulator {
             if let Some(start) = self.aggregators[a].window
                 && start < end
             {
-                self.close(a, start);
-                self.aggregators[a].window = Some(start + i64::from(self.aggregators[a].interval));
+                // The run's end cuts the last window short.
+                let until = self.aggregators[a].end_after(start).min(end);
+                self.close(a, start, until);
+                self.aggregators[a].window = Some(until);
             }
         }
+        self.next_end = i64::MIN;
     }
 
-    /// Takes the windows closed so far.
+    /// The earliest start of a window still open (`i64::MAX` before the first): no record still
+    /// to come ends before it.
+    pub fn open_since(&self) -> i64 {
+        self.aggregators
+            .iter()
+            .filter_map(|a| a.window)
+            .min()
+            .unwrap_or(i64::MAX)
+    }
+
+    /// Takes the windows closed so far, in order of their ends.
     pub fn take_closed(&mut self) -> Vec<ClosedWindow> {
+        self.closed.sort_by_key(|w| w.end);
         std::mem::take(&mut self.closed)
     }
 
@@ -634,12 +733,12 @@ impl Emulator {
         self.close_open_before(end);
     }
 
-    fn close(&mut self, a: usize, start: i64) {
+    fn close(&mut self, a: usize, start: i64, until: i64) {
         let agg = &mut self.aggregators[a];
         let interval = agg.interval;
         let accs = std::mem::take(&mut agg.accs);
         agg.number = agg.number.wrapping_add(1).max(1);
-        let end = start + i64::from(interval) - 1;
+        let end = until - 1;
         let mut counts = vec![0usize; self.topology.interfaces.len()];
         let mut skipped = vec![false; self.topology.interfaces.len()];
         let mut records = Vec::with_capacity(accs.len());
@@ -677,10 +776,7 @@ impl Emulator {
                 next_hop: hop.next_hop,
             });
         }
-        for (i, mask) in self.logged.iter().enumerate() {
-            if mask & (1 << a) == 0 {
-                continue;
-            }
+        for &i in &self.aggregators[a].members {
             if skipped[i] {
                 records.push(FlowRecord::status(i, LogStatus::SkipData, start, end));
             } else if counts[i] == 0 {
@@ -691,6 +787,7 @@ impl Emulator {
         self.closed.push(ClosedWindow {
             interval,
             start,
+            end: until,
             records,
         });
     }

@@ -47,7 +47,8 @@ pub struct Args {
     #[arg(long, value_name = "TIME")]
     start: Option<String>,
 
-    /// Scenario seed: the same seed gives the same packets and records.
+    /// Seed: the same seed gives the same scenario packets and the same capture windows (each
+    /// interface's windows run on a phase drawn from it).
     #[arg(long, value_name = "N", default_value_t = 1)]
     seed: u64,
 
@@ -104,12 +105,14 @@ pub(super) struct Job {
 impl Job {
     /// The three-tier scenario delivered under `out`, as its topology says.
     pub(super) fn three_tier(scenario: ScenarioOptions, out: &Path) -> anyhow::Result<Self> {
+        let seed = scenario.seed;
         Ok(Self {
             topology: three_tier_topology()?,
             label: "three-tier".into(),
             packets: Packets::Scenario(scenario),
             options: Options {
                 out: out.to_path_buf(),
+                seed,
                 ..Options::default()
             },
             truth_dir: Some(out.to_path_buf()),
@@ -192,6 +195,7 @@ fn job_of(args: Args) -> anyhow::Result<Job> {
                 region: args.region,
                 ..S3Options::default()
             },
+            seed: args.seed,
         },
         truth_dir: args.out,
         quiet: args.quiet,

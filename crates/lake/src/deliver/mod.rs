@@ -70,6 +70,9 @@ pub struct Window<'a> {
     pub records: &'a dyn Records,
     /// The window's end, Unix seconds: when AWS publishes its records.
     pub end: i64,
+    /// No record still to come ends before this second (windows of other interfaces may still
+    /// be open): what a destination may publish for good.
+    pub settled: i64,
 }
 
 /// One destination of flow logs: an S3 layout, a CloudWatch Logs log group, a Firehose stream.

@@ -76,6 +76,8 @@ pub struct S3Delivery {
     target: S3Target,
     layout: S3Layout,
     open: BTreeMap<i64, Pending>,
+    /// Per 5-minute window published: the sequence number its next file takes.
+    published: BTreeMap<i64, u32>,
     report: DeliveryReport,
 }
 
@@ -86,6 +88,7 @@ impl S3Delivery {
             target,
             layout,
             open: BTreeMap::new(),
+            published: BTreeMap::new(),
             report: DeliveryReport::default(),
         }
     }
@@ -106,15 +109,24 @@ impl S3Delivery {
             write_lines(batch, &self.layout.format, &mut text).map_err(record_error)?;
             return self.append_text(window, &text, batch.num_rows() as u64);
         }
-        let pending = self.open.entry(window).or_default();
-        pending.rows += batch.num_rows() as u64;
         let batch = conform(batch, &self.layout.format).map_err(record_error)?;
+        let pending = self.pending(window);
+        pending.rows += batch.num_rows() as u64;
         pending.bytes += batch.get_array_memory_size();
         pending.batches.push(batch);
         if pending.bytes >= self.layout.max_file_bytes {
             self.rotate(window)?;
         }
         Ok(())
+    }
+
+    /// The open file of `window`, opened with the next sequence number after those published.
+    fn pending(&mut self, window: i64) -> &mut Pending {
+        let sequence = self.published.get(&window).copied().unwrap_or(0);
+        self.open.entry(window).or_insert_with(|| Pending {
+            sequence,
+            ..Pending::default()
+        })
     }
 
     /// Adds record lines to the window's text file, starting another whenever the next line
@@ -124,7 +136,7 @@ impl S3Delivery {
         let header = self.layout.format.header();
         let max = self.layout.max_file_bytes;
         while !text.is_empty() {
-            let pending = self.open.entry(window).or_default();
+            let pending = self.pending(window);
             if pending.text.is_empty() {
                 pending.text.extend_from_slice(header.as_bytes());
                 pending.text.push(b'\n');
@@ -186,7 +198,10 @@ impl S3Delivery {
             .collect();
         for window in done {
             let pending = self.open.remove(&window).expect("listed");
+            let next = pending.sequence + 1;
             self.emit(window, pending)?;
+            // A record that still comes for the window goes to a file of its own.
+            self.published.insert(window, next);
         }
         Ok(())
     }
@@ -282,7 +297,7 @@ impl Delivery for S3Delivery {
         }) {
             self.write(file_window, &records.batch(&rows))?;
         }
-        self.close_before(window.end)
+        self.close_before(window.settled)
     }
 
     fn finish(self: Box<Self>, _now_ms: i64) -> Result<DeliveryReport> {
