@@ -423,19 +423,17 @@ impl Simulation {
     /// Hands every closed window to its flow logs' destinations.
     fn deliver_closed(&mut self) -> Result<()> {
         let windows: Vec<ClosedWindow> = self.emulator.take_closed();
-        // Per window: no record still to come ends before this — the windows closed after it
-        // (in order of ends) and those still open may hold records that end earlier.
-        let mut settled = vec![self.emulator.open_since(); windows.len()];
-        for k in (0..windows.len()).rev() {
-            let later = settled.get(k + 1).copied().unwrap_or(i64::MAX);
-            settled[k] = settled[k]
-                .min(later)
-                .min(windows.get(k + 1).map_or(i64::MAX, |w| w.start));
+        // Per window: no record still to come ends before this — the windows after it (in order
+        // of ends) and those still open may hold records that end earlier than it does.
+        let mut settled = vec![0; windows.len()];
+        let mut floor = self.emulator.open_since();
+        for (k, w) in windows.iter().enumerate().rev() {
+            settled[k] = floor.min(w.end);
+            floor = floor.min(w.start);
         }
         let topology = self.emulator.topology();
         for (window, &settled) in windows.iter().zip(&settled) {
             let end = window.end;
-            let settled = settled.min(end);
             self.clock_ms = self.clock_ms.max(end * 1000);
             for (i, def) in topology.flow_logs.iter().enumerate() {
                 let records = self.emulator.flow_log_records(i, window);

@@ -288,6 +288,8 @@ pub struct Emulator {
     members: Vec<[u32; 2]>,
     /// No window ends before this second (`i64::MIN`: some aggregator has no window yet).
     next_end: i64,
+    /// Idle flows and expired connections are next forgotten at or after this second.
+    tidy_at: i64,
     closed: Vec<ClosedWindow>,
     stats: EmulatorStats,
 }
@@ -445,6 +447,7 @@ impl Emulator {
             aggregators,
             members,
             next_end: i64::MIN,
+            tidy_at: i64::MIN,
             closed: Vec::new(),
             stats: EmulatorStats::default(),
         }
@@ -649,15 +652,16 @@ impl Emulator {
             self.aggregators[a].window = Some(start);
         }
         self.next_end = next_end;
-        // Forget idle flows (their paths and verdicts are recomputed if they come back), when a
-        // window ends: never per packet.
-        if closed_any
-            && self.flows.len() > 65_536
-            && let Some(longest) = self.aggregators.iter().map(|a| i64::from(a.interval)).max()
-        {
-            self.flows.retain(|_, f| f.last_seen + 2 * longest >= time);
-        }
-        if closed_any {
+        // Forget idle flows (their paths and verdicts are recomputed if they come back) and
+        // expired connections when a window ends, at most once a minute: windows of many phases
+        // end every few seconds, and this is never per packet.
+        if closed_any && time >= self.tidy_at {
+            self.tidy_at = time + 60;
+            if self.flows.len() > 65_536
+                && let Some(longest) = self.aggregators.iter().map(|a| i64::from(a.interval)).max()
+            {
+                self.flows.retain(|_, f| f.last_seen + 2 * longest >= time);
+            }
             for firewall in &mut self.firewalls {
                 firewall.expire_connections(time);
             }
