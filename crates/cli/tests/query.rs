@@ -79,8 +79,18 @@ fn sql_totals_match_the_generator_in_every_format() {
     let jsonl = run(&lake, &["sql", q, "--format", "jsonl"]);
     let row: serde_json::Value = serde_json::from_str(jsonl.trim()).unwrap();
     assert_eq!(row["packets"], totals["packets"]);
+    // The table view reads as people do: counts with thousands separators, bytes in kB/MB/GB.
     let table = run(&lake, &["sql", q]);
-    assert!(table.contains(&totals["bytes"].to_string()), "{table}");
+    let records = totals["records"].as_i64().unwrap();
+    let bytes = totals["bytes"].as_f64().unwrap();
+    assert!(
+        table.contains(&flowscope_query::units::thousands(i128::from(records))),
+        "{table}"
+    );
+    assert!(
+        table.contains(&flowscope_query::units::bytes(bytes)),
+        "{table}"
+    );
 
     // Parquet to a file, format taken from the extension.
     let dir = tempfile::tempdir().unwrap();

@@ -27,20 +27,9 @@ pub fn service_name(port: u16) -> &'static str {
         .map_or("service", |(_, name)| name)
 }
 
-/// Bytes for people: `432.0 MB`.
+/// Bytes for people, in decimal units as everywhere in flowscope: `432.0 MB`.
 pub fn human_bytes(b: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KB", "MB", "GB", "TB"];
-    let mut v = b as f64;
-    let mut u = 0;
-    while v >= 1000.0 && u + 1 < UNITS.len() {
-        v /= 1000.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{b} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
+    flowscope_query::units::bytes(b as f64)
 }
 
 /// Seconds for people: `12 min`, `45 s`, `2.5 h`.
@@ -62,7 +51,7 @@ mod tests {
     fn units_and_services() {
         assert_eq!(human_bytes(432_000_000), "432.0 MB");
         assert_eq!(human_bytes(999), "999 B");
-        assert_eq!(human_bytes(1_500), "1.5 KB");
+        assert_eq!(human_bytes(1_500), "1.5 kB");
         assert_eq!(human_duration(45), "45 s");
         assert_eq!(human_duration(720), "12 min");
         assert_eq!(human_duration(9_000), "2.5 h");

@@ -33,7 +33,12 @@ use crate::time::TimeRange;
 pub struct Engine {
     ctx: SessionContext,
     root: PathBuf,
+    /// The whole lake, whatever [`Engine::restrict`] narrowed `flows` to.
+    table: Arc<dyn datafusion::catalog::TableProvider>,
 }
+
+/// A second name for `flows`: the table name in AWS's Athena documentation for VPC flow logs.
+pub const ATHENA_TABLE: &str = "vpc_flow_logs";
 
 impl Engine {
     /// Opens the lake at `root`: recovers an interrupted commit if no writer is running (and
@@ -115,8 +120,65 @@ impl Engine {
         if let Some(p) = &pending {
             table = table.with_pending(p.clone());
         }
-        ctx.register_table(TABLE, Arc::new(table))?;
-        Ok((Self { ctx, root }, pending))
+        let table: Arc<dyn datafusion::catalog::TableProvider> = Arc::new(table);
+        ctx.register_table(TABLE, Arc::clone(&table))?;
+        // The name AWS's Athena documentation gives the table, so its sample queries run as
+        // they are printed.
+        ctx.register_table(ATHENA_TABLE, Arc::clone(&table))?;
+        Ok((Self { ctx, root, table }, pending))
+    }
+
+    /// Narrows `flows` (and `vpc_flow_logs`) for the SQL that follows to the records whose
+    /// `start` is in `range` — as `--start`/`--end` do for Insights queries; hour partitions
+    /// outside it are not read.
+    ///
+    /// # Errors
+    /// [`Error::Engine`] if the view cannot be planned.
+    pub fn restrict(&self, range: TimeRange) -> Result<()> {
+        use datafusion::prelude::{col, lit};
+        if range.start.is_none() && range.end.is_none() {
+            return Ok(());
+        }
+        let mut frame = self.ctx.read_table(Arc::clone(&self.table))?;
+        if let Some(start) = range.start {
+            frame = frame.filter(col("start").gt_eq(lit(start)))?;
+        }
+        if let Some(end) = range.end {
+            frame = frame.filter(col("start").lt(lit(end)))?;
+        }
+        let view = frame.into_view();
+        for name in [TABLE, ATHENA_TABLE] {
+            self.ctx.deregister_table(name)?;
+            self.ctx.register_table(name, Arc::clone(&view))?;
+        }
+        Ok(())
+    }
+
+    /// The first record start and the last record end in the whole lake (`None` when empty):
+    /// what a query that found nothing in a time range tells the user the lake holds.
+    ///
+    /// # Errors
+    /// [`Error::Engine`] when the lake cannot be read.
+    pub async fn span(&self) -> Result<Option<(i64, i64)>> {
+        use datafusion::functions_aggregate::expr_fn::{max, min};
+        use datafusion::prelude::col;
+        let batches = self
+            .ctx
+            .read_table(Arc::clone(&self.table))?
+            .aggregate(vec![], vec![min(col("start")), max(col("end"))])?
+            .collect()
+            .await?;
+        let value = |i: usize| {
+            batches.first().and_then(|b| {
+                use arrow_array::Array;
+                let a = b
+                    .column(i)
+                    .as_any()
+                    .downcast_ref::<arrow_array::Int64Array>()?;
+                (!a.is_empty() && !a.is_null(0)).then(|| a.value(0))
+            })
+        };
+        Ok(value(0).zip(value(1)))
     }
 
     /// The lake's root folder.

@@ -24,8 +24,9 @@ mod table;
 pub mod time;
 pub mod top;
 mod udf;
+pub mod units;
 
-pub use engine::{Engine, TABLE};
+pub use engine::{ATHENA_TABLE, Engine, TABLE};
 pub use error::{Error, Position, Result};
 pub use render::{OutputFormat, Rendered};
 pub use table::Pending;

@@ -64,15 +64,15 @@ fn io_error(e: std::io::Error) -> Error {
     Error::Output(e)
 }
 
-/// Writes every batch of `stream` to `out` in `format`; `width` limits a table to that many
-/// terminal columns (`None`: as wide as its content).
+/// Writes every batch of `stream` to `out` in `format`; `view` lays out a table. CSV and JSON
+/// carry raw values, with timestamps in ISO 8601 UTC (`2019-08-26T19:25:00Z`).
 ///
 /// # Errors
 /// [`Error::Engine`] when the query fails while running; [`Error::Invalid`] when `out` fails.
 pub async fn write_stream<W: Write + Send>(
     mut stream: SendableRecordBatchStream,
     format: OutputFormat,
-    width: Option<u16>,
+    view: TableView,
     out: W,
 ) -> Result<Rendered> {
     let schema = stream.schema();
@@ -91,7 +91,7 @@ pub async fn write_stream<W: Write + Send>(
                 }
             }
             let mut out = out;
-            let text = table(&schema, &batches, width)?;
+            let text = table(&schema, &batches, view)?;
             writeln!(out, "{text}").map_err(io_error)?;
             if rendered.rows > rendered.shown {
                 writeln!(
@@ -104,7 +104,11 @@ pub async fn write_stream<W: Write + Send>(
             out.flush().map_err(io_error)?;
         }
         OutputFormat::Csv => {
-            let mut writer = arrow_csv::WriterBuilder::new().with_header(true).build(out);
+            let mut writer = arrow_csv::WriterBuilder::new()
+                .with_header(true)
+                .with_timestamp_format(TIMESTAMP_UTC.to_string())
+                .with_timestamp_tz_format(TIMESTAMP_TZ.to_string())
+                .build(out);
             let mut any = false;
             while let Some(batch) = stream.next().await {
                 let batch = batch?;
@@ -121,7 +125,7 @@ pub async fn write_stream<W: Write + Send>(
             writer.into_inner().flush().map_err(io_error)?;
         }
         OutputFormat::Json => {
-            let mut writer = arrow_json::ArrayWriter::new(out);
+            let mut writer = json_builder().build::<_, arrow_json::writer::JsonArray>(out);
             while let Some(batch) = stream.next().await {
                 let batch = batch?;
                 rendered.rows += batch.num_rows() as u64;
@@ -134,7 +138,7 @@ pub async fn write_stream<W: Write + Send>(
             out.flush().map_err(io_error)?;
         }
         OutputFormat::Jsonl => {
-            let mut writer = arrow_json::LineDelimitedWriter::new(out);
+            let mut writer = json_builder().build::<_, arrow_json::writer::LineDelimited>(out);
             while let Some(batch) = stream.next().await {
                 let batch = batch?;
                 rendered.rows += batch.num_rows() as u64;
@@ -158,6 +162,17 @@ pub async fn write_stream<W: Write + Send>(
         rendered.shown = rendered.rows;
     }
     Ok(rendered)
+}
+
+/// Timestamps without a zone are UTC throughout flowscope: written with `Z`.
+const TIMESTAMP_UTC: &str = "%Y-%m-%dT%H:%M:%S%.fZ";
+/// Timestamps with a zone: the offset as `+00:00`.
+const TIMESTAMP_TZ: &str = "%Y-%m-%dT%H:%M:%S%.f%:z";
+
+fn json_builder() -> arrow_json::WriterBuilder {
+    arrow_json::WriterBuilder::new()
+        .with_timestamp_format(TIMESTAMP_UTC.to_string())
+        .with_timestamp_tz_format(TIMESTAMP_TZ.to_string())
 }
 
 fn parquet_err(e: parquet::errors::ParquetError) -> Error {
@@ -188,47 +203,342 @@ fn arrow_err(e: arrow_schema::ArrowError) -> Error {
     }
 }
 
-/// Formats batches as a table: a header row, numbers right-aligned, nulls empty; at most `width`
-/// terminal columns wide when given (long cells wrap).
+/// How a table view is laid out.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TableView {
+    /// Terminal columns the table must fit (`None`: as wide as its content, with long values
+    /// still cut at [`CELL_MAX`] characters).
+    pub width: Option<u16>,
+    /// One block of `column | value` lines per record (psql's `\x`), whatever the width.
+    pub vertical: bool,
+    /// Show columns that hold only NULL (a table hides them by default and says so).
+    pub all_columns: bool,
+}
+
+/// Longest value a table cell shows; longer ones end in `…`.
+pub const CELL_MAX: usize = 48;
+
+/// Narrowest a column is squeezed to before the table turns into records.
+const COLUMN_MIN: usize = 6;
+
+/// What a table shows for NULL.
+pub const NULL_MARK: &str = "NULL";
+
+/// How a column's values read in a table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// Byte amounts: decimal units (`16.8 GB`).
+    Bytes,
+    /// Counts and measures: thousands separators (`16,806,682`), floats to two decimals.
+    Count,
+    /// Codes, ports, times, ids: the value as it is.
+    Raw,
+    /// Not a number.
+    Text,
+}
+
+fn kind(name: &str, data_type: &DataType) -> Kind {
+    if !is_numeric(data_type) {
+        return Kind::Text;
+    }
+    let lower = name.to_ascii_lowercase();
+    let words: Vec<&str> = lower
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .collect();
+    if words.iter().any(|w| w.contains("bytes")) {
+        return Kind::Bytes;
+    }
+    const COUNTS: [&str; 12] = [
+        "count",
+        "packets",
+        "records",
+        "sum",
+        "total",
+        "flows",
+        "connections",
+        "rows",
+        "hits",
+        "sources",
+        "peers",
+        "avg",
+    ];
+    if words.iter().any(|w| COUNTS.contains(w)) {
+        return Kind::Count;
+    }
+    const RAW: [&str; 20] = [
+        "start",
+        "end",
+        "version",
+        "protocol",
+        "flags",
+        "path",
+        "hour",
+        "date",
+        "year",
+        "month",
+        "day",
+        "time",
+        "timestamp",
+        "epoch",
+        "seconds",
+        "second",
+        "minute",
+        "code",
+        "type",
+        "bin",
+    ];
+    let raw = words.iter().any(|w| {
+        RAW.contains(w) || w.ends_with("port") || w.ends_with("id") || w.starts_with("ts")
+    });
+    if raw { Kind::Raw } else { Kind::Count }
+}
+
+/// `value` (as arrow formats it) in the way its column reads.
+fn shaped(value: String, kind: Kind) -> String {
+    match kind {
+        Kind::Raw | Kind::Text => value,
+        Kind::Bytes => match value.parse::<f64>() {
+            Ok(v) => crate::units::bytes(v),
+            Err(_) => value,
+        },
+        Kind::Count => {
+            if let Ok(v) = value.parse::<i128>() {
+                crate::units::thousands(v)
+            } else if let Ok(v) = value.parse::<f64>() {
+                crate::units::decimal(v)
+            } else {
+                value
+            }
+        }
+    }
+}
+
+/// `text` cut to at most `max` characters, ending in `…` when cut.
+fn cut(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_string();
+    }
+    let mut s: String = text.chars().take(max.saturating_sub(1)).collect();
+    s.push('…');
+    s
+}
+
+/// Formats batches as a table: a header row, numbers right-aligned in units people read
+/// (bytes in kB/MB/GB, counts with thousands separators), NULL as `NULL`, long values cut with
+/// `…`; columns holding only NULL are hidden (and named under the table) unless
+/// `view.all_columns`; at most `view.width` terminal columns wide, turning into one block per
+/// record (as `view.vertical` asks) when the columns cannot fit. No line ends in spaces.
 ///
 /// # Errors
 /// [`Error::Invalid`] when a column type cannot be displayed.
-pub fn table(schema: &SchemaRef, batches: &[RecordBatch], width: Option<u16>) -> Result<String> {
-    let mut t = Table::new();
-    t.load_preset(presets::UTF8_BORDERS_ONLY);
-    t.set_header(schema.fields().iter().map(|f| Cell::new(f.name())));
-    match width {
-        Some(w) => {
-            t.set_content_arrangement(ContentArrangement::Dynamic);
-            t.set_width(w);
-        }
-        None => {
-            t.set_content_arrangement(ContentArrangement::Disabled);
-        }
-    }
+pub fn table(schema: &SchemaRef, batches: &[RecordBatch], view: TableView) -> Result<String> {
     let options = FormatOptions::default()
-        .with_null("")
+        .with_null(NULL_MARK)
         .with_timestamp_format(Some("%Y-%m-%d %H:%M:%S%.3f"))
         .with_timestamp_tz_format(Some("%Y-%m-%d %H:%M:%S%.3f"));
+    let kinds: Vec<Kind> = schema
+        .fields()
+        .iter()
+        .map(|f| kind(f.name(), f.data_type()))
+        .collect();
+    // cells[column][row]; `None` is NULL.
+    let mut cells: Vec<Vec<Option<String>>> = vec![Vec::new(); schema.fields().len()];
     for batch in batches {
-        let formatters = batch
-            .columns()
-            .iter()
-            .map(|c| ArrayFormatter::try_new(c.as_ref(), &options))
-            .collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(arrow_err)?;
-        for row in 0..batch.num_rows() {
-            t.add_row(formatters.iter().map(|f| Cell::new(f.value(row))));
+        for (i, column) in batch.columns().iter().enumerate() {
+            let f = ArrayFormatter::try_new(column.as_ref(), &options).map_err(arrow_err)?;
+            for row in 0..batch.num_rows() {
+                cells[i].push(if column.is_null(row) {
+                    None
+                } else {
+                    Some(shaped(f.value(row).to_string(), kinds[i]))
+                });
+            }
         }
     }
-    for (i, field) in schema.fields().iter().enumerate() {
-        if is_numeric(field.data_type())
-            && let Some(c) = t.column_mut(i)
-        {
-            c.set_cell_alignment(CellAlignment::Right);
+    let rows = cells.first().map_or(0, Vec::len);
+    let all_null = |c: &Vec<Option<String>>| c.iter().all(Option::is_none);
+    let mut shown: Vec<usize> = (0..cells.len())
+        .filter(|&i| view.all_columns || rows == 0 || !all_null(&cells[i]))
+        .collect();
+    if shown.is_empty() {
+        shown = (0..cells.len()).collect();
+    }
+    let hidden: Vec<&str> = (0..cells.len())
+        .filter(|i| !shown.contains(i))
+        .map(|i| schema.field(i).name().as_str())
+        .collect();
+    let names: Vec<&str> = shown
+        .iter()
+        .map(|&i| schema.field(i).name().as_str())
+        .collect();
+    let text = |i: usize, row: usize| cell(&cells, i, row);
+
+    let numeric: Vec<bool> = shown.iter().map(|&i| kinds[i] != Kind::Text).collect();
+    let mut out = match widths(&names, &shown, &numeric, rows, &cells, view.width) {
+        Some(widths) if !view.vertical => {
+            let mut t = Table::new();
+            t.load_preset(presets::UTF8_BORDERS_ONLY);
+            t.set_content_arrangement(ContentArrangement::Disabled);
+            t.set_header(
+                names
+                    .iter()
+                    .zip(&widths)
+                    .map(|(n, &w)| Cell::new(cut(n, w))),
+            );
+            for row in 0..rows {
+                t.add_row(
+                    shown
+                        .iter()
+                        .zip(&widths)
+                        .map(|(&i, &w)| Cell::new(cut(text(i, row), w))),
+                );
+            }
+            for (at, &i) in shown.iter().enumerate() {
+                if kinds[i] != Kind::Text
+                    && let Some(c) = t.column_mut(at)
+                {
+                    c.set_cell_alignment(CellAlignment::Right);
+                }
+            }
+            trimmed(&t.to_string())
+        }
+        _ => vertical(&names, &shown, rows, &cells, view.width),
+    };
+    if !hidden.is_empty() {
+        let list = cut(&hidden.join(", "), 200);
+        let note = format!(
+            "({} column{} with only NULL hidden: {list}; --all-columns shows them)",
+            hidden.len(),
+            if hidden.len() == 1 { "" } else { "s" },
+        );
+        out.push('\n');
+        out.push_str(&wrap(&note, view.width));
+    }
+    Ok(out)
+}
+
+/// The text of column `i`'s `row`, NULL as [`NULL_MARK`].
+fn cell(cells: &[Vec<Option<String>>], i: usize, row: usize) -> &str {
+    cells[i][row].as_deref().unwrap_or(NULL_MARK)
+}
+
+/// Column widths that fit `width`, or `None` when even squeezed columns cannot. Text columns
+/// give way first (down to [`COLUMN_MIN`]); numbers are never cut, only their headers.
+fn widths(
+    names: &[&str],
+    shown: &[usize],
+    numeric: &[bool],
+    rows: usize,
+    cells: &[Vec<Option<String>>],
+    width: Option<u16>,
+) -> Option<Vec<usize>> {
+    let longest: Vec<usize> = shown
+        .iter()
+        .map(|&i| {
+            (0..rows)
+                .map(|r| cell(cells, i, r).chars().count())
+                .max()
+                .unwrap_or(0)
+                .min(CELL_MAX)
+        })
+        .collect();
+    let mut widths: Vec<usize> = longest
+        .iter()
+        .zip(names)
+        .map(|(&l, name)| l.max(name.chars().count()).max(1))
+        .collect();
+    let Some(width) = width else {
+        return Some(widths);
+    };
+    let floors: Vec<usize> = (0..widths.len())
+        .map(|c| {
+            if numeric[c] {
+                longest[c].max(COLUMN_MIN.min(widths[c]))
+            } else {
+                COLUMN_MIN.min(widths[c])
+            }
+        })
+        .collect();
+    // UTF8_BORDERS_ONLY: a border each side, a space of padding each side of every column,
+    // and one space between columns.
+    let room = usize::from(width).saturating_sub(1 + widths.len());
+    let total = |w: &[usize]| w.iter().map(|w| w + 2).sum::<usize>();
+    while total(&widths) > room {
+        let widest = (0..widths.len())
+            .filter(|&c| widths[c] > floors[c])
+            .max_by_key(|&c| (!numeric[c], widths[c]))?;
+        widths[widest] -= 1;
+    }
+    Some(widths)
+}
+
+/// One block per record: `-[ RECORD n ]-` then `column | value` lines, as psql's `\x`.
+fn vertical(
+    names: &[&str],
+    shown: &[usize],
+    rows: usize,
+    cells: &[Vec<Option<String>>],
+    width: Option<u16>,
+) -> String {
+    let label = names
+        .iter()
+        .map(|n| n.chars().count())
+        .max()
+        .unwrap_or(0)
+        .min(CELL_MAX);
+    let room = width.map(|w| usize::from(w).saturating_sub(label + 3).max(8));
+    let mut out = String::new();
+    if rows == 0 {
+        out.push_str("(no rows)");
+    }
+    for row in 0..rows {
+        if row > 0 {
+            out.push('\n');
+        }
+        let head = format!("-[ RECORD {} ]", row + 1);
+        let rule = width.map_or(label + 12, |w| usize::from(w).min(label + 12));
+        out.push_str(&head);
+        out.push_str(&"-".repeat(rule.saturating_sub(head.chars().count())));
+        for (&i, name) in shown.iter().zip(names) {
+            out.push('\n');
+            let value = cell(cells, i, row);
+            let value = room.map_or_else(|| value.to_string(), |r| cut(value, r));
+            let line = format!("{:<label$} | {value}", cut(name, label));
+            out.push_str(line.trim_end());
         }
     }
-    Ok(t.to_string())
+    out
+}
+
+/// Every line of `text` without trailing spaces (how every table flowscope prints ends).
+pub fn trimmed(text: &str) -> String {
+    text.lines()
+        .map(str::trim_end)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// `text` broken at spaces into lines of at most `width` characters (one line when `None`).
+pub fn wrap(text: &str, width: Option<u16>) -> String {
+    let Some(width) = width.map(usize::from).filter(|&w| w > 8) else {
+        return text.to_string();
+    };
+    let mut out = String::new();
+    let mut line = 0usize;
+    for word in text.split(' ') {
+        let n = word.chars().count();
+        if line > 0 && line + 1 + n > width {
+            out.push('\n');
+            line = 0;
+        } else if line > 0 {
+            out.push(' ');
+            line += 1;
+        }
+        out.push_str(word);
+        line += n;
+    }
+    out
 }
 
 fn is_numeric(t: &DataType) -> bool {
@@ -239,30 +549,172 @@ fn is_numeric(t: &DataType) -> bool {
 mod tests {
     use std::sync::Arc;
 
-    use arrow_array::{Int64Array, StringArray};
-    use arrow_schema::{Field, Schema};
+    use arrow_array::{Float64Array, Int32Array, Int64Array, StringArray, TimestampSecondArray};
+    use arrow_schema::{Field, Schema, TimeUnit};
+    use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 
     use super::*;
 
-    #[test]
-    fn table_aligns_and_fits() {
+    fn flows(rows: usize) -> (SchemaRef, RecordBatch) {
         let schema: SchemaRef = Arc::new(Schema::new(vec![
             Field::new("srcaddr", DataType::Utf8, true),
+            Field::new("dstport", DataType::Int32, true),
+            Field::new("bytes", DataType::Int64, true),
+            Field::new("packets", DataType::Int64, true),
+            Field::new("pkt_src_aws_service", DataType::Utf8, true),
+            Field::new("avg_rate", DataType::Float64, true),
+        ]));
+        let batch = RecordBatch::try_new(
+            Arc::clone(&schema),
+            vec![
+                Arc::new(StringArray::from(
+                    (0..rows)
+                        .map(|i| (i > 0).then(|| format!("10.0.0.{i}")))
+                        .collect::<Vec<_>>(),
+                )),
+                Arc::new(Int32Array::from(vec![44_332; rows])),
+                Arc::new(Int64Array::from(vec![16_806_682_532; rows])),
+                Arc::new(Int64Array::from(vec![1_234_567; rows])),
+                Arc::new(StringArray::from(vec![None::<&str>; rows])),
+                Arc::new(Float64Array::from(vec![13_067.976_461_089_203; rows])),
+            ],
+        )
+        .unwrap();
+        (schema, batch)
+    }
+
+    #[test]
+    fn numbers_read_as_their_column_suits() {
+        let (schema, batch) = flows(2);
+        let text = table(&schema, &[batch], TableView::default()).unwrap();
+        assert!(text.contains("16.8 GB"), "bytes in decimal units: {text}");
+        assert!(text.contains("1,234,567"), "counts with separators: {text}");
+        assert!(text.contains("44332"), "ports as they are: {text}");
+        assert!(text.contains("13,067.98"), "floats to two decimals: {text}");
+        assert!(text.contains("NULL"), "NULL marked: {text}");
+        assert!(!text.contains("16806682532"), "{text}");
+    }
+
+    #[test]
+    fn all_null_columns_are_hidden_and_named() {
+        let (schema, batch) = flows(3);
+        let text = table(&schema, std::slice::from_ref(&batch), TableView::default()).unwrap();
+        let header = text.lines().nth(1).unwrap();
+        assert!(!header.contains("pkt_src_aws_service"), "{text}");
+        assert!(
+            text.ends_with(
+                "(1 column with only NULL hidden: pkt_src_aws_service; --all-columns shows them)"
+            ),
+            "{text}"
+        );
+        let all = TableView {
+            all_columns: true,
+            ..TableView::default()
+        };
+        let text = table(&schema, &[batch], all).unwrap();
+        assert!(
+            text.lines().nth(1).unwrap().contains("pkt_src_aws_service"),
+            "{text}"
+        );
+        assert!(!text.contains("hidden"), "{text}");
+    }
+
+    #[test]
+    fn fits_the_terminal_without_trailing_spaces() {
+        let (schema, batch) = flows(3);
+        for width in [80u16, 60, 50] {
+            let view = TableView {
+                width: Some(width),
+                ..TableView::default()
+            };
+            let text = table(&schema, std::slice::from_ref(&batch), view).unwrap();
+            for line in text.lines() {
+                assert!(
+                    line.chars().count() <= usize::from(width),
+                    "{width}: {line:?}\n{text}"
+                );
+                assert_eq!(line, line.trim_end(), "no padding: {line:?}");
+            }
+        }
+        // Too narrow for five columns of six characters: one block per record instead.
+        let view = TableView {
+            width: Some(30),
+            ..TableView::default()
+        };
+        let text = table(&schema, &[batch], view).unwrap();
+        assert!(text.starts_with("-[ RECORD 1 ]"), "{text}");
+        assert!(text.contains("\nbytes    | 16.8 GB\n"), "{text}");
+        for line in text.lines() {
+            assert!(line.chars().count() <= 30, "{line:?}");
+        }
+    }
+
+    #[test]
+    fn long_values_are_cut() {
+        let schema: SchemaRef =
+            Arc::new(Schema::new(vec![Field::new("why", DataType::Utf8, true)]));
+        let long = "x".repeat(500);
+        let batch = RecordBatch::try_new(
+            Arc::clone(&schema),
+            vec![Arc::new(StringArray::from(vec![long.as_str()]))],
+        )
+        .unwrap();
+        let text = table(&schema, &[batch], TableView::default()).unwrap();
+        let row = text.lines().nth(3).unwrap();
+        assert!(
+            row.contains(&format!("{}…", "x".repeat(CELL_MAX - 1))),
+            "{text}"
+        );
+        assert!(row.chars().count() < CELL_MAX + 6, "{row}");
+    }
+
+    #[test]
+    fn vertical_view_on_request() {
+        let (schema, batch) = flows(2);
+        let view = TableView {
+            vertical: true,
+            ..TableView::default()
+        };
+        let text = table(&schema, &[batch], view).unwrap();
+        let blocks: Vec<&str> = text.split("-[ RECORD ").collect();
+        assert_eq!(blocks.len(), 3, "{text}");
+        assert!(text.contains("srcaddr  | 10.0.0.1"), "{text}");
+        assert!(text.contains("dstport  | 44332"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn csv_and_json_carry_raw_values_and_utc_times() {
+        let schema: SchemaRef = Arc::new(Schema::new(vec![
+            Field::new("t", DataType::Timestamp(TimeUnit::Second, None), true),
             Field::new("bytes", DataType::Int64, true),
         ]));
         let batch = RecordBatch::try_new(
             Arc::clone(&schema),
             vec![
-                Arc::new(StringArray::from(vec![Some("10.0.0.1"), None])),
-                Arc::new(Int64Array::from(vec![Some(5), Some(123_456)])),
+                Arc::new(TimestampSecondArray::from(vec![1_566_848_700])),
+                Arc::new(Int64Array::from(vec![16_806_682_532])),
             ],
         )
         .unwrap();
-        let text = table(&schema, &[batch], None).unwrap();
-        assert!(text.contains("srcaddr"), "{text}");
-        assert!(text.contains("      5"), "numbers right-aligned: {text}");
-        for line in table(&schema, &[], Some(12)).unwrap().lines() {
-            assert!(line.chars().count() <= 12, "{line}");
+        for (format, want) in [
+            (
+                OutputFormat::Csv,
+                "t,bytes\n2019-08-26T19:45:00Z,16806682532\n",
+            ),
+            (
+                OutputFormat::Jsonl,
+                "{\"t\":\"2019-08-26T19:45:00Z\",\"bytes\":16806682532}\n",
+            ),
+        ] {
+            let stream = RecordBatchStreamAdapter::new(
+                Arc::clone(&schema),
+                futures::stream::iter(vec![Ok(batch.clone())]),
+            );
+            let mut out = Vec::new();
+            write_stream(Box::pin(stream), format, TableView::default(), &mut out)
+                .await
+                .unwrap();
+            assert_eq!(String::from_utf8(out).unwrap(), want);
         }
     }
 }

@@ -20,7 +20,7 @@ pub struct Args {
     #[arg(long, value_name = "FILE")]
     config: PathBuf,
     /// The lake folder.
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", env = "FLOWSCOPE_LAKE")]
     lake: PathBuf,
     #[command(flatten)]
     time: TimeArgs,

@@ -372,15 +372,7 @@ fn minute(rfc3339: &str) -> String {
 }
 
 fn thousands(n: i64) -> String {
-    let digits = n.unsigned_abs().to_string();
-    let mut s = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            s.push(',');
-        }
-        s.push(c);
-    }
-    if n < 0 { format!("-{s}") } else { s }
+    flowscope_query::units::thousands(i128::from(n))
 }
 
 impl Report {

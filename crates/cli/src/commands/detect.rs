@@ -18,7 +18,7 @@ use super::output::{TimeArgs, note, runtime, terminal_width};
 #[derive(clap::Args)]
 pub struct Args {
     /// The lake folder.
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", env = "FLOWSCOPE_LAKE")]
     lake: PathBuf,
     #[command(flatten)]
     time: TimeArgs,
@@ -114,7 +114,11 @@ fn print_table(findings: &[&Finding], out: &mut impl Write) -> anyhow::Result<()
             f.summary.clone(),
         ]);
     }
-    writeln!(out, "{table}")?;
+    writeln!(
+        out,
+        "{}",
+        flowscope_query::render::trimmed(&table.to_string())
+    )?;
     writeln!(
         out,
         "{} finding{}; --format json shows each one's evidence and the SQL behind it",

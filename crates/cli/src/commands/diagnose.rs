@@ -17,7 +17,7 @@ use super::output::{TimeArgs, runtime, terminal_width};
 #[derive(clap::Args)]
 pub struct Args {
     /// The lake folder.
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", env = "FLOWSCOPE_LAKE")]
     lake: PathBuf,
     /// Only connections started by this address.
     #[arg(long, value_name = "IP")]
@@ -81,7 +81,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
             format!(
                 "{}  ({} rejected, {} to {})",
                 d.cause.name(),
-                d.records,
+                flowscope_query::units::thousands(i128::from(d.records)),
                 d.first_seen,
                 d.last_seen
             ),
@@ -95,7 +95,11 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         ]);
         table.add_row(vec!["why".to_string(), d.explanation.clone()]);
         table.add_row(vec!["fix".to_string(), d.fix.clone()]);
-        writeln!(out, "{table}\n")?;
+        writeln!(
+            out,
+            "{}\n",
+            flowscope_query::render::trimmed(&table.to_string())
+        )?;
     }
     if found.len() > args.limit {
         writeln!(

@@ -40,7 +40,7 @@ pub struct Args {
     region: Option<String>,
 
     /// The lake folder (created if missing).
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", env = "FLOWSCOPE_LAKE")]
     lake: PathBuf,
 
     /// The log format of files without a header line (default: the AWS default format).

@@ -7,7 +7,9 @@ use flowscope_query::Engine;
 use flowscope_query::insights::DEFAULT_LIMIT;
 
 use super::Outcome;
-use super::output::{OutputArgs, TimeArgs, note, note_timing, query_error, runtime};
+use super::output::{
+    OutputArgs, TimeArgs, note, note_if_outside, note_timing, query_error, runtime,
+};
 
 /// Run a CloudWatch Logs Insights query over a lake, e.g.
 /// `filter action="REJECT" | stats count(*) as n by srcAddr | sort n desc | limit 20`.
@@ -21,7 +23,7 @@ pub struct Args {
     #[arg(value_name = "QUERY")]
     query: String,
     /// The lake folder.
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", env = "FLOWSCOPE_LAKE")]
     lake: PathBuf,
     #[command(flatten)]
     time: TimeArgs,
@@ -48,6 +50,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
             .await
             .map_err(|e| query_error(e.into(), &text))?;
         let rendered = args.output.write(stream).await?;
+        note_if_outside(&engine, range, rendered.rows).await;
         if plan.default_limit && rendered.rows == DEFAULT_LIMIT as u64 {
             note(&format!(
                 "showing the first {DEFAULT_LIMIT} rows (the Logs Insights default); \

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use flowscope_lake::Lake;
 use flowscope_lake::info::info;
 use flowscope_lake::maintenance::{compact, prune};
+use flowscope_query::units::{bytes, thousands};
 use flowscope_record::time::{parse_duration, rfc3339};
 
 use super::Outcome;
@@ -23,7 +24,7 @@ enum LakeCommand {
     /// Partitions, files, rows, bytes, time range and flow logs of a lake.
     Info {
         /// The lake folder.
-        #[arg(long, value_name = "DIR")]
+        #[arg(long, value_name = "DIR", env = "FLOWSCOPE_LAKE")]
         lake: PathBuf,
         /// Print JSON instead of text.
         #[arg(long)]
@@ -32,13 +33,13 @@ enum LakeCommand {
     /// Merge the files of each hour partition into one (as one crash-safe commit).
     Compact {
         /// The lake folder.
-        #[arg(long, value_name = "DIR")]
+        #[arg(long, value_name = "DIR", env = "FLOWSCOPE_LAKE")]
         lake: PathBuf,
     },
     /// Delete hour partitions older than a duration (`90d`, `12h`, `2w`).
     Prune {
         /// The lake folder.
-        #[arg(long, value_name = "DIR")]
+        #[arg(long, value_name = "DIR", env = "FLOWSCOPE_LAKE")]
         lake: PathBuf,
         /// Age beyond which partitions go: a number and s, m, h, d or w.
         #[arg(long, value_name = "AGE")]
@@ -68,7 +69,10 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
             };
             println!(
                 "compacted {} partitions: {} files into {} ({} rows)",
-                done.partitions, done.files_before, done.files_after, done.rows
+                done.partitions,
+                done.files_before,
+                done.files_after,
+                thousands(i128::from(done.rows))
             );
             Ok(Outcome::Success)
         }
@@ -94,7 +98,9 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
             };
             println!(
                 "pruned {} partitions older than {older_than}: {} files, {} rows",
-                done.partitions, done.files, done.rows
+                done.partitions,
+                done.files,
+                thousands(i128::from(done.rows))
             );
             Ok(Outcome::Success)
         }
@@ -113,17 +119,23 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
             let time =
                 |t: Option<i64>| t.map_or("-".to_string(), |t| format!("{t} ({})", rfc3339(t)));
             println!("lake        {}", root.display());
-            println!("partitions  {}", info.partitions);
-            println!("files       {}", info.files);
-            println!("rows        {}", info.rows);
-            println!("bytes       {}", info.bytes);
+            let n = |v: u64| thousands(i128::from(v));
+            println!("partitions  {}", n(info.partitions as u64));
+            println!("files       {}", n(info.files as u64));
+            println!("rows        {}", n(info.rows));
+            println!(
+                "bytes       {} ({} bytes of Parquet)",
+                bytes(info.bytes as f64),
+                n(info.bytes)
+            );
             println!("first start {}", time(info.first_start));
             println!("last end    {}", time(info.last_end));
             println!(
                 "sources     {} ({} lines rejected)",
-                info.sources, info.rejected
+                n(info.sources as u64),
+                n(info.rejected)
             );
-            println!("commits     {}", info.commits);
+            println!("commits     {}", n(info.commits as u64));
             println!(
                 "flow logs   {}",
                 if info.flow_logs.is_empty() {

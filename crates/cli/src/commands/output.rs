@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use flowscope_lake::AtomicFile;
-use flowscope_query::render::{Rendered, SendableRecordBatchStream, write_stream};
+use flowscope_query::render::{Rendered, SendableRecordBatchStream, TableView, write_stream};
 use flowscope_query::{Error, OutputFormat};
 
 /// `--format` and `--output`, shared by `sql`, `insights` and `top`.
@@ -19,6 +19,13 @@ pub struct OutputArgs {
     /// Write the result to this file (atomically) instead of standard output.
     #[arg(long, short = 'o', value_name = "PATH")]
     pub output: Option<PathBuf>,
+    /// Show a table one record at a time, a `column | value` line per field (psql's `\x`).
+    /// A table too wide for the terminal turns into records by itself.
+    #[arg(long)]
+    pub vertical: bool,
+    /// Show the columns that hold only NULL (a table hides them and names them underneath).
+    #[arg(long)]
+    pub all_columns: bool,
 }
 
 impl OutputArgs {
@@ -36,6 +43,15 @@ impl OutputArgs {
             .unwrap_or(OutputFormat::Table)
     }
 
+    /// How a table is laid out in `width` terminal columns.
+    pub fn view(&self, width: Option<u16>) -> TableView {
+        TableView {
+            width,
+            vertical: self.vertical,
+            all_columns: self.all_columns,
+        }
+    }
+
     /// Writes one result stream where the user asked.
     pub async fn write(&self, stream: SendableRecordBatchStream) -> anyhow::Result<Rendered> {
         let format = self.format();
@@ -43,7 +59,7 @@ impl OutputArgs {
             Some(path) => {
                 let mut file = AtomicFile::create(path)
                     .with_context(|| format!("cannot create {}", path.display()))?;
-                let rendered = write_stream(stream, format, None, &mut file).await?;
+                let rendered = write_stream(stream, format, self.view(None), &mut file).await?;
                 file.commit()
                     .with_context(|| format!("cannot write {}", path.display()))?;
                 Ok(rendered)
@@ -54,9 +70,9 @@ impl OutputArgs {
                     format != OutputFormat::Parquet || !stdout.is_terminal(),
                     "Parquet is binary: give --output FILE or redirect standard output"
                 );
-                let width = terminal_width();
+                let view = self.view(terminal_width());
                 let out = BufWriter::new(stdout);
-                Ok(write_stream(stream, format, width, out).await?)
+                Ok(write_stream(stream, format, view, out).await?)
             }
         }
     }
@@ -70,7 +86,7 @@ pub fn terminal_width() -> Option<u16> {
     terminal_size::terminal_size().map(|(w, _)| w.0)
 }
 
-/// `--start` and `--end`, shared by `insights` and `top`.
+/// `--start` and `--end`, shared by `sql`, `insights` and `top`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct TimeArgs {
     /// Only records starting at or after this time: -1h, -7d, 2019-08-26,
@@ -90,6 +106,39 @@ impl TimeArgs {
             self.end.as_deref(),
             now(),
         )?)
+    }
+}
+
+/// When a query over `range` found nothing, says on standard error what the lake holds, so
+/// that a range outside the data reads as that and not as "no such traffic".
+pub async fn note_if_outside(
+    engine: &flowscope_query::Engine,
+    range: flowscope_query::TimeRange,
+    rows: u64,
+) {
+    if rows > 0 || (range.start.is_none() && range.end.is_none()) {
+        return;
+    }
+    let time = |t: i64| flowscope_record::time::rfc3339(t);
+    let asked = format!(
+        "{} to {}",
+        range.start.map_or("the first record".to_string(), time),
+        range.end.map_or("now".to_string(), time)
+    );
+    match engine.span().await {
+        Ok(Some((first, last))) => {
+            let outside =
+                range.start.is_some_and(|s| s > last) || range.end.is_some_and(|e| e <= first);
+            if outside {
+                note(&format!(
+                    "no records from {asked}: the lake holds records from {} to {}",
+                    time(first),
+                    time(last)
+                ));
+            }
+        }
+        Ok(None) => note("the lake holds no records yet"),
+        Err(_) => {}
     }
 }
 

@@ -21,7 +21,7 @@ use super::output::runtime;
 #[derive(clap::Args)]
 pub struct Args {
     /// The lake (made if missing); the server is its writer while it runs.
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", env = "FLOWSCOPE_LAKE")]
     lake: PathBuf,
     #[command(flatten)]
     listen: super::ListenArgs,

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use flowscope_query::insights::DEFAULT_LIMIT;
-use flowscope_query::render::write_stream;
+use flowscope_query::render::{TableView, write_stream};
 use flowscope_query::{Engine, OutputFormat, TimeRange};
 use rustyline::completion::Completer;
 use rustyline::error::ReadlineError;
@@ -23,7 +23,7 @@ use super::output::{now, query_error, runtime, terminal_width};
 #[derive(clap::Args)]
 pub struct Args {
     /// The lake folder.
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", env = "FLOWSCOPE_LAKE")]
     lake: PathBuf,
     /// Do not read or write the history file (~/.flowscope_history).
     #[arg(long)]
@@ -36,6 +36,7 @@ Type SQL over the table `flows`, or a Logs Insights query; end it with `;` or an
   \\format FORMAT        table (default), csv, json or jsonl
   \\range START [END]    time range for Insights queries (-1h, 2019-08-26, ...); \\range off clears it
   \\timing               show each query's time (toggle)
+  \\x                    one record at a time, a `column | value` line per field (toggle)
   \\h                    this help
   \\q                    quit (also Ctrl-D)";
 
@@ -93,6 +94,8 @@ struct State {
     format: OutputFormat,
     timing: bool,
     range: TimeRange,
+    /// `\x`: tables one record at a time.
+    vertical: bool,
 }
 
 pub fn run(args: Args) -> anyhow::Result<Outcome> {
@@ -117,6 +120,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         format: OutputFormat::Table,
         timing: false,
         range: TimeRange::default(),
+        vertical: false,
     };
     let mut buffer = String::new();
     loop {
@@ -179,6 +183,13 @@ fn meta(
     match words.next().unwrap_or("") {
         "q" | "quit" => return Ok(true),
         "h" | "help" | "?" => println!("{HELP}"),
+        "x" => {
+            state.vertical = !state.vertical;
+            println!(
+                "expanded display is {}",
+                if state.vertical { "on" } else { "off" }
+            );
+        }
         "timing" => {
             state.timing = !state.timing;
             println!("timing {}", if state.timing { "on" } else { "off" });
@@ -226,7 +237,12 @@ async fn run_one(engine: &Engine, query: &str, state: &State) -> anyhow::Result<
     };
     let stream = frame.execute_stream().await?;
     let out = std::io::BufWriter::new(std::io::stdout());
-    let rendered = write_stream(stream, state.format, terminal_width(), out).await?;
+    let view = TableView {
+        width: terminal_width(),
+        vertical: state.vertical,
+        all_columns: false,
+    };
+    let rendered = write_stream(stream, state.format, view, out).await?;
     if default_limit && rendered.rows == DEFAULT_LIMIT as u64 {
         eprintln!("(the first {DEFAULT_LIMIT} rows; add `| limit N` for more)");
     }

@@ -8,7 +8,7 @@ use anyhow::Context;
 use flowscope_query::Engine;
 
 use super::Outcome;
-use super::output::{OutputArgs, note_timing, query_error, runtime};
+use super::output::{OutputArgs, TimeArgs, note_if_outside, note_timing, query_error, runtime};
 
 /// Run SQL over a lake: the table is `flows` (AWS's Parquet column names plus the `date` and
 /// `hour` partition columns). Filters on `start` skip whole hour partitions.
@@ -21,8 +21,12 @@ pub struct Args {
     #[arg(value_name = "SQL")]
     sql: String,
     /// The lake folder.
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", env = "FLOWSCOPE_LAKE")]
     lake: PathBuf,
+    /// Only records starting in the range: `flows` (and `vpc_flow_logs`) hold just those, so
+    /// every statement sees the same range and hours outside it are not read.
+    #[command(flatten)]
+    time: TimeArgs,
     #[command(flatten)]
     output: OutputArgs,
     /// Print the optimised logical plan and the physical plan instead of running the query.
@@ -43,8 +47,10 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     } else {
         args.sql.clone()
     };
+    let range = args.time.range()?;
     runtime()?.block_on(async move {
         let engine = Engine::open(&args.lake).await?;
+        engine.restrict(range)?;
         let statements = engine.parse_sql(&text).map_err(|e| query_error(e, &text))?;
         for statement in statements {
             let started = Instant::now();
@@ -67,6 +73,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
                 .await
                 .map_err(|e| query_error(e.into(), &text))?;
             let rendered = args.output.write(stream).await?;
+            note_if_outside(&engine, range, rendered.rows).await;
             if args.timing {
                 note_timing(rendered.rows, started);
             }

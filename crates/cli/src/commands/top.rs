@@ -8,7 +8,7 @@ use flowscope_query::top::{Metric, Rule, TopSpec, plan, resolve_keys};
 use flowscope_record::time::parse_duration;
 
 use super::Outcome;
-use super::output::{OutputArgs, TimeArgs, note, query_error, runtime};
+use super::output::{OutputArgs, TimeArgs, note, note_if_outside, query_error, runtime};
 
 /// Top-N contributors: the key combinations with the most bytes, packets or records, over a
 /// time range and optionally per time bucket (like CloudWatch Contributor Insights). Shows each
@@ -16,7 +16,7 @@ use super::output::{OutputArgs, TimeArgs, note, query_error, runtime};
 #[derive(clap::Args)]
 pub struct Args {
     /// The lake folder.
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", env = "FLOWSCOPE_LAKE")]
     lake: PathBuf,
     /// Keys, comma separated: any field (srcaddr, dstaddr, dstport, interface-id, action, ...)
     /// or a shorthand: pair (srcaddr,dstaddr), interface, instance, subnet, vpc, flow (5-tuple).
@@ -94,7 +94,8 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
             .await
             .map_err(|e| query_error(e, &text))?;
         let stream = frame.execute_stream().await?;
-        args.output.write(stream).await?;
+        let rendered = args.output.write(stream).await?;
+        note_if_outside(&engine, spec.range, rendered.rows).await;
         Ok(Outcome::Success)
     })
 }
