@@ -394,10 +394,8 @@ pub fn table(schema: &SchemaRef, batches: &[RecordBatch], view: TableView) -> Re
                         .map(|(&i, &w)| Cell::new(cut(text(i, row), w))),
                 );
             }
-            for (at, &i) in shown.iter().enumerate() {
-                if kinds[i] != Kind::Text
-                    && let Some(c) = t.column_mut(at)
-                {
+            for (at, _) in numeric.iter().enumerate().filter(|(_, n)| **n) {
+                if let Some(c) = t.column_mut(at) {
                     c.set_cell_alignment(CellAlignment::Right);
                 }
             }
