@@ -8,8 +8,12 @@ Simulates an hour of the `three-tier` scenario (with its incidents), ingests it,
 draws data, the tables and findings fill, a drill-down opens, and SQL and Logs Insights queries
 typed into the query box show rows (and a bad one its position), and that the page follows
 new records without being reloaded: a Firehose delivery made while it is open shows up in its
-Sources table and its tiles. Screenshots (laptop and phone
-widths) go to ARTIFACT_DIR (default target/artifacts).
+Sources table and its tiles. The browser runs in a zone that is not UTC (Los Angeles), so the
+check that the chart's times are UTC would fail on local times. At 1400 px and at 390 px the
+page is never wider than the window and no table is wider than its card; the tiles show the
+same units as the CLI's table; findings are drawn on the traffic chart and a drag across it
+chooses the time range; Esc closes the drill-down. Screenshots (laptop and phone widths) go to
+ARTIFACT_DIR (default target/artifacts).
 """
 import base64
 import json
@@ -64,6 +68,69 @@ def canvas_ink(page, selector):
     )
 
 
+def cli_figures(binary, lake):
+    """The totals as the CLI's table view shows them (`--vertical`: one `name | value` line each)."""
+    out = subprocess.run(
+        [binary, "sql", "--lake", lake, "--vertical",
+         "SELECT count(*) AS records, sum(bytes) AS bytes, sum(packets) AS packets FROM flows"],
+        check=True, capture_output=True, text=True).stdout
+    figures = {}
+    for line in out.splitlines():
+        if " | " in line:
+            name, value = line.split(" | ", 1)
+            figures[name.strip()] = value.strip()
+    assert set(figures) == {"records", "bytes", "packets"}, out
+    return figures
+
+
+def layout_problems(page):
+    """What sticks out: the page wider than the window, a card's content wider than the card,
+    a table not inside a scrolling wrapper that fits its card."""
+    return page.evaluate(
+        """() => {
+            const out = [];
+            const w = window.innerWidth;
+            if (document.documentElement.scrollWidth > w)
+                out.push(`page is ${document.documentElement.scrollWidth} px wide in a ${w} px window`);
+            for (const card of document.querySelectorAll('.card, .tile')) {
+                if (card.offsetParent === null) continue;
+                if (card.scrollWidth > card.clientWidth + 1)
+                    out.push(`${card.querySelector('h2') ? card.querySelector('h2').textContent : card.className}: content ${card.scrollWidth} px in a ${card.clientWidth} px card`);
+                const r = card.getBoundingClientRect();
+                if (r.right > w + 1) out.push(`a card ends at ${r.right} px`);
+            }
+            for (const t of document.querySelectorAll('table:not(.u-legend)')) {
+                if (t.offsetParent === null) continue;
+                const wrap = t.closest('.table-wrap');
+                const card = t.closest('.card');
+                if (!wrap) { out.push('a table outside a scrolling wrapper'); continue; }
+                if (wrap.getBoundingClientRect().width > card.clientWidth + 1)
+                    out.push(`a table's wrapper is ${wrap.getBoundingClientRect().width} px in a ${card.clientWidth} px card`);
+            }
+            return out;
+        }"""
+    )
+
+
+def tile(page, name):
+    return page.evaluate(
+        """(name) => {
+            for (const t of document.querySelectorAll('#tiles .tile'))
+                if (t.querySelector('span').textContent === name) return t.querySelector('b').textContent;
+            return null;
+        }""",
+        name,
+    )
+
+
+def legend_time(page, selector):
+    """The time the chart's legend shows with the cursor in the middle of the plot."""
+    over = page.locator(f"{selector} .u-over")
+    box = over.bounding_box()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    return page.inner_text(f"{selector} .u-legend .u-series:first-child .u-value")
+
+
 def run_query(page, lang, text):
     page.check(f"input[name=lang][value={lang}]")
     page.fill("#query", text)
@@ -87,7 +154,9 @@ def main():
         try:
             with sync_playwright() as p:
                 browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-                page = browser.new_page(viewport={"width": 1366, "height": 900})
+                cli = cli_figures(binary, lake)
+                page = browser.new_page(viewport={"width": 1400, "height": 900},
+                                        timezone_id="America/Los_Angeles")
                 errors = []
                 page.on("pageerror", lambda e: errors.append(str(e)))
                 page.goto(url)
@@ -107,6 +176,32 @@ def main():
                 assert page.locator("#findings .finding").count() == state["findings"]
                 assert page.locator("#findings .finding.high, #findings .finding.critical").count() > 0
                 assert page.locator("#diagnoses tbody tr").count() > 0
+
+                # One unit convention with the CLI: the tiles say what `flowscope sql` says.
+                for name, key in [("Records", "records"), ("Bytes", "bytes"), ("Packets", "packets")]:
+                    assert tile(page, name) == cli[key], (name, tile(page, name), cli)
+                # Times are UTC (the browser's zone is Los Angeles): the legend's time is inside
+                # the lake's span as the header gives it in UTC, and the chart says UTC.
+                span = page.inner_text("#lake-span")
+                lo, hi = re.match(r"(\S+ \S+) – (\S+ \S+) UTC", span).groups()
+                shown = legend_time(page, "#traffic")
+                assert shown.endswith(" UTC") and lo <= shown[:-4] <= hi, (shown, span)
+                assert "UTC" in page.inner_text("#traffic .u-title")
+                # Findings are drawn on the chart at their time.
+                assert page.evaluate("window.flowscope.markers") > 0, "no finding marker on the chart"
+                assert "finding" in page.inner_text("#traffic-marks")
+                # Internet noise is folded into one line; no row of the table is an edge refusal.
+                edge = page.inner_text("#diagnoses-edge")
+                assert "refused at the edge" in edge, edge
+                # The fix column wraps instead of being cut.
+                assert page.evaluate("getComputedStyle(document.querySelector('#diagnoses td.wrap')).whiteSpace") == "normal"
+                # NODATA rows are nobody's top talker.
+                assert "-" not in [c.strip() for c in page.locator("#talkers tbody td:first-child").all_inner_texts()]
+                # The favicon is served.
+                with urllib.request.urlopen(url + "assets/favicon.svg", timeout=30) as r:
+                    assert r.headers["Content-Type"].startswith("image/svg+xml")
+                problems = layout_problems(page)
+                assert not problems, problems
                 print(f"dashboard: {state['trafficPoints']} traffic rows, {ink} chart pixels, "
                       f"{state['findings']} findings, "
                       f"{page.locator('#diagnoses tbody tr').count()} diagnoses")
@@ -116,6 +211,9 @@ def main():
                 page.wait_for_selector("#drill-chart canvas", timeout=60_000)
                 page.wait_for_selector("#drill-peers tbody tr", timeout=60_000)
                 assert page.is_visible("#drill")
+                page.screenshot(path=os.path.join(artifacts, "dashboard-drill.png"))
+                page.keyboard.press("Escape")
+                assert not page.is_visible("#drill"), "Esc did not close the drill-down"
 
                 run_query(page, "sql", "SELECT action, count(*) AS n\nFROM flows GROUP BY action ORDER BY n DESC")
                 rows = page.locator("#query-result tbody tr")
@@ -126,11 +224,34 @@ def main():
                 assert "rejected" in page.inner_text("#query-result thead")
                 run_query(page, "sql", "SELECT start / 300 * 300 AS t, sum(bytes) AS bytes FROM flows GROUP BY 1")
                 assert canvas_ink(page, "#query-chart") > 500, "query result chart"
+                # Logs Insights over time draws a chart too, one series per action.
+                run_query(page, "insights", "stats sum(bytes) as bytes by bin(5m), action")
+                assert page.evaluate("window.flowscope.queryChart") is True
+                assert canvas_ink(page, "#query-chart") > 500, "Insights bin(5m) chart"
+                assert "ACCEPT" in page.inner_text("#query-chart .u-legend")
                 run_query(page, "sql", "SELECT srcaddr,\n  nosuch FROM flows")
                 assert page.is_visible("#query-error")
                 err = page.inner_text("#query-error")
                 assert "line 2, column 3" in err, err
                 page.screenshot(path=os.path.join(artifacts, "dashboard.png"), full_page=True)
+
+                # A drag across the traffic chart chooses the time range (as in Grafana).
+                before_range = page.evaluate("window.flowscope.range")
+                refreshes = page.evaluate("window.flowscope.refreshes")
+                page.locator("#traffic").scroll_into_view_if_needed()
+                box = page.locator("#traffic .u-over").bounding_box()
+                y = box["y"] + box["height"] / 2
+                page.mouse.move(box["x"] + box["width"] * 0.25, y)
+                page.mouse.down()
+                page.mouse.move(box["x"] + box["width"] * 0.5, y, steps=8)
+                page.mouse.up()
+                page.wait_for_function(
+                    f"window.flowscope.refreshes > {refreshes} && window.flowscope.ready === true", timeout=120_000)
+                after_range = page.evaluate("window.flowscope.range")
+                assert before_range[0] < after_range[0] < after_range[1] < before_range[1], (before_range, after_range)
+                assert page.input_value("#range") == "custom"
+                page.select_option("#range", "all")
+                page.wait_for_function("window.flowscope.ready === true", timeout=120_000)
 
                 # Live: a delivery made while the page is open appears without a reload.
                 before = page.evaluate("window.flowscope.refreshes")
@@ -166,6 +287,8 @@ def main():
                 phone.wait_for_function("window.flowscope && window.flowscope.ready === true", timeout=300_000)
                 width = phone.evaluate("document.documentElement.scrollWidth")
                 assert width <= 390, f"page is {width} px wide on a 390 px phone"
+                problems = layout_problems(phone)
+                assert not problems, problems
                 assert canvas_ink(phone, "#traffic") > 1000
                 phone.screenshot(path=os.path.join(artifacts, "dashboard-phone.png"), full_page=True)
                 assert not errors, errors

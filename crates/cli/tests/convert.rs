@@ -417,3 +417,80 @@ fn fields_lists_the_registry() {
             predicate::str::contains("log-status").and(predicate::str::contains("vpc-id").not()),
         );
 }
+
+/// Runs `flowscope convert ARGS`, returning (status code, stdout, stderr).
+fn convert(args: &[&std::ffi::OsStr]) -> (i32, String, String) {
+    let out = flowscope().arg("convert").args(args).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+#[test]
+fn reads_what_flowscope_writes_and_what_aws_exports() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = fs::read_to_string(testdata("aws/tcp-flags.log")).unwrap();
+    let records: Vec<&str> = text.lines().skip(1).collect();
+
+    // Parquet that flowscope wrote comes back as the same text (it was 8,013 "not valid UTF-8"
+    // lines and exit 0).
+    let parquet = dir.path().join("flows.parquet");
+    let (code, _, err) = convert(&[
+        testdata("aws/tcp-flags.log").as_os_str(),
+        "--to".as_ref(),
+        "parquet".as_ref(),
+        "-o".as_ref(),
+        parquet.as_os_str(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let (code, out, err) = convert(&[parquet.as_os_str(), "--header".as_ref()]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, text, "{err}");
+    assert!(err.contains("converted 8 records"), "{err}");
+
+    // CloudWatch Logs events, one JSON object per line (`aws logs get-log-events`, and the
+    // emulator's CloudWatch layout), and a CloudWatch Logs export to S3 (timestamp first).
+    let events: String = records
+        .iter()
+        .map(|r| {
+            format!(
+                "{}\n",
+                serde_json::json!({"timestamp": 1_566_848_875_000_i64, "message": r, "ingestionTime": 1_566_849_175_000_i64})
+            )
+        })
+        .collect();
+    let export: String = records
+        .iter()
+        .map(|r| format!("2019-08-26T19:47:55.000Z {r}\n"))
+        .collect();
+    let header = text.lines().next().unwrap();
+    for (name, body) in [("eni-all.jsonl", events), ("export.txt", export)] {
+        let path = dir.path().join(name);
+        fs::write(&path, body).unwrap();
+        // --format in AWS's `${field}` form: the files carry no header line.
+        let fmt: String = header
+            .split(' ')
+            .map(|f| format!("${{{f}}}"))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let (code, out, err) = convert(&[
+            path.as_os_str(),
+            "--format".as_ref(),
+            fmt.as_ref(),
+            "--no-header".as_ref(),
+        ]);
+        assert_eq!(code, 0, "{name}: {err}");
+        assert_eq!(out, format!("{}\n", records.join("\n")), "{name}: {err}");
+        assert!(err.contains("0 lines rejected"), "{name}: {err}");
+    }
+
+    // Something that is not a flow log fails, as ingest says.
+    let passwd = dir.path().join("passwd");
+    fs::write(&passwd, "root:x:0:0:root:/root:/bin/bash\n").unwrap();
+    let (code, out, err) = convert(&[passwd.as_os_str()]);
+    assert_eq!(code, 1, "{err}");
+    assert!(out.is_empty(), "{out}");
+    assert!(err.contains("not a flow log"), "{err}");
+}

@@ -63,6 +63,21 @@ fn check_report(report: &str, demo: &Path) {
     );
 }
 
+/// Files under `dir`, at any depth.
+fn count_files(dir: &Path) -> usize {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            if e.file_type().unwrap().is_dir() {
+                count_files(&e.path())
+            } else {
+                1
+            }
+        })
+        .sum()
+}
+
 #[test]
 fn demo_reports_every_incident_then_serves_the_dashboard() {
     let tmp = tempfile::tempdir().unwrap();
@@ -99,6 +114,22 @@ fn demo_reports_every_incident_then_serves_the_dashboard() {
     assert!(demo.join("vpc/AWSLogs").is_dir());
     assert!(demo.join("threat-intel.txt").is_file());
     let first_traffic = traffic_line(&report);
+
+    // A mistyped argument is rejected before anything is touched: the demo just made is kept.
+    let files_before = count_files(&demo);
+    let out = flowscope()
+        .args(["demo", "--no-serve", "--duration", "2x", "--dir"])
+        .arg(&demo)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("--duration `2x`") && err.contains("nothing was changed"),
+        "{err}"
+    );
+    assert_eq!(count_files(&demo), files_before, "{err}");
+    assert!(demo.join("lake").is_dir() && demo.join("vpc/truth.json").is_file());
 
     // The commands the report suggests work as printed (all but `serve`, started below).
     let bin = tmp.path().join("bin");

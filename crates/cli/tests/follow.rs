@@ -249,7 +249,9 @@ fn metric(addr: &str, name: &str, source: &str) -> Option<f64> {
 #[test]
 fn a_bucket_followed_by_listing_is_taken_once_including_late_older_named_objects() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let moto = Moto::start();
+    let Some(moto) = common::moto() else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     let (lake, log) = (dir.path().join("lake"), dir.path().join("serve.log"));
     aws(&moto, "bucket", &["flows"]);
@@ -342,7 +344,9 @@ fn a_bucket_followed_by_listing_is_taken_once_including_late_older_named_objects
 #[test]
 fn a_bucket_followed_through_its_event_queue_takes_each_object_once() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let moto = Moto::start();
+    let Some(moto) = common::moto() else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     let (lake, log) = (dir.path().join("lake"), dir.path().join("serve.log"));
     let queue = aws(&moto, "queue", &["events", "flow-events"]);
@@ -432,7 +436,9 @@ fn killed_while_following_loses_and_duplicates_nothing() {
         (state >> 33) % below
     };
     for (mode, kills) in [("queue", 10), ("listing", 5)] {
-        let moto = Moto::start();
+        let Some(moto) = common::moto() else {
+            return;
+        };
         let dir = tempfile::tempdir().unwrap();
         let (lake, log) = (dir.path().join("lake"), dir.path().join("serve.log"));
         let queue = aws(&moto, "queue", &["crash", "crash-events"]);
@@ -485,7 +491,9 @@ fn killed_while_following_loses_and_duplicates_nothing() {
 #[test]
 fn check_sources_names_the_failing_permission() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let moto = Moto::start();
+    let Some(moto) = common::moto() else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     let queue = aws(&moto, "queue", &["checked", "checked-events"]);
     aws(
@@ -555,7 +563,9 @@ fn check_sources_names_the_failing_permission() {
 #[test]
 fn a_log_group_in_a_sources_file_is_pulled_once_through_kills() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let moto = Moto::start();
+    let Some(moto) = common::moto() else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     let (lake, log) = (dir.path().join("lake"), dir.path().join("serve.log"));
     aws(&moto, "bucket", &["beside"]);
@@ -699,6 +709,9 @@ print(key["AccessKeyId"], key["SecretAccessKey"])
 #[test]
 fn sources_with_wrong_credentials_or_permissions_fail_alone() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    if !common::moto_installed() {
+        return;
+    }
     let moto = Moto::start_with(&[("INITIAL_NO_AUTH_ACTION_COUNT", "13")]);
     let dir = tempfile::tempdir().unwrap();
     let (lake, log) = (dir.path().join("lake"), dir.path().join("serve.log"));
@@ -883,7 +896,9 @@ server.serve_forever()
 #[test]
 fn throttling_and_a_vanished_bucket_are_counted_and_the_others_go_on() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let moto = Moto::start();
+    let Some(moto) = common::moto() else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     let (lake, log) = (dir.path().join("lake"), dir.path().join("serve.log"));
     let mut proxy = StdCommand::new("python3")

@@ -111,6 +111,43 @@ fn killed_at_random_moments_then_rerun_gives_exactly_the_records() {
         "only {killed} runs were still going when killed"
     );
 
+    // Ctrl-C (SIGINT) says what is in the lake and that a rerun completes it (exit 130).
+    let interrupted = work.path().join("interrupted");
+    let child = StdCommand::new(env!("CARGO_BIN_EXE_flowscope"))
+        .args([
+            "ingest",
+            "--buffer-rows",
+            "10000",
+            "--threads",
+            "1",
+            "--lake",
+        ])
+        .arg(&interrupted)
+        .arg(&src)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(full.mul_f64(0.4));
+    let _ = StdCommand::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status();
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    // One thread is slower than the timed run: it is still going at 40 % of that time.
+    assert_eq!(out.status.code(), Some(130), "{err}");
+    assert!(
+        err.contains("interrupted. In the lake:") && err.contains("Run the same command again"),
+        "{err}"
+    );
+    flowscope()
+        .args(["ingest", "--quiet", "--lake"])
+        .arg(&interrupted)
+        .arg(&src)
+        .assert()
+        .success();
+    assert_eq!(lake_lines(&interrupted), expected);
+
     flowscope()
         .args(["ingest", "--buffer-rows", "10000", "--lake"])
         .arg(&lake)
@@ -350,4 +387,94 @@ fn a_truncated_object_then_its_complete_version_gives_each_record_once() {
         .assert()
         .success();
     assert_eq!(lake_lines(&lake).len(), 100_000);
+}
+
+/// Records in the lake, as `flowscope sql` counts them.
+fn lake_count(lake: &Path) -> u64 {
+    let out = flowscope()
+        .args(["sql", "--format", "csv", "--lake"])
+        .arg(lake)
+        .arg("SELECT count(*) AS n FROM flows")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn after_a_prune_reingest_takes_the_files_again_and_dry_run_deletes_nothing() {
+    let (work, src) = folder_with_a_good_file();
+    let lake = work.path().join("lake");
+    let ingest = |extra: &[&str]| {
+        let out = flowscope()
+            .arg("ingest")
+            .arg(&src)
+            .arg("--lake")
+            .arg(&lake)
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stderr).to_string()
+    };
+    let prune = |extra: &[&str]| {
+        let out = flowscope()
+            .args(["lake", "prune", "--older-than", "1d", "--lake"])
+            .arg(&lake)
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    ingest(&[]);
+    let records = lake_count(&lake);
+    assert!(records > 0);
+
+    // The AWS example's records are from 2014: older than a day. --dry-run only says so.
+    let plan = prune(&["--dry-run"]);
+    assert!(
+        plan.starts_with("would prune ") && plan.contains(&format!("{records} rows")),
+        "{plan}"
+    );
+    assert!(plan.contains("nothing was deleted"), "{plan}");
+    assert_eq!(lake_count(&lake), records);
+    let done = prune(&[]);
+    assert!(
+        done.starts_with("pruned ") && done.contains("--reingest"),
+        "{done}"
+    );
+    assert_eq!(lake_count(&lake), 0);
+
+    // The lake remembers the file: taken again only when asked, and the message says how.
+    let again = ingest(&[]);
+    assert!(
+        again.contains("ingested 0 records") && again.contains("--reingest"),
+        "{again}"
+    );
+    assert_eq!(lake_count(&lake), 0);
+    let back = ingest(&["--reingest"]);
+    assert!(
+        back.contains(&format!("ingested {records} records")),
+        "{back}"
+    );
+    assert_eq!(lake_count(&lake), records);
 }

@@ -323,3 +323,165 @@ fn shell_reads_statements_from_standard_input() {
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("nosuch"));
 }
+
+/// Drives `flowscope shell` at a real terminal (a pty, from Python's `pty` module): the
+/// continuation prompt, Ctrl-C cancelling a running query and coming back to the prompt,
+/// history written as it goes, and `selec 1` suggesting SELECT.
+#[test]
+fn shell_at_a_terminal_cancels_on_ctrl_c_and_keeps_its_history() {
+    let (dir, lake, _) = lake();
+    let home = dir.path().join("home");
+    std::fs::create_dir(&home).unwrap();
+    let driver = r#"
+import os, pty, select, sys, time
+binary, lake = sys.argv[1], sys.argv[2]
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv(binary, [binary, "shell", "--lake", lake])
+seen = b""
+def until(text, timeout=120):
+    global seen
+    deadline = time.time() + timeout
+    while text.encode() not in seen:
+        if time.time() > deadline:
+            sys.exit("timed out waiting for %r; the terminal showed:\n%s" % (text, seen.decode(errors="replace")))
+        if select.select([fd], [], [], 0.2)[0]:
+            try:
+                seen += os.read(fd, 65536)
+            except OSError:
+                break
+def send(text):
+    os.write(fd, text.encode())
+until("flowscope> ")
+send("SELECT count(*) AS n\r")
+until("...> ")
+send("FROM flows;\r")
+until("30,000")
+with open(os.path.join(os.environ["HOME"], ".flowscope_history")) as h:
+    print("HISTORY-WHILE-RUNNING:" + h.read().replace("\n", "|"))
+seen = b""
+send("SELECT count(*) FROM flows a, flows b, flows c WHERE a.bytes + b.bytes + c.bytes = 7;\r")
+time.sleep(3)
+started = time.time()
+send("\x03")
+until("cancelled", timeout=60)
+until("flowscope> ", timeout=60)
+print("CANCELLED-IN:%.1f" % (time.time() - started))
+seen = b""
+send("selec 1;\r")
+until("did you mean", timeout=60)
+print("TYPO:" + seen.decode(errors="replace").replace("\r", "").replace("\n", "|"))
+send("\\q\r")
+os.waitpid(pid, 0)
+"#;
+    let out = std::process::Command::new("python3")
+        .args(["-c", driver, env!("CARGO_BIN_EXE_flowscope")])
+        .arg(&lake)
+        .env("HOME", &home)
+        .env("TERM", "dumb")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The statement is in the history before the shell ends.
+    assert!(
+        stdout.contains("HISTORY-WHILE-RUNNING:") && stdout.contains("FROM flows;"),
+        "{stdout}"
+    );
+    let cancelled: f64 = stdout
+        .split("CANCELLED-IN:")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(f64::MAX);
+    assert!(cancelled < 30.0, "{stdout}");
+    assert!(stdout.contains("did you mean SELECT?"), "{stdout}");
+}
+
+#[test]
+fn query_mistakes_read_as_sentences() {
+    let (_dir, lake, _) = lake();
+    let err = |args: &[&str]| {
+        let out = flowscope()
+            .args(args)
+            .arg("--lake")
+            .arg(&lake)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{args:?}");
+        String::from_utf8_lossy(&out.stderr).to_string()
+    };
+    let e = err(&["sql", "SELEC 1"]);
+    assert!(
+        e.contains("expected an SQL statement, found `SELEC`; did you mean SELECT?"),
+        "{e}"
+    );
+    assert!(!e.contains("ParserError"), "{e}");
+    let e = err(&["sql", "SELECT count(*) FROM vpc_flow_log"]);
+    assert!(
+        e.contains("there is no table `vpc_flow_log`") && e.contains("`flows`"),
+        "{e}"
+    );
+    assert!(e.contains("did you mean `vpc_flow_logs`?"), "{e}");
+    let e = err(&[
+        "sql",
+        "SELECT count(*) FROM flows WHERE start > '2026-11-02'",
+    ]);
+    assert!(e.contains("write 1793577600"), "{e}");
+    // After `stats count(*)`, `sort count(*) desc` means that column, as in AWS.
+    let out = run(
+        &lake,
+        &[
+            "insights",
+            "stats count(*) by dstPort | sort count(*) desc | limit 3",
+            "--format",
+            "csv",
+        ],
+    );
+    let counts: Vec<u64> = out
+        .lines()
+        .skip(1)
+        .map(|l| l.rsplit(',').next().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(counts.len(), 3, "{out}");
+    assert!(counts.windows(2).all(|w| w[0] >= w[1]), "{out}");
+}
+
+#[test]
+fn sql_takes_its_lake_from_flowscope_lake_and_says_what_range_it_holds() {
+    let (_dir, lake, totals) = lake();
+    let out = flowscope()
+        .args(["sql", "--format", "csv", "SELECT count(*) AS n FROM flows"])
+        .env("FLOWSCOPE_LAKE", &lake)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        format!("n\n{}\n", totals["records"])
+    );
+    // A range outside the data: no rows, and a note of the range the lake holds.
+    let out = flowscope()
+        .args([
+            "sql",
+            "SELECT srcaddr FROM flows LIMIT 5",
+            "--start",
+            "2001-01-01",
+            "--end",
+            "2001-01-02",
+        ])
+        .env("FLOWSCOPE_LAKE", &lake)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("2023-11-14"), "{err}");
+}

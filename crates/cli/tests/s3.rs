@@ -8,7 +8,6 @@ use std::path::Path;
 use std::process::Command as StdCommand;
 
 use assert_cmd::Command;
-use common::Moto;
 use flate2::Compression;
 use flate2::write::GzEncoder;
 use predicates::prelude::*;
@@ -48,7 +47,9 @@ fn gz(text: &str) -> Vec<u8> {
 
 #[test]
 fn ingest_from_s3_with_aws_layout_and_reingest_is_a_no_op() {
-    let moto = Moto::start();
+    let Some(moto) = common::moto() else {
+        return;
+    };
     let tree = tempfile::tempdir().unwrap();
     let header = "version account-id interface-id srcaddr dstaddr srcport dstport protocol packets bytes start end action log-status\n";
     let mut expected = 0;
@@ -165,4 +166,61 @@ fn ingest_from_s3_with_aws_layout_and_reingest_is_a_no_op() {
     ingest().assert().success().stderr(predicate::str::contains(
         "ingested 0 records from 3 files (3 already in the lake, 0 not flow logs, 0 failed)",
     ));
+
+    // As with the AWS CLI, AWS_ENDPOINT_URL names the endpoint (it was "builder error").
+    let other = tempfile::tempdir().unwrap();
+    let with_env = |url: &str, extra: &[&str]| {
+        let mut cmd = Command::cargo_bin("flowscope").unwrap();
+        cmd.args(["ingest", url, "--lake"])
+            .arg(other.path())
+            .args(extra)
+            .env("HOME", home.path())
+            .env("AWS_ENDPOINT_URL", &moto.endpoint)
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env_remove("AWS_PROFILE")
+            .env("AWS_REGION", "us-east-1");
+        cmd.output().unwrap()
+    };
+    let out = with_env("s3://flowlogs/prefix/AWSLogs/", &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains(&format!("ingested {expected} records from 3 files")),
+        "{err}"
+    );
+
+    // A missing bucket is one sentence, said once, without S3's XML.
+    let out = with_env("s3://no-such-bucket/AWSLogs/", &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("the bucket `no-such-bucket` does not exist"),
+        "{err}"
+    );
+    assert_eq!(err.matches("does not exist").count(), 1, "{err}");
+    assert!(!err.contains("<?xml") && !err.contains("<Error>"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+
+    // An empty prefix warns; with --strict it is a failure.
+    let out = with_env("s3://flowlogs/nothing-here/", &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("no flow log files found in s3://flowlogs/nothing-here/"),
+        "{err}"
+    );
+    let out = with_env("s3://flowlogs/nothing-here/", &["--strict"]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // So does an empty folder.
+    let empty = tempfile::tempdir().unwrap();
+    let out = with_env(empty.path().to_str().unwrap(), &["--strict"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("no flow log files found"), "{err}");
 }

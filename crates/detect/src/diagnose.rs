@@ -88,6 +88,15 @@ pub struct Diagnosis {
     pub fix: String,
 }
 
+impl Diagnosis {
+    /// Whether these are requests from the internet refused on the way in: the security
+    /// groups and network ACLs doing their job, not a misconfiguration to fix. Reports count
+    /// them ("refused at the edge") rather than suggest a rule for each.
+    pub fn at_edge(&self) -> bool {
+        self.cause == Cause::InboundSgOrNacl && !(is_private(&self.src) && is_private(&self.dst))
+    }
+}
+
 /// Which rejections to explain.
 #[derive(Debug, Clone, Default)]
 pub struct DiagnoseFilter {

@@ -39,6 +39,10 @@ pub struct IngestOptions {
     /// Take a source whose key the lake has with other content that does not continue it, as a
     /// new source (else it is refused: [`Error::Changed`]).
     pub allow_changed: bool,
+    /// Take sources the lake has taken before as if new (after a prune removed their records):
+    /// only a source seen twice in this run is skipped. Records of theirs still in the lake are
+    /// then in it twice.
+    pub reingest: bool,
 }
 
 impl Default for IngestOptions {
@@ -48,6 +52,7 @@ impl Default for IngestOptions {
             threads: 0,
             buffer_rows: 1 << 20,
             allow_changed: false,
+            reingest: false,
         }
     }
 }
@@ -85,6 +90,9 @@ pub trait IngestObserver: Sync {
     /// Records on their way into the lake (in the lake's schema), from the writer's thread;
     /// they are in the lake once [`ingest`] returns `Ok`.
     fn rows(&self, _batch: &RecordBatch) {}
+    /// A commit made `records` records of `sources` sources durable in the lake: they stay
+    /// whatever happens to the run after.
+    fn committed(&self, _records: u64, _sources: u64) {}
     /// A source could not be read in full.
     fn failed(&self, _error: &Error) {}
     /// A file is not a flow log and was skipped.
@@ -182,7 +190,11 @@ pub fn ingest(
     options: &IngestOptions,
     observer: &dyn IngestObserver,
 ) -> Result<IngestSummary> {
-    let known = Mutex::new(Known::new(lake.sources()?));
+    let known = Mutex::new(Known::new(if options.reingest {
+        Vec::new()
+    } else {
+        lake.sources()?
+    }));
     let cores = match options.threads {
         0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
         n => n,
@@ -250,7 +262,7 @@ fn write<'scope>(
     lake: &'scope Lake,
     receiver: mpsc::Receiver<Message>,
     options: &IngestOptions,
-    observer: &dyn IngestObserver,
+    observer: &'scope dyn IngestObserver,
     summary: &mut IngestSummary,
 ) -> Result<()> {
     let new_pending = || Pending::new(lake, lake.allocate_commit_id(), encoders);
@@ -286,7 +298,12 @@ fn write<'scope>(
                         previous.join().expect("commits do not panic")?;
                     }
                     let ready = std::mem::replace(&mut pending, new_pending());
-                    committing = Some(scope.spawn(move || ready.commit(lake, scope)));
+                    let (rows, sources) = (ready.rows, ready.sources.len() as u64);
+                    committing = Some(scope.spawn(move || {
+                        ready.commit(lake, scope)?;
+                        observer.committed(rows, sources);
+                        Ok(())
+                    }));
                     summary.commits += 1;
                 }
             }
@@ -296,7 +313,9 @@ fn write<'scope>(
         previous.join().expect("commits do not panic")?;
     }
     if !pending.sources.is_empty() {
+        let (rows, sources) = (pending.rows, pending.sources.len() as u64);
         pending.commit(lake, scope)?;
+        observer.committed(rows, sources);
         summary.commits += 1;
     }
     Ok(())

@@ -30,4 +30,4 @@ pub use error::{Error, Result};
 pub use input::Input;
 pub use sink::{Destination, OutputKind, RecordSink, SinkOptions};
 pub use store::{Commit, Holder, Lake, RETIRED_GRACE, SourceEntry, SourceIdentity};
-pub use text::{MAX_LINE, TextOptions, TextReader};
+pub use text::{MAX_LINE, TextOptions, TextReader, Wrapping};

@@ -155,6 +155,18 @@ pub struct PruneSummary {
 /// # Errors
 /// When a file cannot be read or the commit fails.
 pub fn prune(lake: &Lake, cutoff: i64) -> Result<PruneSummary> {
+    prune_or_plan(lake, cutoff, true)
+}
+
+/// What [`prune`] would remove, without removing anything (`lake prune --dry-run`).
+///
+/// # Errors
+/// When the lake's files cannot be listed or a footer read.
+pub fn prune_plan(lake: &Lake, cutoff: i64) -> Result<PruneSummary> {
+    prune_or_plan(lake, cutoff, false)
+}
+
+fn prune_or_plan(lake: &Lake, cutoff: i64, apply: bool) -> Result<PruneSummary> {
     let mut summary = PruneSummary::default();
     let mut commit = Commit {
         id: lake.allocate_commit_id(),
@@ -172,7 +184,7 @@ pub fn prune(lake: &Lake, cutoff: i64) -> Result<PruneSummary> {
         }
     }
     summary.partitions = partitions.len();
-    if !commit.remove.is_empty() {
+    if apply && !commit.remove.is_empty() {
         lake.commit(&commit)?;
     }
     Ok(summary)

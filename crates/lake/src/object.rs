@@ -102,7 +102,7 @@ impl ObjectInput {
         let store = Arc::clone(&self.bucket.s3);
         runtime()
             .block_on(async move { store.get(&path).await?.bytes().await })
-            .map_err(|e| Error::io(self.url(), io_error(e)))
+            .map_err(|e| Error::io(self.url(), io_error(&self.bucket.name, e)))
     }
 }
 
@@ -120,13 +120,47 @@ impl ObjectInput {
     }
 }
 
-/// An `object_store` error as an I/O error, `NotFound` kept.
-fn io_error(e: object_store::Error) -> std::io::Error {
-    match e {
-        object_store::Error::NotFound { .. } => {
-            std::io::Error::new(std::io::ErrorKind::NotFound, e.to_string())
+/// An `object_store` error as an I/O error, `NotFound` kept, in one sentence ([`describe`]).
+fn io_error(bucket: &str, e: object_store::Error) -> std::io::Error {
+    let kind = match e {
+        object_store::Error::NotFound { .. } => std::io::ErrorKind::NotFound,
+        _ => std::io::ErrorKind::Other,
+    };
+    std::io::Error::new(kind, describe(bucket, &e))
+}
+
+/// A store's error in one sentence: what S3's answer said (its error code, in words for the
+/// common ones) rather than the XML it came in, else the error's first line.
+pub fn describe(bucket: &str, error: &dyn fmt::Display) -> String {
+    let text = error.to_string();
+    let tag = |name: &str| {
+        let (open, close) = (format!("<{name}>"), format!("</{name}>"));
+        let i = text.find(&open)? + open.len();
+        let j = text[i..].find(&close)? + i;
+        Some(text[i..j].trim().to_string())
+    };
+    match (tag("Code").as_deref(), tag("Message")) {
+        (Some("NoSuchBucket"), _) => format!(
+            "the bucket `{bucket}` does not exist (S3 answered NoSuchBucket): check its name, \
+             and the Region or --endpoint-url"
+        ),
+        (Some("AccessDenied"), _) => format!(
+            "access denied to the bucket `{bucket}` (S3 answered AccessDenied): the credentials \
+             in use need s3:ListBucket and s3:GetObject on it"
+        ),
+        (Some(code @ ("InvalidAccessKeyId" | "SignatureDoesNotMatch")), _) => format!(
+            "S3 refused the credentials ({code}): check AWS_ACCESS_KEY_ID and \
+             AWS_SECRET_ACCESS_KEY, or the profile"
+        ),
+        (Some(code), Some(message)) => format!("S3 answered {code}: {message}"),
+        (Some(code), None) => format!("S3 answered {code}"),
+        _ => {
+            let first = text.lines().next().unwrap_or_default().trim();
+            match first.find("<?xml") {
+                Some(i) => first[..i].trim_end_matches([':', ' ']).to_string(),
+                None => first.chars().take(300).collect(),
+            }
         }
-        e => std::io::Error::other(e.to_string()),
     }
 }
 
@@ -166,7 +200,7 @@ pub fn list(url: &str, options: &S3Options) -> Result<Vec<ObjectInput>> {
     let bucket = Arc::new(Bucket::connect(bucket_name, options).map_err(|e| fail(&e))?);
     runtime()
         .block_on(bucket.list_after(prefix, None, ""))
-        .map_err(|e| fail(&e))
+        .map_err(|e| fail(&describe(bucket_name, &e)))
 }
 
 /// Whether a key names a flow log object (text or Parquet), as a walk of a folder judges it.
@@ -351,7 +385,13 @@ fn identity(
         .or_else(|| profile.get("region").cloned())
         .unwrap_or_else(|| "us-east-1".to_string());
     let mut builder = AmazonS3Builder::from_env().with_region(&region);
-    if let Some(endpoint) = &options.endpoint_url {
+    // As the AWS CLI: --endpoint-url, else AWS_ENDPOINT_URL_S3, else AWS_ENDPOINT_URL.
+    let endpoint = options
+        .endpoint_url
+        .clone()
+        .or_else(|| env("AWS_ENDPOINT_URL_S3"))
+        .or_else(|| env("AWS_ENDPOINT_URL"));
+    if let Some(endpoint) = &endpoint {
         builder = builder
             .with_endpoint(endpoint)
             .with_allow_http(endpoint.starts_with("http://"))
@@ -396,7 +436,12 @@ fn identity(
                 arn,
                 external_id,
                 region.clone(),
-                options.endpoint_url.as_deref(),
+                options
+                    .endpoint_url
+                    .clone()
+                    .or_else(|| env("AWS_ENDPOINT_URL_STS"))
+                    .or_else(|| env("AWS_ENDPOINT_URL"))
+                    .as_deref(),
             )?;
             builder = builder.with_credentials(Arc::new(assumed));
         }

@@ -7,7 +7,7 @@ use std::path::Path;
 use flate2::Compression;
 use flate2::write::GzEncoder;
 use flowscope_record::LogFormat;
-use flowscope_record::synth::Synth;
+use flowscope_record::synth::{Synth, Traffic};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
@@ -32,6 +32,9 @@ pub struct GenerateOptions {
     pub region: String,
     /// Flow log ID in the names.
     pub flow_log_id: String,
+    /// How records are drawn; [`Traffic::Realistic`] also gives files of mixed sizes (most
+    /// small, one in twenty about thirty times larger).
+    pub traffic: Traffic,
 }
 
 /// Totals of what was generated: the ground truth to check readers against.
@@ -56,7 +59,21 @@ pub struct Generated {
 /// # Errors
 /// [`Error::Io`] when a folder or file cannot be written.
 pub fn generate(out: &Path, options: &GenerateOptions, threads: usize) -> Result<Generated> {
+    generate_with_progress(out, options, threads, &|_| {})
+}
+
+/// [`generate`], calling `done(records)` as each file is written.
+///
+/// # Errors
+/// As [`generate`].
+pub fn generate_with_progress(
+    out: &Path,
+    options: &GenerateOptions,
+    threads: usize,
+    done: &(dyn Fn(u64) + Sync),
+) -> Result<Generated> {
     let files = options.files.max(1);
+    let shares = shares(options, files);
     let threads = threads.clamp(1, files as usize);
     let next = std::sync::atomic::AtomicU64::new(0);
     let results: Vec<Result<Generated>> = std::thread::scope(|scope| {
@@ -69,7 +86,9 @@ pub fn generate(out: &Path, options: &GenerateOptions, threads: usize) -> Result
                         if i >= files {
                             return Ok(total);
                         }
-                        total.add(&write_file(out, options, i, files)?);
+                        let file = write_file(out, options, i, shares[i as usize])?;
+                        done(file.records);
+                        total.add(&file);
                     }
                 })
             })
@@ -96,8 +115,39 @@ impl Generated {
     }
 }
 
-fn write_file(out: &Path, options: &GenerateOptions, i: u64, files: u64) -> Result<Generated> {
-    let records = options.records / files + u64::from(i < options.records % files);
+/// Records of each file: an even split, or for realistic traffic a weighted one (most files
+/// small, one in twenty about thirty times larger), summing to `options.records` exactly.
+fn shares(options: &GenerateOptions, files: u64) -> Vec<u64> {
+    let weights: Vec<u64> = (0..files)
+        .map(|i| match options.traffic {
+            Traffic::Uniform => 1,
+            Traffic::Realistic => {
+                let h = (options.seed ^ i.wrapping_mul(0x9e37_79b9_7f4a_7c15))
+                    .wrapping_mul(0x2545_f491_4f6c_dd1d)
+                    >> 32;
+                // One file in twenty (the eighth, the twenty-eighth …) is the large one.
+                if i % 20 == 7 { 30 } else { 1 + h % 3 }
+            }
+        })
+        .collect();
+    let total: u64 = weights.iter().sum();
+    if options.traffic == Traffic::Uniform {
+        return (0..files)
+            .map(|i| options.records / files + u64::from(i < options.records % files))
+            .collect();
+    }
+    let mut shares: Vec<u64> = weights
+        .iter()
+        .map(|w| (u128::from(options.records) * u128::from(*w) / u128::from(total)) as u64)
+        .collect();
+    let left = options.records - shares.iter().sum::<u64>();
+    for i in 0..left {
+        shares[(i % files) as usize] += 1;
+    }
+    shares
+}
+
+fn write_file(out: &Path, options: &GenerateOptions, i: u64, records: u64) -> Result<Generated> {
     let window = options.start + i as i64 * 300;
     let object = AwsObject {
         account_id: options.account_id.clone(),
@@ -112,6 +162,7 @@ fn write_file(out: &Path, options: &GenerateOptions, i: u64, files: u64) -> Resu
     let io = |e| Error::io(path.display().to_string(), e);
     fs::create_dir_all(&dir).map_err(io)?;
     let mut synth = Synth::new(options.seed.wrapping_mul(1_000_003) ^ i);
+    synth.traffic = options.traffic;
     synth.base_time = window as u64;
     synth.window = 300;
     let mut gz = GzEncoder::new(Vec::new(), Compression::new(6));

@@ -75,6 +75,7 @@ pub struct TextReader {
     decoder: TextDecoder,
     fixed_format: bool,
     header: Option<LogFormat>,
+    wrapping: Wrapping,
     line: Vec<u8>,
     line_no: u64,
     /// The line in `line` was read while looking for a header and is still to be decoded.
@@ -178,6 +179,7 @@ impl TextReader {
             name,
             reader,
             header: None,
+            wrapping: Wrapping::None,
             line: Vec::with_capacity(1024),
             line_no: 0,
             pending: false,
@@ -208,7 +210,11 @@ impl TextReader {
                     continue;
                 }
                 Ok(LineRead::Line) if is_blank(&self.line) => continue,
-                Ok(LineRead::Line) => break,
+                Ok(LineRead::Line) => {
+                    self.wrapping = Wrapping::of(&self.line);
+                    self.wrapping.unwrap(&mut self.line);
+                    break;
+                }
                 Err(e) => {
                     return Err(Error::Truncated {
                         path: self.name.clone(),
@@ -276,6 +282,11 @@ impl TextReader {
     /// The format records are decoded with.
     pub fn format(&self) -> &LogFormat {
         self.decoder.format()
+    }
+
+    /// How the records are wrapped: bare lines, CloudWatch Logs events, or an export's lines.
+    pub fn wrapping(&self) -> Wrapping {
+        self.wrapping
     }
 
     /// The format named by the file's header line, if it had one.
@@ -420,11 +431,11 @@ impl TextReader {
             }
         }
         self.line_no += 1;
-        Ok(if too_long {
-            LineRead::TooLong
-        } else {
-            LineRead::Line
-        })
+        if too_long {
+            return Ok(LineRead::TooLong);
+        }
+        self.wrapping.unwrap(&mut self.line);
+        Ok(LineRead::Line)
     }
 }
 
@@ -449,6 +460,93 @@ pub(crate) fn complete_lines(data: impl Read) -> u64 {
         lines += memchr::memchr_iter(b'\n', &buffer[..n]).count() as u64;
     }
     lines
+}
+
+/// How each record line is wrapped, judged on the first line of an input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wrapping {
+    /// Bare flow log lines, as in S3 files.
+    None,
+    /// One CloudWatch Logs event per line, as `aws logs get-log-events` shows them and as the
+    /// CloudWatch Logs layout writes them: `{"timestamp": ms, "message": "<record>", ...}`.
+    CloudWatchEvent,
+    /// A CloudWatch Logs export to S3: each line is the event's ISO 8601 timestamp, a space,
+    /// then the record (`2026-11-02T10:00:05.000Z 2 123456789012 eni-… …`).
+    ExportTimestamp,
+}
+
+impl Wrapping {
+    /// The wrapping of an input whose first non-blank line is `line`.
+    fn of(line: &[u8]) -> Self {
+        let line = line.trim_ascii_start();
+        if line.first() == Some(&b'{') && event_message(line).is_some() {
+            Self::CloudWatchEvent
+        } else if export_prefix(line).is_some() {
+            Self::ExportTimestamp
+        } else {
+            Self::None
+        }
+    }
+
+    /// Leaves only the record in `line`. A line that is not wrapped as the first was is left
+    /// whole, to be rejected as a record with its own text.
+    fn unwrap(self, line: &mut Vec<u8>) {
+        match self {
+            Self::None => {}
+            Self::CloudWatchEvent => {
+                if let Some(message) = event_message(line.trim_ascii_start()) {
+                    *line = message.into_bytes();
+                }
+            }
+            Self::ExportTimestamp => {
+                if let Some(n) = export_prefix(line) {
+                    line.drain(..n);
+                }
+            }
+        }
+    }
+}
+
+/// The `message` of a CloudWatch Logs event in JSON.
+fn event_message(line: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Event {
+        message: String,
+    }
+    serde_json::from_slice::<Event>(line)
+        .ok()
+        .map(|e| e.message)
+}
+
+/// The length of a leading `YYYY-MM-DDTHH:MM:SS[.fff]Z ` (the timestamp and its space).
+fn export_prefix(line: &[u8]) -> Option<usize> {
+    let digits = |r: std::ops::Range<usize>| {
+        line.get(r)
+            .is_some_and(|d| d.iter().all(u8::is_ascii_digit))
+    };
+    let at = |i: usize, c: u8| line.get(i) == Some(&c);
+    if !(digits(0..4)
+        && at(4, b'-')
+        && digits(5..7)
+        && at(7, b'-')
+        && digits(8..10)
+        && at(10, b'T')
+        && digits(11..13)
+        && at(13, b':')
+        && digits(14..16)
+        && at(16, b':')
+        && digits(17..19))
+    {
+        return None;
+    }
+    let mut i = 19;
+    if at(i, b'.') {
+        i += 1;
+        while line.get(i).is_some_and(u8::is_ascii_digit) {
+            i += 1;
+        }
+    }
+    (at(i, b'Z') && at(i + 1, b' ')).then_some(i + 2)
 }
 
 enum LineRead {
@@ -494,5 +592,55 @@ mod tests {
             "truncated means streaming"
         );
         assert_eq!(inflate_whole(&text), None, "not gzip");
+    }
+
+    fn read(text: &str) -> (TextReader, Vec<RecordBatch>) {
+        let mut reader =
+            TextReader::from_bytes("t", text.as_bytes().to_vec(), &TextOptions::default()).unwrap();
+        let mut batches = Vec::new();
+        while let Some(b) = reader.next_batch().unwrap() {
+            batches.push(b);
+        }
+        (reader, batches)
+    }
+
+    const RECORD: &str = "2 123456789010 eni-1235b8ca123456789 172.31.16.139 172.31.16.21 20641 22 6 20 4249 1418530010 1418530070 ACCEPT OK";
+
+    #[test]
+    fn cloudwatch_events_are_read_for_their_message() {
+        // As `aws logs get-log-events` prints an event, and the CloudWatch Logs layout writes it.
+        let text = format!(
+            "{{\"timestamp\":1418530010000,\"message\":\"{RECORD}\",\"ingestionTime\":1418530370000}}\n\
+             {{\"timestamp\":1418530010000,\"message\":\"{RECORD}\",\"ingestionTime\":1418530370000}}\n\
+             not json\n"
+        );
+        let (reader, batches) = read(&text);
+        assert_eq!(reader.wrapping(), Wrapping::CloudWatchEvent);
+        assert!(reader.is_recognised());
+        assert_eq!(reader.records(), 2);
+        assert_eq!(
+            reader.rejected(),
+            1,
+            "the line that is no event is rejected"
+        );
+        assert_eq!(batches.iter().map(RecordBatch::num_rows).sum::<usize>(), 2);
+    }
+
+    #[test]
+    fn export_lines_drop_their_timestamp() {
+        // CloudWatch Logs' export to S3: the event's timestamp, a space, the message.
+        let text = format!("2014-12-14T04:06:50.000Z {RECORD}\n2014-12-14T04:06:50Z {RECORD}\n");
+        let (reader, _) = read(&text);
+        assert_eq!(reader.wrapping(), Wrapping::ExportTimestamp);
+        assert_eq!((reader.records(), reader.rejected()), (2, 0));
+        // Bare lines stay bare.
+        let (reader, _) = read(&format!("{RECORD}\n"));
+        assert_eq!(reader.wrapping(), Wrapping::None);
+        assert_eq!(reader.records(), 1);
+        assert_eq!(
+            export_prefix(b"2014-12-14T04:06:50.000Z"),
+            None,
+            "no record after it"
+        );
     }
 }

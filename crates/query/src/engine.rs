@@ -252,7 +252,7 @@ impl Engine {
         let plan = state
             .statement_to_plan(statement)
             .await
-            .map_err(|e| Error::from_sql(e, text))?;
+            .map_err(|e| self.with_tables(Error::from_sql(e, text)))?;
         options
             .verify_plan(&plan)
             .map_err(|e| Error::from_sql(e, text))?;
@@ -260,6 +260,57 @@ impl Engine {
             .execute_logical_plan(plan)
             .await
             .map_err(|e| Error::from_sql(e, text))
+    }
+
+    /// An unknown table's error, saying which tables there are (and the nearest one).
+    fn with_tables(&self, error: Error) -> Error {
+        let Error::Query { message, position } = error else {
+            return error;
+        };
+        let Some(name) = message
+            .strip_prefix("table '")
+            .and_then(|r| r.strip_suffix("' not found"))
+        else {
+            return Error::Query { message, position };
+        };
+        let name = name.rsplit('.').next().unwrap_or(name);
+        let mut tables: Vec<String> = Vec::new();
+        for catalog in self.ctx.catalog_names() {
+            let Some(catalog) = self.ctx.catalog(&catalog) else {
+                continue;
+            };
+            for schema in catalog.schema_names() {
+                if schema == "information_schema" {
+                    continue;
+                }
+                if let Some(schema) = catalog.schema(&schema) {
+                    tables.extend(schema.table_names());
+                }
+            }
+        }
+        tables.sort();
+        tables.dedup();
+        let near = tables
+            .iter()
+            .map(|t| {
+                (
+                    flowscope_record::edit_distance(&name.to_ascii_lowercase(), t),
+                    t,
+                )
+            })
+            .filter(|(d, t)| *d <= (t.len() / 3).max(2))
+            .min()
+            .map(|(_, t)| format!("; did you mean `{t}`?"))
+            .unwrap_or_default();
+        let list = tables
+            .iter()
+            .map(|t| format!("`{t}`"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        Error::Query {
+            message: format!("there is no table `{name}`: the tables are {list}{near}"),
+            position,
+        }
     }
 
     /// Plans a text holding exactly one SQL statement.

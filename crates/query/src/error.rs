@@ -103,6 +103,12 @@ impl Error {
     /// Converts a DataFusion error raised for the SQL text `sql`, keeping the position the parser
     /// or planner reported (as a line and column) and the plain message.
     pub fn from_sql(error: DataFusionError, sql: &str) -> Self {
+        if let Some(message) = time_as_text(&error.to_string()) {
+            return Self::Query {
+                message,
+                position: None,
+            };
+        }
         let position = sql_position(&error, sql);
         let user_fault = matches!(
             error.find_root(),
@@ -145,7 +151,15 @@ impl Error {
 
 impl From<DataFusionError> for Error {
     fn from(error: DataFusionError) -> Self {
-        Self::Engine(error)
+        // The optimiser folds `start > '2026-11-02'` when the query runs, not when it is
+        // planned: the same explanation either way.
+        match time_as_text(&error.to_string()) {
+            Some(message) => Self::Query {
+                message,
+                position: None,
+            },
+            None => Self::Engine(error),
+        }
     }
 }
 
@@ -177,6 +191,21 @@ fn sql_position(error: &DataFusionError, sql: &str) -> Option<Position> {
     Some(Position::from_line_col(sql, line, col, len))
 }
 
+/// A date written where Unix seconds are (`WHERE start > '2026-11-02'`): the cast DataFusion
+/// could not make, explained with the number to write instead.
+fn time_as_text(message: &str) -> Option<String> {
+    let rest = &message[message.find("Cannot cast string '")? + "Cannot cast string '".len()..];
+    let (text, rest) = rest.split_once('\'')?;
+    if !rest.trim_start().starts_with("to value of Int") {
+        return None;
+    }
+    let seconds = flowscope_record::time::parse_datetime(text)?;
+    Some(format!(
+        "'{text}' is a date, and `start` and `end` are Unix seconds: write {seconds} (that time \
+         in Unix seconds), or from_unixtime(start) > TIMESTAMP '{text}', or use --start/--end"
+    ))
+}
+
 /// The length of the word or symbol starting at `offset`.
 fn token_len(text: &str, offset: usize) -> usize {
     let rest = &text[offset.min(text.len())..];
@@ -206,11 +235,46 @@ fn clean_message(text: &str) -> String {
         Some(i) => &s[..i],
         None => s,
     };
-    let s = s
-        .strip_prefix("ParserError(\"")
-        .and_then(|r| r.strip_suffix("\")"))
-        .unwrap_or(s);
-    s.to_string()
+    let s = s.strip_prefix("ParserError(\"").unwrap_or(s);
+    let s = s.strip_suffix("\")").unwrap_or(s);
+    sentence(s)
+}
+
+/// SQL's leading keywords, for "did you mean" after a statement that does not start with one.
+const STATEMENT_KEYWORDS: [&str; 8] = [
+    "SELECT", "WITH", "EXPLAIN", "SHOW", "DESCRIBE", "VALUES", "CREATE", "SET",
+];
+
+/// sqlparser's `Expected: X, found: Y` as a sentence: `expected X, found `Y``, with the keyword
+/// a misspelt first word was probably meant to be.
+fn sentence(message: &str) -> String {
+    let Some(rest) = message.strip_prefix("Expected: ") else {
+        return message.to_string();
+    };
+    let Some((expected, found)) = rest.rsplit_once(", found: ") else {
+        return format!("expected {rest}");
+    };
+    let found = found.trim();
+    if found == "EOF" {
+        return format!("expected {expected}, but the query ends here");
+    }
+    let hint = if expected == "an SQL statement" {
+        STATEMENT_KEYWORDS
+            .iter()
+            .map(|k| {
+                (
+                    flowscope_record::edit_distance(&found.to_ascii_uppercase(), k),
+                    k,
+                )
+            })
+            .filter(|(d, k)| *d <= (k.len() / 3).max(1))
+            .min()
+            .map(|(_, k)| format!("; did you mean {k}?"))
+            .unwrap_or_default()
+    } else {
+        String::new()
+    };
+    format!("expected {expected}, found `{found}`{hint}")
 }
 
 #[cfg(test)]
@@ -223,6 +287,37 @@ mod tests {
         let p = Position::from_line_col(text, 2, 21, 6);
         assert_eq!(&text[p.offset..p.offset + 6], "bärbe");
         assert_eq!(p.line_col(text), (2, 21));
+    }
+
+    #[test]
+    fn a_date_compared_with_seconds_says_what_to_write() {
+        let m = time_as_text(
+            "Arrow error: Cast error: Cannot cast string '2026-11-02' to value of Int64 type",
+        )
+        .unwrap();
+        assert!(m.contains("write 1793577600"), "{m}");
+        assert_eq!(
+            time_as_text("Cannot cast string 'abc' to value of Int64 type"),
+            None
+        );
+    }
+
+    #[test]
+    fn parser_errors_read_as_sentences() {
+        assert_eq!(
+            clean_message(
+                "SQL error: ParserError(\"Expected: an SQL statement, found: SELEC at Line: 1, Column: 1\")"
+            ),
+            "expected an SQL statement, found `SELEC`; did you mean SELECT?"
+        );
+        assert_eq!(
+            clean_message("ParserError(\"Expected: ), found: EOF\")"),
+            "expected ), but the query ends here"
+        );
+        assert_eq!(
+            sentence("Expected: an SQL statement, found: bogus"),
+            "expected an SQL statement, found `bogus`"
+        );
     }
 
     #[test]

@@ -17,6 +17,7 @@ mod coop;
 mod engine;
 mod error;
 pub mod insights;
+mod presto;
 pub mod render;
 mod snapshot;
 mod sum;

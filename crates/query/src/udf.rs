@@ -37,6 +37,11 @@ pub fn register(ctx: &SessionContext) {
     }
     // In place of the built-in `sum`, which wraps on 64-bit overflow.
     ctx.register_udaf(crate::sum::checked_sum());
+    // Presto's names, for AWS's Athena queries.
+    for udf in crate::presto::all() {
+        ctx.register_udf(udf);
+    }
+    ctx.register_udaf(crate::presto::approx_percentile());
 }
 
 /// Every flowscope scalar function.

@@ -4,6 +4,12 @@
 //! private and public addresses, well-known server ports with ephemeral clients, mostly
 //! `ACCEPT`, a sprinkling of `NODATA`), so parser and query timings mean something. The same seed
 //! always gives the same lines.
+//!
+//! [`Traffic::Uniform`] (the default, which benchmarks rely on byte for byte) draws every record
+//! on its own. [`Traffic::Realistic`] draws connections: a client picked with a heavy skew talks
+//! to one of its own few services, the request is followed by its reply on the same interface,
+//! almost everything inside is accepted, and the rejections are internet addresses knocking
+//! once each — traffic in which a detection finding a sweep or a scan would be a false alarm.
 
 use crate::field::FieldSpec;
 use crate::format::LogFormat;
@@ -19,10 +25,26 @@ pub struct Synth {
     pub packets: u64,
     /// Sum of `bytes` over the records written so far.
     pub bytes: u64,
+    /// How records are drawn.
+    pub traffic: Traffic,
+    /// The reply of the last request drawn, written next ([`Traffic::Realistic`]).
+    reply: Option<Flow>,
     digits: itoa::Buffer,
 }
 
+/// How [`Synth`] draws records.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Traffic {
+    /// Every record drawn on its own (the default; its output is fixed per seed).
+    #[default]
+    Uniform,
+    /// Connections: skewed clients, a few services each, requests answered, rejections from
+    /// the internet.
+    Realistic,
+}
+
 /// One generated flow, rendered per field by [`Synth::write_line`].
+#[derive(Clone)]
 struct Flow {
     account: u64,
     eni: u64,
@@ -52,6 +74,8 @@ impl Synth {
             window: 3_600,
             packets: 0,
             bytes: 0,
+            traffic: Traffic::Uniform,
+            reply: None,
             digits: itoa::Buffer::new(),
         }
     }
@@ -71,6 +95,117 @@ impl Synth {
     }
 
     fn flow(&mut self) -> Flow {
+        match self.traffic {
+            Traffic::Uniform => self.uniform_flow(),
+            Traffic::Realistic => self.realistic_flow(),
+        }
+    }
+
+    /// A number below `n` with a heavy skew toward 0 (the cube of a uniform draw): a few
+    /// values take most draws, as a few clients and services carry most traffic.
+    fn skewed(&mut self, n: u64) -> u64 {
+        let u = (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
+        ((u * u * u) * n as f64) as u64 % n.max(1)
+    }
+
+    fn realistic_flow(&mut self) -> Flow {
+        // 2,048 clients and 64 services (address and port) inside the VPC; each client uses
+        // at most three services of its own and four shared ones.
+        const CLIENTS: u64 = 2_048;
+        const SERVICES: u64 = 64;
+        if let Some(reply) = self.reply.take() {
+            return reply;
+        }
+        let host = |i: u64| [10, 0, (i / 250) as u8, 1 + (i % 250) as u8];
+        let start = self.base_time + self.below(self.window.max(1));
+        let account = 123_456_789_000 + self.below(2);
+        if self.below(100) < 3 {
+            // The internet knocking: one attempt per address, refused.
+            let h = self.next_u64();
+            let target = self.below(CLIENTS + SERVICES);
+            return Flow {
+                account,
+                eni: target,
+                src: [
+                    [45, 91, 185, 198][(h % 4) as usize],
+                    (h >> 8) as u8,
+                    (h >> 16) as u8,
+                    1 + ((h >> 24) % 254) as u8,
+                ],
+                dst: host(target),
+                srcport: 1_024 + self.below(64_000) as u16,
+                dstport: [22, 3389, 23, 445, 1433][self.below(5) as usize],
+                protocol: 6,
+                packets: 1,
+                bytes: 40 + self.below(20),
+                start,
+                end: start + self.below(5),
+                accept: false,
+                nodata: false,
+                egress: false,
+                tcp_flags: 2,
+            };
+        }
+        let client = self.skewed(CLIENTS);
+        let own = client
+            .wrapping_mul(2_654_435_761)
+            .wrapping_add(self.below(3) * 7)
+            % SERVICES;
+        // One request in eight goes to the four shared services (DNS and the like).
+        let service = if self.below(8) == 0 {
+            self.below(4)
+        } else {
+            own
+        };
+        let server = CLIENTS + service;
+        // Services 0-3 are the shared ones (DNS, NTP, a proxy, a web tier); the rest are
+        // applications. No SSH or RDP: a heavy client would look like a brute force.
+        const PORTS: [u16; 12] = [
+            53, 123, 3128, 443, 443, 80, 5432, 3306, 6379, 8080, 9200, 8443,
+        ];
+        let port = PORTS[(service % PORTS.len() as u64) as usize];
+        let protocol = if port == 53 || port == 123 { 17 } else { 6 };
+        let requests = 1 + self.skewed(200);
+        let replies = requests + self.below(requests * 3 + 1);
+        let request_bytes = requests * (60 + self.below(400));
+        let reply_bytes = replies * (200 + self.below(1_260));
+        let client_port = 32_768 + self.below(28_232) as u16;
+        let end = start + self.below(60);
+        let nodata = self.below(400) == 0;
+        let request = Flow {
+            account,
+            eni: client,
+            src: host(client),
+            dst: host(server),
+            srcport: client_port,
+            dstport: port,
+            protocol,
+            packets: requests,
+            bytes: request_bytes,
+            start,
+            end,
+            accept: true,
+            nodata,
+            egress: true,
+            tcp_flags: if protocol == 6 { 3 } else { 0 },
+        };
+        if !nodata {
+            self.reply = Some(Flow {
+                src: host(server),
+                dst: host(client),
+                srcport: port,
+                dstport: client_port,
+                packets: replies,
+                bytes: reply_bytes,
+                egress: false,
+                tcp_flags: if protocol == 6 { 19 } else { 0 },
+                ..request.clone()
+            });
+        }
+        request
+    }
+
+    fn uniform_flow(&mut self) -> Flow {
         // Addresses come from bounded pools, as in a real VPC: 4,096 internal hosts and 65,536
         // external peers, half of all draws going to a popular 256 of each (heavy hitters).
         let pick = |s: &mut Self, pool: u64| {
@@ -256,5 +391,59 @@ mod tests {
             }
             assert_eq!(decoder.buffered_rows(), 2_000);
         }
+    }
+
+    #[test]
+    fn realistic_traffic_answers_its_requests_and_clients_use_few_services() {
+        use std::collections::{HashMap, HashSet};
+        let format = LogFormat::default_format();
+        let mut synth = Synth::new(3);
+        synth.traffic = Traffic::Realistic;
+        let mut text = Vec::new();
+        synth.write_lines(&format, 20_000, &mut text);
+        let text = String::from_utf8(text).unwrap();
+        let rows: Vec<Vec<&str>> = text.lines().map(|l| l.split(' ').collect()).collect();
+        let (src, dst, sport, dport, action) = (3, 4, 5, 6, 12);
+        let mut requests = HashSet::new();
+        let mut services: HashMap<&str, HashSet<(&str, &str)>> = HashMap::new();
+        let mut rejected = 0;
+        for r in &rows {
+            if r[action] == "REJECT" {
+                rejected += 1;
+                assert!(
+                    !r[src].starts_with("10."),
+                    "rejections come from outside: {r:?}"
+                );
+            } else if r[src].starts_with("10.") && r[dport].parse::<u32>().unwrap() < 32_768 {
+                requests.insert((r[src], r[dst], r[sport], r[dport]));
+                services
+                    .entry(r[src])
+                    .or_default()
+                    .insert((r[dst], r[dport]));
+            }
+        }
+        // Every request has its reply, ports and addresses swapped.
+        let replies = rows
+            .iter()
+            .filter(|r| requests.contains(&(r[dst], r[src], r[dport], r[sport])))
+            .count();
+        assert!(
+            replies * 100 >= requests.len() * 99,
+            "{replies} of {}",
+            requests.len()
+        );
+        // Few services per client, and a few clients carry much of the traffic.
+        let most = services.values().map(HashSet::len).max().unwrap();
+        assert!(most <= 7, "a client used {most} services");
+        let top = requests.iter().filter(|(s, ..)| *s == "10.0.0.1").count();
+        assert!(
+            top * 20 > requests.len(),
+            "client 0 made {top} of {}",
+            requests.len()
+        );
+        assert!(
+            rejected > 0 && rejected * 20 < rows.len(),
+            "{rejected} rejections"
+        );
     }
 }

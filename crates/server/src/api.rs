@@ -370,7 +370,32 @@ pub async fn diagnoses(State(app): State<Arc<App>>, Query(q): Query<DiagnoseQuer
     app.queries
         .run(async move {
             match diagnose(&worker.engine, &filter).await {
-                Ok(d) => Json(json!({ "diagnoses": d })).into_response(),
+                Ok(d) => {
+                    // Requests from the internet refused on the way in are the controls doing
+                    // their job: flagged, and counted, so a page can fold them as the CLI does.
+                    let edge: Vec<&flowscope_detect::Diagnosis> =
+                        d.iter().filter(|x| x.at_edge()).collect();
+                    let sources: std::collections::HashSet<&str> =
+                        edge.iter().map(|x| x.src.as_str()).collect();
+                    let rows: Vec<Value> = d
+                        .iter()
+                        .map(|x| {
+                            let mut v = serde_json::to_value(x).unwrap_or(Value::Null);
+                            if let Value::Object(m) = &mut v {
+                                m.insert("at_edge".into(), Value::Bool(x.at_edge()));
+                            }
+                            v
+                        })
+                        .collect();
+                    Json(json!({
+                        "diagnoses": rows,
+                        "refused_at_edge": {
+                            "sources": sources.len(),
+                            "records": edge.iter().map(|x| x.records).sum::<u64>(),
+                        },
+                    }))
+                    .into_response()
+                }
                 Err(e) => ApiError::internal(e.to_string()).into_response(),
             }
         })

@@ -28,6 +28,11 @@ const ASSETS: &[(&str, &str, &[u8])] = &[
         include_bytes!("../assets/uPlot.min.css"),
     ),
     (
+        "favicon.svg",
+        "image/svg+xml",
+        include_bytes!("../assets/favicon.svg"),
+    ),
+    (
         "uPlot.LICENSE",
         "text/plain; charset=utf-8",
         include_bytes!("../assets/uPlot.LICENSE"),

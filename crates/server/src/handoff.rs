@@ -59,6 +59,9 @@ pub enum Request {
         format: Option<String>,
         /// Take a changed file as a new source.
         allow_changed: bool,
+        /// Take files the lake has taken before again.
+        #[serde(default)]
+        reingest: bool,
     },
     /// `flowscope lake compact`.
     Compact,
@@ -66,6 +69,9 @@ pub enum Request {
     Prune {
         /// Hours that start before it are removed.
         cutoff: i64,
+        /// Only say what would be removed.
+        #[serde(default)]
+        dry_run: bool,
     },
     /// `flowscope lake info`.
     Info,
@@ -245,6 +251,7 @@ async fn run(app: &App, request: Request) -> Reply {
             region,
             format,
             allow_changed,
+            reingest,
         } => {
             let format = match format.as_deref().map(LogFormat::parse).transpose() {
                 Ok(f) => f,
@@ -261,6 +268,7 @@ async fn run(app: &App, request: Request) -> Reply {
                     ..TextOptions::default()
                 },
                 allow_changed,
+                reingest,
                 ..IngestOptions::default()
             };
             let counter = app.metrics_counter();
@@ -296,12 +304,14 @@ async fn run(app: &App, request: Request) -> Reply {
                 })
                 .await
         }
-        Request::Prune { cutoff } => {
+        Request::Prune { cutoff, dry_run } => {
             app.intake
                 .with_lake(move |lake| {
-                    Ok(Reply::Pruned(flowscope_lake::maintenance::prune(
-                        lake, cutoff,
-                    )?))
+                    Ok(Reply::Pruned(if dry_run {
+                        flowscope_lake::maintenance::prune_plan(lake, cutoff)?
+                    } else {
+                        flowscope_lake::maintenance::prune(lake, cutoff)?
+                    }))
                 })
                 .await
         }

@@ -123,7 +123,10 @@ pub fn document() -> Value {
                 "summary": "Explain rejected connections: security group or network ACL, which direction, and the fix.",
                 "parameters": diagnose_params,
                 "responses": {"200": ok("Diagnoses", json!({"type": "object", "properties": {
-                    "diagnoses": {"type": "array", "items": {"type": "object"}}}})), "400": bad()}
+                    "diagnoses": {"type": "array", "items": {"type": "object", "properties": {
+                        "at_edge": {"type": "boolean", "description": "Requests from the internet refused on the way in: the controls doing their job"}}}},
+                    "refused_at_edge": {"type": "object", "properties": {
+                        "sources": {"type": "integer"}, "records": {"type": "integer"}}}}})), "400": bad()}
             }},
             "/api/alarms": {"get": {
                 "summary": "The live alarms: state, settings, transitions, recent datapoints.",

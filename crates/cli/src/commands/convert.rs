@@ -13,18 +13,20 @@ use super::Outcome;
 /// Rejected lines shown per input before the rest are only counted.
 const SHOWN_PER_INPUT: u64 = 100;
 
-/// Convert flow log files (plain or gzip text, AWS's S3 layout or CloudWatch lines) to text,
-/// JSON lines, CSV or Parquet.
+/// Convert flow log files to text, JSON lines, CSV or Parquet. Inputs: plain or gzip text as
+/// AWS writes it to S3, Parquet flow logs (AWS's, or any flowscope wrote), CloudWatch Logs
+/// events one JSON object per line (as `aws logs get-log-events` and the emulator's CloudWatch
+/// layout show them), and CloudWatch Logs exports to S3 (a timestamp before each record).
 ///
 /// Without --format each file's header line decides its format, and a file without one is read
 /// in the AWS default format. Bad lines are reported on stderr as FILE:LINE: field: reason and
 /// skipped; every good line is still converted. Exit status: 0 when every file was read (even
-/// with rejected lines), 1 when a file could not be read in full, 2 with --strict on the first
-/// bad line.
+/// with rejected lines), 1 when a file could not be read in full or is not a flow log, 2 with
+/// --strict on the first bad line.
 #[derive(clap::Args)]
 pub struct Args {
-    /// Files, directories (read recursively for *.log, *.txt and their .gz forms) or `-` for
-    /// standard input.
+    /// Files, directories (read recursively for *.log, *.txt, their .gz forms and *.parquet)
+    /// or `-` for standard input.
     #[arg(required = true, value_name = "INPUT")]
     inputs: Vec<String>,
 
@@ -88,7 +90,7 @@ struct Tally {
 }
 
 pub fn run(args: Args) -> anyhow::Result<Outcome> {
-    let inputs = input::expand(&args.inputs)?;
+    let inputs = input::expand_with(&args.inputs, true)?;
     if inputs.iter().filter(|i| **i == Input::Stdin).count() > 1 {
         bail!("standard input (`-`) can be read only once");
     }
@@ -118,6 +120,16 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     let mut tally = Tally::default();
     for input in &inputs {
         tally.files += 1;
+        if let Some(path) = parquet_path(input) {
+            if let Err(error) = convert_parquet(path, sink.as_mut(), &mut tally) {
+                eprintln!("flowscope: {error:#}");
+                tally.failed_files += 1;
+                if args.strict {
+                    return Ok(Outcome::StrictViolation);
+                }
+            }
+            continue;
+        }
         let opened = match input {
             Input::Stdin => stdin
                 .take()
@@ -135,6 +147,19 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
                 continue;
             }
         };
+        if !reader.is_recognised() {
+            eprintln!(
+                "flowscope: {}",
+                flowscope_lake::Error::NotFlowLog {
+                    path: reader.name().to_string()
+                }
+            );
+            tally.failed_files += 1;
+            if args.strict {
+                return Ok(Outcome::StrictViolation);
+            }
+            continue;
+        }
         let mut shown = 0;
         loop {
             let next = reader.next_batch();
@@ -199,6 +224,17 @@ fn output_format(
     let mut format: Option<LogFormat> = options.format.clone();
     let mut any_header = false;
     for input in inputs {
+        if let Some(path) = parquet_path(input) {
+            if options.format.is_none()
+                && let Ok((found, _)) = open_parquet(path)
+            {
+                format = Some(match format {
+                    Some(f) => f.union(&found),
+                    None => found,
+                });
+            }
+            continue;
+        }
         let reader = match TextReader::open_streaming(input, options) {
             Ok(reader) => reader,
             // Reported (and counted) when the input is converted.
@@ -216,4 +252,62 @@ fn output_format(
         }
     }
     Ok((format.unwrap_or_default(), any_header))
+}
+
+/// The path of an input that is a Parquet file (by its magic bytes, whatever its name).
+fn parquet_path(input: &Input) -> Option<&std::path::Path> {
+    let Input::File(path) = input else {
+        return None;
+    };
+    // Only a regular file is opened to look: opening a FIFO would wait for a writer.
+    if !std::fs::metadata(path).is_ok_and(|m| m.is_file()) {
+        return None;
+    }
+    let mut magic = [0u8; 4];
+    let mut file = std::fs::File::open(path).ok()?;
+    std::io::Read::read_exact(&mut file, &mut magic).ok()?;
+    (&magic == b"PAR1").then_some(path.as_path())
+}
+
+/// A Parquet file's flow log fields (its columns that are flow log fields, by AWS's Parquet
+/// names; a lake's own columns are left out) and its batches.
+fn open_parquet(
+    path: &std::path::Path,
+) -> anyhow::Result<(
+    LogFormat,
+    parquet::arrow::arrow_reader::ParquetRecordBatchReader,
+)> {
+    let name = path.display();
+    let file = std::fs::File::open(path).with_context(|| format!("{name}: cannot open"))?;
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+        .with_context(|| format!("{name}: not a readable Parquet file"))?
+        .build()
+        .with_context(|| format!("{name}: not a readable Parquet file"))?;
+    let schema = arrow_array::RecordBatchReader::schema(&reader);
+    let columns: Vec<&str> = schema
+        .fields()
+        .iter()
+        .map(|f| f.name().as_str())
+        .filter(|c| flowscope_record::lookup(c).is_some())
+        .collect();
+    if columns.is_empty() {
+        bail!("{name}: a Parquet file with no flow log column; not a flow log");
+    }
+    let format = LogFormat::from_columns(columns.iter().copied())
+        .with_context(|| format!("{name}: its columns"))?;
+    Ok((format, reader))
+}
+
+fn convert_parquet(
+    path: &std::path::Path,
+    sink: &mut dyn sink::RecordSink,
+    tally: &mut Tally,
+) -> anyhow::Result<()> {
+    let (_, reader) = open_parquet(path)?;
+    for batch in reader {
+        let batch = batch.with_context(|| format!("{}: a broken row group", path.display()))?;
+        tally.records += batch.num_rows() as u64;
+        sink.write(&batch)?;
+    }
+    Ok(())
 }

@@ -66,6 +66,17 @@ fn path(p: &Path) -> String {
 /// Runs `flowscope demo`.
 pub fn run(args: Args) -> anyhow::Result<Outcome> {
     let dir = &args.dir;
+    // Every argument is checked before anything on disk is touched: a mistyped one must not
+    // cost the previous demo.
+    let duration = flowscope_record::time::parse_duration(&args.duration)
+        .filter(|d| *d > 0)
+        .with_context(|| {
+            format!(
+                "--duration `{}`: use 30m, 2h, 1d ... (nothing was changed in {})",
+                args.duration,
+                dir.display()
+            )
+        })?;
     prepare(dir)?;
     let vpc = dir.join("vpc");
     let lake = dir.join("lake");
@@ -88,9 +99,6 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         ),
     );
     let started = Instant::now();
-    let duration = flowscope_record::time::parse_duration(&args.duration)
-        .filter(|d| *d > 0)
-        .with_context(|| format!("--duration `{}`: use 30m, 2h, 1d ...", args.duration))?;
     let scenario = ScenarioOptions {
         start: simulate::DEFAULT_START,
         duration,
@@ -442,9 +450,7 @@ impl Report {
         // Misconfigurations first: replies dropped by a NACL, and internal traffic refused.
         // Internet addresses refused at the edge are the controls doing their job: counted.
         let (inside, edge): (Vec<&Diagnosis>, Vec<&Diagnosis>) =
-            self.diagnoses.iter().partition(|d| {
-                d.cause != Cause::InboundSgOrNacl || is_private(&d.src) && is_private(&d.dst)
-            });
+            self.diagnoses.iter().partition(|d| !d.at_edge());
         writeln!(
             out,
             "REJECTED CONNECTIONS EXPLAINED ({} inside the VPC or replies, {} from the internet)",
@@ -631,8 +637,4 @@ struct Check {
     sources: String,
     found: bool,
     by: String,
-}
-
-fn is_private(ip: &str) -> bool {
-    ip.parse().is_ok_and(flowscope_record::net::is_private)
 }

@@ -2,12 +2,14 @@
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use flowscope_lake::ingest::{self, IngestObserver, IngestOptions, IngestSummary};
 use flowscope_lake::object::S3Options;
 use flowscope_lake::{Error, TextOptions, input};
+use flowscope_query::units::thousands;
 use flowscope_record::{LogFormat, Rejection};
 use flowscope_server::handoff::{Note, Reply, Request};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -23,8 +25,10 @@ const SHOWN_REJECTIONS: u64 = 100;
 /// Reads AWS text files (.log, .log.gz; each file's header line decides its format) and AWS
 /// Parquet files, from files, directories (recursively) and globs. Ingesting the same file
 /// again adds nothing; an interrupted ingest leaves the lake as it was or complete, and the next
-/// run finishes the work. Exit status 1 when a file could not be read in full (its good records
-/// are kept).
+/// run finishes the work (`--reingest` takes files again after `lake prune`). Exit status 1
+/// when a file could not be read in full (its good records are kept), 2 with `--strict` when
+/// anything was not taken. `s3://` sources use the AWS CLI's credentials chain and its
+/// endpoint settings (`--endpoint-url`, `AWS_ENDPOINT_URL_S3`, `AWS_ENDPOINT_URL`).
 #[derive(clap::Args)]
 pub struct Args {
     /// Files, directories, globs ('logs/**/*.log.gz') or s3://bucket/prefix URLs.
@@ -62,6 +66,18 @@ pub struct Args {
     #[arg(long)]
     allow_changed: bool,
 
+    /// Take files the lake has taken before as new. The lake remembers every file it took (by
+    /// name, size and checksum) and skips it next time, so that no record is counted twice;
+    /// after `flowscope lake prune` removed a file's records, this brings them back. Records of
+    /// those files still in the lake would be in it twice: prune first.
+    #[arg(long)]
+    reingest: bool,
+
+    /// Exit with status 2 when the sources hold no flow log file, or a file is not a flow log,
+    /// could not be read in full, or had a rejected line (the good records are still taken).
+    #[arg(long)]
+    strict: bool,
+
     /// No progress bar, no rejected-line messages; the summary line only.
     #[arg(long, short)]
     quiet: bool,
@@ -82,6 +98,8 @@ impl Args {
             threads: 0,
             buffer_rows: BUFFER_ROWS,
             allow_changed: false,
+            reingest: false,
+            strict: false,
             quiet: false,
         }
     }
@@ -90,19 +108,31 @@ impl Args {
 struct Progress {
     bar: ProgressBar,
     quiet: bool,
+    /// Records and sources made durable by commits (the count an interrupted run keeps).
+    committed: Arc<Committed>,
     records: AtomicU64,
     bytes: AtomicU64,
     shown: AtomicU64,
     start: Instant,
 }
 
+/// What commits have made durable so far.
+#[derive(Default)]
+struct Committed {
+    records: AtomicU64,
+    sources: AtomicU64,
+}
+
 impl Progress {
     fn message(&self) {
-        let records = self.records.load(Ordering::Relaxed);
+        let read = self.records.load(Ordering::Relaxed);
+        let committed = self.committed.records.load(Ordering::Relaxed);
         let mb = self.bytes.load(Ordering::Relaxed) as f64 / 1e6;
-        let rate = records as f64 / self.start.elapsed().as_secs_f64().max(1e-3);
+        let rate = read as f64 / self.start.elapsed().as_secs_f64().max(1e-3);
         self.bar.set_message(format!(
-            "{records} records, {mb:.1} MB, {rate:.0} records/s"
+            "{} records in the lake ({} read), {mb:.1} MB, {rate:.0} records/s",
+            thousands(i128::from(committed)),
+            thousands(i128::from(read)),
         ));
     }
 
@@ -173,6 +203,12 @@ impl IngestObserver for Progress {
         self.tell(Note::Failed(error.to_string()));
     }
 
+    fn committed(&self, records: u64, sources: u64) {
+        self.committed.records.fetch_add(records, Ordering::SeqCst);
+        self.committed.sources.fetch_add(sources, Ordering::SeqCst);
+        self.message();
+    }
+
     fn without_time(&self, key: &str, records: u64) {
         self.tell(Note::WithoutTime {
             key: key.to_string(),
@@ -200,6 +236,18 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         ..S3Options::default()
     };
     let inputs = input::resolve(&args.sources, &s3)?;
+    if inputs.is_empty() {
+        eprintln!(
+            "flowscope: warning: no flow log files found in {} (files named *.log, *.txt, their \
+             .gz forms, or *.parquet); nothing was ingested",
+            args.sources.join(", ")
+        );
+        return Ok(if args.strict {
+            Outcome::StrictViolation
+        } else {
+            Outcome::Success
+        });
+    }
     let lake = match served::open(&args.lake)? {
         Writer::Local(lake) => Some(lake),
         Writer::Served => None,
@@ -216,9 +264,13 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
             .progress_chars("=> "),
     );
     bar.enable_steady_tick(Duration::from_millis(200));
+    let committed = Arc::new(Committed::default());
+    // Dropped when this function returns: an interruption after that is not this ingest's.
+    let _interrupt = lake.is_some().then(|| on_interrupt(Arc::clone(&committed)));
     let progress = Progress {
         bar,
         quiet: args.quiet,
+        committed,
         records: AtomicU64::new(0),
         bytes: AtomicU64::new(0),
         shown: AtomicU64::new(0),
@@ -232,6 +284,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         threads: args.threads,
         buffer_rows: args.buffer_rows.max(1),
         allow_changed: args.allow_changed,
+        reingest: args.reingest,
     };
     let summary = match &lake {
         Some(lake) => ingest::ingest(lake, &inputs, &options, &progress)?,
@@ -265,17 +318,57 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         summary.bytes as f64 / 1e6,
         summary.records as f64 / seconds.max(1e-3),
     );
+    if summary.skipped > 0 && summary.records == 0 && !args.quiet {
+        eprintln!(
+            "flowscope: the lake has taken these files before and skips them, so that no record              is counted twice; after `flowscope lake prune` removed their records,              `--reingest` takes them again"
+        );
+    }
     if lake.is_none() && !args.quiet {
         eprintln!(
             "flowscope: the lake is served: the server took these files into it, and its \
              dashboard and queries have them now"
         );
     }
-    Ok(if summary.failed > 0 {
+    let flawed = summary.failed > 0 || summary.rejected > 0 || summary.not_flow_logs > 0;
+    Ok(if args.strict && flawed {
+        Outcome::StrictViolation
+    } else if summary.failed > 0 {
         Outcome::Partial
     } else {
         Outcome::Success
     })
+}
+
+/// On Ctrl-C (SIGINT): says what is in the lake and that running the command again completes
+/// it, then exits with 130 as a shell expects of an interrupted command. Commits are atomic, so
+/// stopping at any moment leaves the lake as it was after the last one.
+/// The handler ends when the returned sender is dropped.
+fn on_interrupt(committed: Arc<Committed>) -> Option<tokio::sync::oneshot::Sender<()>> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .ok()?;
+    let (done, finished) = tokio::sync::oneshot::channel::<()>();
+    std::thread::spawn(move || {
+        let interrupted = runtime.block_on(async {
+            tokio::select! {
+                signal = tokio::signal::ctrl_c() => signal.is_ok(),
+                _ = finished => false,
+            }
+        });
+        if !interrupted {
+            return;
+        }
+        eprintln!(
+            "\nflowscope: interrupted. In the lake: {} records from {} files, committed before \
+             the interruption; the rest was not taken. Run the same command again to complete \
+             it: the files taken already are skipped, nothing is taken twice.",
+            thousands(i128::from(committed.records.load(Ordering::SeqCst))),
+            thousands(i128::from(committed.sources.load(Ordering::SeqCst))),
+        );
+        std::process::exit(130);
+    });
+    Some(done)
 }
 
 /// Hands the ingest to the server of the lake: local paths made absolute (the server runs
@@ -302,6 +395,7 @@ fn hand_over(args: &Args) -> anyhow::Result<(IngestSummary, Vec<Note>, u64)> {
         region: args.region.clone(),
         format: args.format.clone(),
         allow_changed: args.allow_changed,
+        reingest: args.reingest,
     };
     match served::send(&args.lake, &request)? {
         Reply::Ingested {

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use flowscope_lake::Lake;
 use flowscope_lake::info::info;
-use flowscope_lake::maintenance::{compact, prune};
+use flowscope_lake::maintenance::{compact, prune, prune_plan};
 use flowscope_query::units::{bytes, thousands};
 use flowscope_record::time::{parse_duration, rfc3339};
 
@@ -44,6 +44,9 @@ enum LakeCommand {
         /// Age beyond which partitions go: a number and s, m, h, d or w.
         #[arg(long, value_name = "AGE")]
         older_than: String,
+        /// Say what would be deleted, and delete nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
 }
 
@@ -79,6 +82,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         LakeCommand::Prune {
             lake: root,
             older_than,
+            dry_run,
         } => {
             let age = parse_duration(&older_than).ok_or_else(|| {
                 anyhow::anyhow!("--older-than {older_than}: expected a number and s, m, h, d or w")
@@ -90,18 +94,30 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
                 .as_secs();
             let cutoff = now as i64 - age;
             let done = match open_existing(&root)? {
+                Writer::Local(lake) if dry_run => prune_plan(&lake, cutoff)?,
                 Writer::Local(lake) => prune(&lake, cutoff)?,
-                Writer::Served => match served::send(&root, &Request::Prune { cutoff })? {
+                Writer::Served => match served::send(&root, &Request::Prune { cutoff, dry_run })? {
                     Reply::Pruned(done) => done,
                     other => anyhow::bail!("the server answered a prune with {other:?}"),
                 },
             };
             println!(
-                "pruned {} partitions older than {older_than}: {} files, {} rows",
+                "{} {} partitions older than {older_than}: {} files, {} rows{}",
+                if dry_run { "would prune" } else { "pruned" },
                 done.partitions,
                 done.files,
-                thousands(i128::from(done.rows))
+                thousands(i128::from(done.rows)),
+                if dry_run {
+                    " (--dry-run: nothing was deleted)"
+                } else {
+                    ""
+                }
             );
+            if !dry_run && done.files > 0 {
+                println!(
+                    "the lake still remembers the files those records came from:                      `flowscope ingest --reingest` takes them again"
+                );
+            }
             Ok(Outcome::Success)
         }
         LakeCommand::Info { lake: root, json } => {

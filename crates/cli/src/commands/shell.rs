@@ -12,7 +12,7 @@ use rustyline::error::ReadlineError;
 use rustyline::highlight::Highlighter;
 use rustyline::hint::Hinter;
 use rustyline::history::DefaultHistory;
-use rustyline::validate::{ValidationContext, ValidationResult, Validator};
+use rustyline::validate::Validator;
 use rustyline::{Editor, Helper};
 
 use super::Outcome;
@@ -56,6 +56,23 @@ pub fn is_sql(text: &str) -> bool {
     SQL_STARTS
         .iter()
         .any(|k| first == *k || (first.starts_with('(') && *k == "("))
+        || misspelt_sql(&first)
+}
+
+/// Logs Insights' commands: a first word that is none of them but nearly a SQL keyword
+/// (`selec`) is a SQL statement with a typo, and SQL's parser says which keyword it meant.
+const INSIGHTS_COMMANDS: &[&str] = &[
+    "fields", "filter", "stats", "sort", "limit", "parse", "display", "dedup", "unmask", "pattern",
+    "diff", "anomaly", "unnest", "lookup",
+];
+
+fn misspelt_sql(first: &str) -> bool {
+    first.len() >= 3
+        && !INSIGHTS_COMMANDS.contains(&first)
+        && SQL_STARTS
+            .iter()
+            .filter(|k| k.len() >= 4)
+            .any(|k| flowscope_record::edit_distance(first, k) <= 1)
 }
 
 /// Whether a buffer is a whole statement: it ends with `;`, is a `\` command, or its last line
@@ -77,17 +94,9 @@ impl Hinter for ShellHelper {
     type Hint = String;
 }
 impl Highlighter for ShellHelper {}
-impl Validator for ShellHelper {
-    fn validate(&self, ctx: &mut ValidationContext<'_>) -> rustyline::Result<ValidationResult> {
-        // rustyline's input ends with a newline only when the last line entered was empty.
-        let input = ctx.input();
-        if complete(input) || input.ends_with('\n') {
-            Ok(ValidationResult::Valid(None))
-        } else {
-            Ok(ValidationResult::Incomplete)
-        }
-    }
-}
+// Every line is taken as entered: the loop gathers a statement's lines, showing `...>` for
+// each line after the first, as psql does.
+impl Validator for ShellHelper {}
 impl Helper for ShellHelper {}
 
 struct State {
@@ -122,6 +131,9 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         range: TimeRange::default(),
         vertical: false,
     };
+    // At a terminal, Ctrl-C during a query cancels it. The signal is heard on a thread of its
+    // own: the query's threads may be too busy to hear it.
+    let interrupts = interactive.then(listen_for_interrupts).flatten();
     let mut buffer = String::new();
     loop {
         let prompt = if buffer.is_empty() {
@@ -149,7 +161,12 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         if text.is_empty() {
             continue;
         }
-        let _ = editor.add_history_entry(text);
+        // Saved as it goes: a shell that is killed keeps what was typed.
+        if editor.add_history_entry(text).unwrap_or(false)
+            && let Some(h) = &history
+        {
+            let _ = editor.save_history(h);
+        }
         if let Some(command) = text.strip_prefix('\\') {
             match meta(command.trim_end_matches(';'), &mut state, &engine, &rt) {
                 Ok(true) => break,
@@ -162,14 +179,62 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         if matches!(query, "quit" | "exit") {
             break;
         }
-        if let Err(e) = rt.block_on(run_one(&engine, query, &state)) {
-            eprintln!("error: {e:#}");
+        // Ctrl-C cancels the query and comes back to the prompt (at the prompt it clears the
+        // line). Input from a pipe has no prompt to come back to: Ctrl-C ends the shell there.
+        let outcome = if let Some(interrupts) = &interrupts {
+            let (cancel, cancelled) = tokio::sync::oneshot::channel();
+            *interrupts.lock().expect("not poisoned") = Some(cancel);
+            let done = rt.block_on(async {
+                tokio::select! {
+                    done = run_one(&engine, query, &state) => Some(done),
+                    _ = cancelled => None,
+                }
+            });
+            interrupts.lock().expect("not poisoned").take();
+            done
+        } else {
+            Some(rt.block_on(run_one(&engine, query, &state)))
+        };
+        match outcome {
+            Some(Err(e)) => eprintln!("error: {e:#}"),
+            Some(Ok(())) => {}
+            None => {
+                let _ = std::io::stdout().flush();
+                eprintln!("\ncancelled");
+            }
         }
     }
     if let Some(h) = &history {
         let _ = editor.save_history(h);
     }
+    // A cancelled query's threads stop at their next pause, which a heavy operator may not
+    // reach soon: leaving does not wait for them.
+    drop(engine);
+    rt.shutdown_background();
     Ok(Outcome::Success)
+}
+
+/// Where the running query's cancel goes.
+type Interrupts = std::sync::Arc<std::sync::Mutex<Option<tokio::sync::oneshot::Sender<()>>>>;
+
+/// A thread that, on each SIGINT, cancels the query running then (if any).
+fn listen_for_interrupts() -> Option<Interrupts> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .ok()?;
+    let slot: Interrupts = Default::default();
+    let shared = std::sync::Arc::clone(&slot);
+    std::thread::spawn(move || {
+        runtime.block_on(async {
+            while tokio::signal::ctrl_c().await.is_ok() {
+                if let Some(cancel) = shared.lock().expect("not poisoned").take() {
+                    let _ = cancel.send(());
+                }
+            }
+        });
+    });
+    Some(slot)
 }
 
 /// Runs a `\` command; `Ok(true)` means quit.
@@ -269,6 +334,15 @@ mod tests {
         assert!(!is_sql("stats count(*) by srcAddr"));
         assert!(!is_sql("filter action = 'REJECT'"));
         assert!(!is_sql("fields @timestamp"));
+    }
+
+    #[test]
+    fn a_misspelt_sql_keyword_is_sql() {
+        assert!(is_sql("selec 1"));
+        assert!(is_sql("SELCT 1"));
+        assert!(!is_sql("filter action = 'REJECT'"));
+        assert!(!is_sql("sort bytes desc"));
+        assert!(!is_sql("stats count(*)"));
     }
 
     #[test]

@@ -24,6 +24,38 @@ pub struct Moto {
     pub endpoint: String,
 }
 
+/// Whether `python3` can import `module`.
+pub fn python_has(module: &str) -> bool {
+    StdCommand::new("python3")
+        .args(["-c", &format!("import {module}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// moto, started; or, when it is not installed, a loud skip on a developer's machine (`None`:
+/// the test returns) and a failure when `CI=true`. `scripts/test` installs it.
+pub fn moto() -> Option<Moto> {
+    moto_installed().then(Moto::start)
+}
+
+/// Whether moto is installed; when it is not, says so loudly (a failure when `CI=true`).
+pub fn moto_installed() -> bool {
+    if python_has("moto") {
+        return true;
+    }
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "CI: python3 cannot import moto (scripts/test installs it)"
+    );
+    eprintln!(
+        "SKIPPED: this test needs moto, a real S3/SQS/CloudWatch Logs server, and python3 cannot \
+         import it; run the tests with scripts/test, which installs it"
+    );
+    false
+}
+
 impl Moto {
     /// Starts moto on a port chosen by the OS and waits until it answers.
     pub fn start() -> Self {

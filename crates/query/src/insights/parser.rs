@@ -52,7 +52,9 @@ pub enum Command {
         by: Vec<Projection>,
     },
     /// `sort a desc, b asc`.
-    Sort(Vec<(Expr, bool)>),
+    /// Keys: the expression, descending or not, and its text as written (after `stats`, a key
+    /// written as an unnamed aggregate, `count(*)`, means that column, as in AWS).
+    Sort(Vec<(Expr, bool, String)>),
     /// `limit n`.
     Limit(usize, Span),
     /// `parse field "glob*pattern" as a, b` or `parse field /(?<a>..)/`.
@@ -370,13 +372,14 @@ impl Parser<'_> {
                 let mut keys = Vec::new();
                 loop {
                     let e = self.expr()?;
+                    let text = self.text[e.span.start..e.span.end].to_string();
                     let desc = if self.eat_keyword("desc") {
                         true
                     } else {
                         self.eat_keyword("asc");
                         false
                     };
-                    keys.push((e, desc));
+                    keys.push((e, desc, text));
                     if !self.eat(&Tok::Comma) {
                         break;
                     }

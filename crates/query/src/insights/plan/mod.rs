@@ -178,9 +178,21 @@ impl<'a> Planner<'a> {
             Command::Stats { aggregates, by } => self.stats(aggregates, by)?,
             Command::Sort(keys) => {
                 let mut sort = Vec::new();
-                for (e, desc) in keys {
+                for (e, desc, text) in keys {
+                    // After `stats`, `count(*)` names the column `stats count(*)` made, as
+                    // in AWS (a column whose name is not a plain field is written in
+                    // backticks elsewhere).
+                    let named = !matches!(e.kind, ExprKind::Field(_))
+                        && df.schema().has_column_with_unqualified_name(text);
+                    let key = if named {
+                        datafusion::prelude::col(datafusion::common::Column::from_name(
+                            text.clone(),
+                        ))
+                    } else {
+                        self.expr(e, Mode::Row)?
+                    };
                     // Nulls last either way: a missing value is never a top answer.
-                    sort.push(self.expr(e, Mode::Row)?.sort(!desc, false));
+                    sort.push(key.sort(!desc, false));
                 }
                 self.df = df.sort(sort.clone())?;
                 self.sort = Some(sort);
