@@ -276,6 +276,10 @@ def main():
                     " && 'firehose' in window.flowscope.sources", timeout=60_000)
                 page.wait_for_function("document.querySelector('#sources').innerText.includes('firehose')",
                                        timeout=30_000)
+                # A refresh started by an earlier update (a detection run) may have read the lake
+                # just before the delivery: the next one shows it, still without a reload.
+                page.wait_for_function("(before) => document.querySelector('#tiles').innerText !== before",
+                                       arg=tiles_before, timeout=60_000)
                 assert page.inner_text("#tiles") != tiles_before, "the tiles did not change"
                 assert "live" in page.inner_text("#live"), page.inner_text("#live")
                 print(f"dashboard: live — a delivery showed up after "
