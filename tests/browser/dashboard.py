@@ -237,16 +237,25 @@ def main():
 
                 # A drag across the traffic chart chooses the time range (as in Grafana).
                 before_range = page.evaluate("window.flowscope.range")
-                refreshes = page.evaluate("window.flowscope.refreshes")
                 page.locator("#traffic").scroll_into_view_if_needed()
-                box = page.locator("#traffic .u-over").bounding_box()
-                y = box["y"] + box["height"] / 2
-                page.mouse.move(box["x"] + box["width"] * 0.25, y)
-                page.mouse.down()
-                page.mouse.move(box["x"] + box["width"] * 0.5, y, steps=8)
-                page.mouse.up()
-                page.wait_for_function(
-                    f"window.flowscope.refreshes > {refreshes} && window.flowscope.ready === true", timeout=120_000)
+                # A live refresh redraws the chart; a drag made while it does is lost, so the
+                # drag is made again (at most three times) until the range follows it.
+                for attempt in range(3):
+                    page.wait_for_function("window.flowscope.ready === true", timeout=120_000)
+                    box = page.locator("#traffic .u-over").bounding_box()
+                    y = box["y"] + box["height"] / 2
+                    page.mouse.move(box["x"] + box["width"] * 0.25, y)
+                    page.mouse.down()
+                    page.mouse.move(box["x"] + box["width"] * 0.5, y, steps=8)
+                    page.mouse.up()
+                    try:
+                        page.wait_for_function(
+                            f"window.flowscope.range[0] !== {before_range[0]} && window.flowscope.ready === true",
+                            timeout=30_000)
+                        break
+                    except Exception:
+                        if attempt == 2:
+                            raise
                 after_range = page.evaluate("window.flowscope.range")
                 assert before_range[0] < after_range[0] < after_range[1] < before_range[1], (before_range, after_range)
                 assert page.input_value("#range") == "custom"
