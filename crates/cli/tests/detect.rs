@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
 
-use common::flowscope;
+use common::{flowscope, succeeds};
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -70,17 +70,12 @@ fn lines(out: &[u8]) -> Vec<Value> {
 }
 
 fn detect(lake: &Path) -> Vec<Value> {
-    let out = flowscope()
-        .args(["detect", "--format", "json", "--lake"])
-        .arg(lake)
-        .arg("--threat-intel")
-        .arg(repo().join("testdata/threat-intel/example.txt"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = succeeds(
+        flowscope()
+            .args(["detect", "--format", "json", "--lake"])
+            .arg(lake)
+            .arg("--threat-intel")
+            .arg(repo().join("testdata/threat-intel/example.txt")),
     );
     lines(&out.stdout)
 }
@@ -295,17 +290,12 @@ fn alarms_notify_a_webhook(lake: &Path, dir: &Path) {
         + &format!("\n[[notifications]]\nname = \"hook\"\nwebhook = \"http://{addr}/hook\"\n");
     let path = dir.join("alarms.toml");
     std::fs::write(&path, config).unwrap();
-    let out = flowscope()
-        .args(["alarms", "--format", "json", "--config"])
-        .arg(&path)
-        .arg("--lake")
-        .arg(lake)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = succeeds(
+        flowscope()
+            .args(["alarms", "--format", "json", "--config"])
+            .arg(&path)
+            .arg("--lake")
+            .arg(lake),
     );
     let changes: Vec<Value> = lines(&out.stdout)
         .into_iter()
@@ -377,17 +367,12 @@ summary = "{srcAddr}"
 "#,
     )
     .unwrap();
-    let out = flowscope()
-        .args(["detect", "--format", "json", "--lake"])
-        .arg(lake)
-        .arg("--rules")
-        .arg(&rules)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = succeeds(
+        flowscope()
+            .args(["detect", "--format", "json", "--lake"])
+            .arg(lake)
+            .arg("--rules")
+            .arg(&rules),
     );
     let f = lines(&out.stdout);
     assert_eq!(f.len(), 1, "{f:?}");

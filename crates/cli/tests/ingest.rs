@@ -12,7 +12,7 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use predicates::prelude::*;
 use pretty_assertions::assert_eq;
 
-use common::flowscope;
+use common::{flowscope, succeeds};
 
 /// Every record of the lake as a sorted default-format line.
 fn lake_lines(lake: &Path) -> Vec<String> {
@@ -391,16 +391,11 @@ fn a_truncated_object_then_its_complete_version_gives_each_record_once() {
 
 /// Records in the lake, as `flowscope sql` counts them.
 fn lake_count(lake: &Path) -> u64 {
-    let out = flowscope()
-        .args(["sql", "--format", "csv", "--lake"])
-        .arg(lake)
-        .arg("SELECT count(*) AS n FROM flows")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = succeeds(
+        flowscope()
+            .args(["sql", "--format", "csv", "--lake"])
+            .arg(lake)
+            .arg("SELECT count(*) AS n FROM flows"),
     );
     String::from_utf8(out.stdout)
         .unwrap()
@@ -416,32 +411,22 @@ fn after_a_prune_reingest_takes_the_files_again_and_dry_run_deletes_nothing() {
     let (work, src) = folder_with_a_good_file();
     let lake = work.path().join("lake");
     let ingest = |extra: &[&str]| {
-        let out = flowscope()
-            .arg("ingest")
-            .arg(&src)
-            .arg("--lake")
-            .arg(&lake)
-            .args(extra)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+        let out = succeeds(
+            flowscope()
+                .arg("ingest")
+                .arg(&src)
+                .arg("--lake")
+                .arg(&lake)
+                .args(extra),
         );
         String::from_utf8_lossy(&out.stderr).to_string()
     };
     let prune = |extra: &[&str]| {
-        let out = flowscope()
-            .args(["lake", "prune", "--older-than", "1d", "--lake"])
-            .arg(&lake)
-            .args(extra)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+        let out = succeeds(
+            flowscope()
+                .args(["lake", "prune", "--older-than", "1d", "--lake"])
+                .arg(&lake)
+                .args(extra),
         );
         String::from_utf8(out.stdout).unwrap()
     };

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use predicates::prelude::*;
 use pretty_assertions::assert_eq;
 
-use common::flowscope;
+use common::{flowscope, succeeds};
 
 /// Generates 30,000 records in 6 files, ingests them, and returns (tempdir, lake, totals JSON).
 fn lake() -> (tempfile::TempDir, PathBuf, serde_json::Value) {
@@ -454,15 +454,10 @@ fn query_mistakes_read_as_sentences() {
 #[test]
 fn sql_takes_its_lake_from_flowscope_lake_and_says_what_range_it_holds() {
     let (_dir, lake, totals) = lake();
-    let out = flowscope()
-        .args(["sql", "--format", "csv", "SELECT count(*) AS n FROM flows"])
-        .env("FLOWSCOPE_LAKE", &lake)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = succeeds(
+        flowscope()
+            .args(["sql", "--format", "csv", "SELECT count(*) AS n FROM flows"])
+            .env("FLOWSCOPE_LAKE", &lake),
     );
     assert_eq!(
         String::from_utf8(out.stdout).unwrap(),

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use flowscope_lake::deliver::FirehoseBody;
 use predicates::prelude::*;
 
-use common::flowscope;
+use common::{flowscope, succeeds};
 
 fn files(dir: &Path, suffix: &str) -> Vec<PathBuf> {
     let mut out = Vec::new();
@@ -37,16 +37,11 @@ fn gunzip(path: &Path) -> String {
 }
 
 fn sql(lake: &Path, query: &str) -> String {
-    let out = flowscope()
-        .args(["sql", query, "--lake"])
-        .arg(lake)
-        .args(["--format", "csv"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = succeeds(
+        flowscope()
+            .args(["sql", query, "--lake"])
+            .arg(lake)
+            .args(["--format", "csv"]),
     );
     String::from_utf8(out.stdout).unwrap()
 }

@@ -118,24 +118,21 @@ impl Generated {
 /// Records of each file: an even split, or for realistic traffic a weighted one (most files
 /// small, one in twenty about thirty times larger), summing to `options.records` exactly.
 fn shares(options: &GenerateOptions, files: u64) -> Vec<u64> {
-    let weights: Vec<u64> = (0..files)
-        .map(|i| match options.traffic {
-            Traffic::Uniform => 1,
-            Traffic::Realistic => {
-                let h = (options.seed ^ i.wrapping_mul(0x9e37_79b9_7f4a_7c15))
-                    .wrapping_mul(0x2545_f491_4f6c_dd1d)
-                    >> 32;
-                // One file in twenty (the eighth, the twenty-eighth …) is the large one.
-                if i % 20 == 7 { 30 } else { 1 + h % 3 }
-            }
-        })
-        .collect();
-    let total: u64 = weights.iter().sum();
     if options.traffic == Traffic::Uniform {
         return (0..files)
             .map(|i| options.records / files + u64::from(i < options.records % files))
             .collect();
     }
+    let weights: Vec<u64> = (0..files)
+        .map(|i| {
+            let h = (options.seed ^ i.wrapping_mul(0x9e37_79b9_7f4a_7c15))
+                .wrapping_mul(0x2545_f491_4f6c_dd1d)
+                >> 32;
+            // One file in twenty (the eighth, the twenty-eighth …) is the large one.
+            if i % 20 == 7 { 30 } else { 1 + h % 3 }
+        })
+        .collect();
+    let total: u64 = weights.iter().sum();
     let mut shares: Vec<u64> = weights
         .iter()
         .map(|w| (u128::from(options.records) * u128::from(*w) / u128::from(total)) as u64)

@@ -290,18 +290,12 @@ impl Engine {
         }
         tables.sort();
         tables.dedup();
-        let near = tables
-            .iter()
-            .map(|t| {
-                (
-                    flowscope_record::edit_distance(&name.to_ascii_lowercase(), t),
-                    t,
-                )
-            })
-            .filter(|(d, t)| *d <= (t.len() / 3).max(2))
-            .min()
-            .map(|(_, t)| format!("; did you mean `{t}`?"))
-            .unwrap_or_default();
+        let near = flowscope_record::nearest(
+            &name.to_ascii_lowercase(),
+            tables.iter().map(String::as_str),
+        )
+        .map(|t| format!("; did you mean `{t}`?"))
+        .unwrap_or_default();
         let list = tables
             .iter()
             .map(|t| format!("`{t}`"))

@@ -259,18 +259,12 @@ fn sentence(message: &str) -> String {
         return format!("expected {expected}, but the query ends here");
     }
     let hint = if expected == "an SQL statement" {
-        STATEMENT_KEYWORDS
-            .iter()
-            .map(|k| {
-                (
-                    flowscope_record::edit_distance(&found.to_ascii_uppercase(), k),
-                    k,
-                )
-            })
-            .filter(|(d, k)| *d <= (k.len() / 3).max(1))
-            .min()
-            .map(|(_, k)| format!("; did you mean {k}?"))
-            .unwrap_or_default()
+        flowscope_record::nearest(
+            &found.to_ascii_uppercase(),
+            STATEMENT_KEYWORDS.iter().copied(),
+        )
+        .map(|k| format!("; did you mean {k}?"))
+        .unwrap_or_default()
     } else {
         String::new()
     };

@@ -153,12 +153,20 @@ pub fn lookup(name: &str) -> Option<&'static FieldSpec> {
 /// The known field name closest to `name`, if one is close enough to be a plausible typo.
 pub fn suggest(name: &str) -> Option<&'static str> {
     let name = name.to_ascii_lowercase().replace('_', "-");
-    let (best, distance) = FIELDS
-        .iter()
-        .map(|f| (f.name, edit_distance(&name, f.name)))
-        .min_by_key(|&(_, d)| d)?;
-    let limit = (best.len().max(name.len()) / 3).max(2);
-    (distance <= limit).then_some(best)
+    nearest(&name, FIELDS.iter().map(|f| f.name))
+}
+
+/// The candidate closest to `name` by edit distance, when close enough to be a typo: at most a
+/// third of the longer of the two words apart, and at least one edit is always allowed. Ties go
+/// to the candidate that sorts first, so the answer does not depend on the candidates' order.
+/// This is the one rule behind every "did you mean" the project prints.
+pub fn nearest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    candidates
+        .into_iter()
+        .map(|c| (edit_distance(name, c), c))
+        .filter(|&(d, c)| d <= (name.len().max(c.len()) / 3).max(1))
+        .min()
+        .map(|(_, c)| c)
 }
 
 /// Levenshtein distance over bytes (field names are ASCII), for "did you mean" suggestions.

@@ -26,6 +26,6 @@ pub mod time;
 pub use decode::{DEFAULT_BATCH_SIZE, TextDecoder};
 pub use encode::write_lines;
 pub use error::{Error, LineError, Reason, Rejection, Result};
-pub use field::{FIELDS, FieldKind, FieldSpec, edit_distance, lookup, suggest};
+pub use field::{FIELDS, FieldKind, FieldSpec, edit_distance, lookup, nearest, suggest};
 pub use format::{DEFAULT_FORMAT, LogFormat};
 pub use schema::{canonical_schema, conform, shared_null};

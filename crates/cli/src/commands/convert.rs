@@ -7,6 +7,9 @@ use flowscope_lake::input::{self, Input};
 use flowscope_lake::sink::{self, Destination, OutputKind, SinkOptions};
 use flowscope_lake::{TextOptions, TextReader};
 use flowscope_record::{LogFormat, Rejection};
+use parquet::arrow::arrow_reader::{
+    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder,
+};
 
 use super::Outcome;
 
@@ -102,7 +105,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
 
     // Standard input can be opened once only, so its reader is kept from the look at formats.
     let mut stdin = None;
-    let (format, any_header) = output_format(&inputs, &options, &mut stdin)?;
+    let (format, any_header, looks) = output_format(&inputs, &options, &mut stdin);
     let header = args.header || (any_header && !args.no_header);
     let destination = args
         .output
@@ -118,10 +121,13 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     )?;
 
     let mut tally = Tally::default();
-    for input in &inputs {
+    for (input, look) in inputs.iter().zip(looks) {
         tally.files += 1;
-        if let Some(path) = parquet_path(input) {
-            if let Err(error) = convert_parquet(path, sink.as_mut(), &mut tally) {
+        if let Look::Parquet(path, metadata) = look {
+            let converted = metadata.and_then(|(_, metadata)| {
+                convert_parquet(path, metadata, sink.as_mut(), &mut tally)
+            });
+            if let Err(error) = converted {
                 eprintln!("flowscope: {error:#}");
                 tally.failed_files += 1;
                 if args.strict {
@@ -213,28 +219,43 @@ fn report(rejections: &[Rejection], shown: &mut u64) {
     }
 }
 
+/// What the first look at an input learned: a Parquet file and its footer, read once (the file
+/// is opened again for its rows, so that thousands of inputs never hold thousands of open files),
+/// or text, which is read as a stream.
+enum Look<'a> {
+    Parquet(
+        &'a std::path::Path,
+        anyhow::Result<(LogFormat, ArrowReaderMetadata)>,
+    ),
+    Text,
+}
+
 /// The format written: the one given, or the union of the inputs' formats in the order first
 /// seen, so that files of different formats convert into one consistent output. Also says
-/// whether any input had a header line.
-fn output_format(
-    inputs: &[Input],
+/// whether any input had a header line, and what was learned of each input.
+fn output_format<'a>(
+    inputs: &'a [Input],
     options: &TextOptions,
     stdin: &mut Option<TextReader>,
-) -> anyhow::Result<(LogFormat, bool)> {
+) -> (LogFormat, bool, Vec<Look<'a>>) {
     let mut format: Option<LogFormat> = options.format.clone();
     let mut any_header = false;
+    let mut looks = Vec::with_capacity(inputs.len());
     for input in inputs {
         if let Some(path) = parquet_path(input) {
+            let footer = parquet_footer(path);
             if options.format.is_none()
-                && let Ok((found, _)) = open_parquet(path)
+                && let Ok((found, _)) = &footer
             {
                 format = Some(match format {
-                    Some(f) => f.union(&found),
-                    None => found,
+                    Some(f) => f.union(found),
+                    None => found.clone(),
                 });
             }
+            looks.push(Look::Parquet(path, footer));
             continue;
         }
+        looks.push(Look::Text);
         let reader = match TextReader::open_streaming(input, options) {
             Ok(reader) => reader,
             // Reported (and counted) when the input is converted.
@@ -251,7 +272,7 @@ fn output_format(
             *stdin = Some(reader);
         }
     }
-    Ok((format.unwrap_or_default(), any_header))
+    (format.unwrap_or_default(), any_header, looks)
 }
 
 /// The path of an input that is a Parquet file (by its magic bytes, whatever its name).
@@ -270,20 +291,13 @@ fn parquet_path(input: &Input) -> Option<&std::path::Path> {
 }
 
 /// A Parquet file's flow log fields (its columns that are flow log fields, by AWS's Parquet
-/// names; a lake's own columns are left out) and its batches.
-fn open_parquet(
-    path: &std::path::Path,
-) -> anyhow::Result<(
-    LogFormat,
-    parquet::arrow::arrow_reader::ParquetRecordBatchReader,
-)> {
+/// names; a lake's own columns are left out) and its footer.
+fn parquet_footer(path: &std::path::Path) -> anyhow::Result<(LogFormat, ArrowReaderMetadata)> {
     let name = path.display();
     let file = std::fs::File::open(path).with_context(|| format!("{name}: cannot open"))?;
-    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
-        .with_context(|| format!("{name}: not a readable Parquet file"))?
-        .build()
+    let metadata = ArrowReaderMetadata::load(&file, ArrowReaderOptions::default())
         .with_context(|| format!("{name}: not a readable Parquet file"))?;
-    let schema = arrow_array::RecordBatchReader::schema(&reader);
+    let schema = metadata.schema();
     let columns: Vec<&str> = schema
         .fields()
         .iter()
@@ -295,15 +309,20 @@ fn open_parquet(
     }
     let format = LogFormat::from_columns(columns.iter().copied())
         .with_context(|| format!("{name}: its columns"))?;
-    Ok((format, reader))
+    Ok((format, metadata))
 }
 
 fn convert_parquet(
     path: &std::path::Path,
+    metadata: ArrowReaderMetadata,
     sink: &mut dyn sink::RecordSink,
     tally: &mut Tally,
 ) -> anyhow::Result<()> {
-    let (_, reader) = open_parquet(path)?;
+    let name = path.display();
+    let file = std::fs::File::open(path).with_context(|| format!("{name}: cannot open"))?;
+    let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(file, metadata)
+        .build()
+        .with_context(|| format!("{name}: not a readable Parquet file"))?;
     for batch in reader {
         let batch = batch.with_context(|| format!("{}: a broken row group", path.display()))?;
         tally.records += batch.num_rows() as u64;

@@ -69,10 +69,8 @@ const INSIGHTS_COMMANDS: &[&str] = &[
 fn misspelt_sql(first: &str) -> bool {
     first.len() >= 3
         && !INSIGHTS_COMMANDS.contains(&first)
-        && SQL_STARTS
-            .iter()
-            .filter(|k| k.len() >= 4)
-            .any(|k| flowscope_record::edit_distance(first, k) <= 1)
+        && flowscope_record::nearest(first, SQL_STARTS.iter().copied().filter(|k| k.len() >= 4))
+            .is_some()
 }
 
 /// Whether a buffer is a whole statement: it ends with `;`, is a `\` command, or its last line

@@ -12,6 +12,18 @@ pub fn flowscope() -> assert_cmd::Command {
     assert_cmd::Command::cargo_bin("flowscope").unwrap()
 }
 
+/// Runs `command` to its end and returns what it printed, failing the test with its standard
+/// error when it did not succeed.
+pub fn succeeds(command: &mut assert_cmd::Command) -> std::process::Output {
+    let out = command.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 /// The `flowscope` binary built for these tests, as a plain process command.
 pub fn flowscope_process() -> StdCommand {
     StdCommand::new(env!("CARGO_BIN_EXE_flowscope"))

@@ -236,11 +236,7 @@ pub(super) fn nearest<'a>(
     name: &str,
     candidates: impl Iterator<Item = &'a String>,
 ) -> Option<&'a str> {
-    candidates
-        .map(|c| (flowscope_record::edit_distance(name, c), c))
-        .filter(|(d, c)| *d <= 2.max(c.len() / 4))
-        .min()
-        .map(|(_, c)| c.as_str())
+    flowscope_record::nearest(name, candidates.map(String::as_str))
 }
 
 pub(super) fn index_of<T>(

@@ -14,7 +14,7 @@ use datafusion::logical_expr::{
     Expr as DfExpr, ExprFunctionExt, ExprSchemable, SortExpr, cast, ident, lit,
 };
 use datafusion::prelude::SessionContext;
-use flowscope_record::{FIELDS, LogFormat, edit_distance};
+use flowscope_record::{FIELDS, LogFormat, nearest};
 
 use super::parser::{BinOp, Command, Expr, ExprKind, ParsePattern, Projection, Query, Span};
 use crate::error::{Error, Result};
@@ -582,14 +582,9 @@ fn unknown_field(name: &str, span: Span, fields: &arrow_schema::Fields) -> Error
     let mut candidates: Vec<String> = names().keys().cloned().collect();
     candidates.extend(["@timestamp", "@message", "@logStream"].map(String::from));
     candidates.extend(fields.iter().map(|f| f.name().clone()));
-    let best = candidates
-        .iter()
-        .map(|c| (edit_distance(name, c), c))
-        .min_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.cmp(b.1)));
-    let hint = match best {
-        Some((d, c)) if d <= (name.len() / 3).max(2) => format!("; did you mean `{c}`?"),
-        _ => String::new(),
-    };
+    let hint = nearest(name, candidates.iter().map(String::as_str))
+        .map(|c| format!("; did you mean `{c}`?"))
+        .unwrap_or_default();
     Error::query(
         format!("unknown field `{name}`{hint}"),
         Some(span.position()),
