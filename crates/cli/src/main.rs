@@ -116,7 +116,7 @@ fn main() -> ExitCode {
 fn chain_text(error: &anyhow::Error) -> String {
     let mut text = String::new();
     for cause in error.chain() {
-        let part = cause.to_string();
+        let part = plain_os_error(&cause.to_string());
         if part.is_empty() || text.ends_with(&part) {
             continue;
         }
@@ -126,6 +126,34 @@ fn chain_text(error: &anyhow::Error) -> String {
         text.push_str(&part);
     }
     text
+}
+
+/// An operating system's message in words a user reads: `No such file or directory (os error
+/// 2)` is `no such file or folder`; the error number is left out.
+fn plain_os_error(text: &str) -> String {
+    let Some(at) = text.rfind(" (os error ") else {
+        return text.to_string();
+    };
+    if !text[at..].ends_with(')') {
+        return text.to_string();
+    }
+    let head = &text[..at];
+    for (os, plain) in [
+        ("No such file or directory", "no such file or folder"),
+        (
+            "Not a directory",
+            "a file is in the way where a folder should be",
+        ),
+        ("Is a directory", "a folder, not a file"),
+        ("Permission denied", "permission denied"),
+        ("No space left on device", "the disk is full"),
+        ("File exists", "it exists already"),
+    ] {
+        if let Some(before) = head.strip_suffix(os) {
+            return format!("{before}{plain}");
+        }
+    }
+    head.to_string()
 }
 
 fn is_broken_pipe(error: &anyhow::Error) -> bool {
@@ -144,6 +172,20 @@ fn is_broken_pipe(error: &anyhow::Error) -> bool {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn operating_system_errors_read_as_words() {
+        assert_eq!(
+            super::plain_os_error("/no/such: No such file or directory (os error 2)"),
+            "/no/such: no such file or folder"
+        );
+        assert_eq!(
+            super::plain_os_error("x/_flowscope/commits: Not a directory (os error 20)"),
+            "x/_flowscope/commits: a file is in the way where a folder should be"
+        );
+        assert_eq!(super::plain_os_error("odd (os error 99)"), "odd");
+        assert_eq!(super::plain_os_error("no number here"), "no number here");
+    }
+
     use super::*;
 
     #[test]

@@ -154,6 +154,14 @@ pub fn describe(bucket: &str, error: &dyn fmt::Display) -> String {
         ),
         (Some(code), Some(message)) => format!("S3 answered {code}: {message}"),
         (Some(code), None) => format!("S3 answered {code}"),
+        // No credentials in the environment or a profile: the chain's last resort, the
+        // instance metadata service, answered (or was not there) instead of S3.
+        _ if text.contains("169.254.169.254") || text.contains("169.254.170.2") => {
+            "no AWS credentials found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or \
+             AWS_PROFILE with a profile in ~/.aws), or run where an instance or task role \
+             gives them"
+                .to_string()
+        }
         _ => {
             let first = text.lines().next().unwrap_or_default().trim();
             match first.find("<?xml") {
@@ -525,6 +533,19 @@ mod tests {
         assert_eq!(parse_url("s3://bucket"), Some(("bucket", "")));
         assert_eq!(parse_url("s3:///x"), None);
         assert_eq!(parse_url("/local/path"), None);
+    }
+
+    #[test]
+    fn errors_read_as_one_sentence() {
+        // What object_store says when no credentials are set and the metadata service refuses.
+        let none = "Generic S3 error: Error performing PUT http://169.254.169.254/latest/api/token \
+                    in 2.2ms - Server returned non-2xx status code: 403 Forbidden: resolve_deny";
+        let said = describe("my-bucket", &none);
+        assert!(said.starts_with("no AWS credentials found"), "{said}");
+        assert!(!said.contains("169.254"), "{said}");
+        let denied = "Client error with status 403 Forbidden: <?xml version=\"1.0\"?>\
+                      <Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>";
+        assert!(describe("b", &denied).starts_with("access denied to the bucket `b`"));
     }
 
     #[test]

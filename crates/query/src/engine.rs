@@ -47,7 +47,20 @@ impl Engine {
     /// # Errors
     /// [`Error::Lake`] when `root` is not a lake; [`Error::Store`] when recovery fails.
     pub async fn open(root: impl AsRef<Path>) -> Result<Self> {
-        Self::open_inner(root.as_ref(), false, None)
+        Self::open_inner(root.as_ref(), false, None, false)
+            .await
+            .map(|(e, _)| e)
+    }
+
+    /// Opens the lake like [`open`](Self::open) for a session whose queries may be cancelled
+    /// (the shell's Ctrl-C): every operator yields between batches, so that a query whose
+    /// future is dropped stops within a batch, even inside a join that makes many batches from
+    /// one input batch.
+    ///
+    /// # Errors
+    /// As [`open`](Self::open).
+    pub async fn open_stoppable(root: impl AsRef<Path>) -> Result<Self> {
+        Self::open_inner(root.as_ref(), false, None, true)
             .await
             .map(|(e, _)| e)
     }
@@ -58,7 +71,7 @@ impl Engine {
     /// # Errors
     /// As [`open`](Self::open).
     pub async fn open_with_pending(root: impl AsRef<Path>) -> Result<(Self, Pending)> {
-        let (engine, pending) = Self::open_inner(root.as_ref(), true, None).await?;
+        let (engine, pending) = Self::open_inner(root.as_ref(), true, None, false).await?;
         Ok((engine, pending.expect("asked for")))
     }
 
@@ -75,7 +88,7 @@ impl Engine {
         root: impl AsRef<Path>,
         memory: usize,
     ) -> Result<(Self, Pending)> {
-        let (engine, pending) = Self::open_inner(root.as_ref(), true, Some(memory)).await?;
+        let (engine, pending) = Self::open_inner(root.as_ref(), true, Some(memory), true).await?;
         Ok((engine, pending.expect("asked for")))
     }
 
@@ -83,6 +96,7 @@ impl Engine {
         root: &Path,
         with_pending: bool,
         memory: Option<usize>,
+        stoppable: bool,
     ) -> Result<(Self, Option<Pending>)> {
         if !Lake::exists(root) {
             return Err(Error::Lake {
@@ -108,8 +122,8 @@ impl Engine {
             .with_config(session_config())
             .with_runtime_env(runtime(&root, memory)?)
             .with_default_features();
-        if memory.is_some() {
-            // Queries that are stopped at a time limit must yield to be stopped.
+        if stoppable {
+            // Queries that are stopped (a time limit, Ctrl-C) must yield to be stopped.
             state = state.with_physical_optimizer_rule(Arc::new(crate::coop::YieldEverywhere));
         }
         let ctx = SessionContext::new_with_state(state.build());

@@ -120,10 +120,25 @@ impl Error {
         if !user_fault {
             return Self::Engine(error);
         }
-        let message = error
+        let mut message = error
             .diagnostic()
             .map(|d| clean_message(&d.message))
             .unwrap_or_else(|| clean_message(&error.find_root().to_string()));
+        let mut position = position;
+        if let Some(hint) = unknown_column_hint(&error) {
+            message.push_str(&hint);
+        } else if matches!(error.find_root(), DataFusionError::SQL(..))
+            && !message.contains("did you mean")
+            && let Some((word, keyword)) = misspelt_keyword(sql, position.map(|p| p.offset))
+        {
+            // `SELECT srcaddr FORM flows`: the parser took `FORM` for an alias and stumbled on
+            // what follows. The misspelt word is what to point at.
+            message = format!(
+                "{message}; did you mean {keyword} instead of `{}`?",
+                &sql[word.clone()]
+            );
+            position = Some(Position::new(word.start, word.len()));
+        }
         Self::Query { message, position }
     }
 
@@ -240,6 +255,70 @@ fn clean_message(text: &str) -> String {
     sentence(s)
 }
 
+/// "; did you mean `srcaddr`?" for a column that is not there but nearly is.
+fn unknown_column_hint(error: &DataFusionError) -> Option<String> {
+    let DataFusionError::SchemaError(schema_error, _) = error.find_root() else {
+        return None;
+    };
+    let datafusion::common::SchemaError::FieldNotFound {
+        field,
+        valid_fields,
+    } = schema_error.as_ref()
+    else {
+        return None;
+    };
+    let mut names: Vec<&str> = valid_fields.iter().map(|c| c.name.as_str()).collect();
+    names.sort_unstable();
+    names.dedup();
+    flowscope_record::nearest(&field.name.to_ascii_lowercase(), names)
+        .map(|name| format!("; did you mean `{name}`?"))
+}
+
+/// The clause keywords a misspelt word in a query was most likely meant to be.
+const CLAUSE_KEYWORDS: [&str; 12] = [
+    "SELECT", "FROM", "WHERE", "GROUP", "ORDER", "HAVING", "LIMIT", "OFFSET", "JOIN", "UNION",
+    "DISTINCT", "BETWEEN",
+];
+
+/// The last word at or before `until` (outside quotes) that is not a keyword but nearly one,
+/// with that keyword: `FORM` (FROM), `GRUOP` (GROUP), `WEHRE` (WHERE).
+fn misspelt_keyword(
+    sql: &str,
+    until: Option<usize>,
+) -> Option<(std::ops::Range<usize>, &'static str)> {
+    let until = until.unwrap_or(sql.len());
+    let mut found = None;
+    let mut quote = None;
+    let mut start = None;
+    for (i, c) in sql.char_indices().chain(std::iter::once((sql.len(), ' '))) {
+        if let Some(q) = quote {
+            if c == q {
+                quote = None;
+            }
+            continue;
+        }
+        if c.is_ascii_alphabetic() {
+            start.get_or_insert(i);
+            continue;
+        }
+        if let Some(s) = start.take()
+            && s <= until
+        {
+            let word = sql[s..i].to_ascii_uppercase();
+            if word.len() >= 4
+                && !CLAUSE_KEYWORDS.contains(&word.as_str())
+                && let Some(k) = flowscope_record::nearest(&word, CLAUSE_KEYWORDS)
+            {
+                found = Some((s..i, k));
+            }
+        }
+        if c == '\'' || c == '"' {
+            quote = Some(c);
+        }
+    }
+    found
+}
+
 /// SQL's leading keywords, for "did you mean" after a statement that does not start with one.
 const STATEMENT_KEYWORDS: [&str; 8] = [
     "SELECT", "WITH", "EXPLAIN", "SHOW", "DESCRIBE", "VALUES", "CREATE", "SET",
@@ -294,6 +373,22 @@ mod tests {
             time_as_text("Cannot cast string 'abc' to value of Int64 type"),
             None
         );
+    }
+
+    #[test]
+    fn a_misspelt_clause_keyword_is_found_before_the_error() {
+        let sql = "SELECT srcaddr FORM flows";
+        let (word, keyword) = misspelt_keyword(sql, Some(20)).unwrap();
+        assert_eq!((&sql[word], keyword), ("FORM", "FROM"));
+        let sql = "SELECT srcaddr FROM flows GRUOP BY 1";
+        let (word, keyword) = misspelt_keyword(sql, Some(32)).unwrap();
+        assert_eq!((&sql[word], keyword), ("GRUOP", "GROUP"));
+        // Column names, words in quotes and words after the error are not suspects.
+        assert_eq!(
+            misspelt_keyword("SELECT start, bytes, 'FORM' FROM flows WHERE", Some(40)),
+            None
+        );
+        assert_eq!(misspelt_keyword("SELECT 1 x FORM", Some(9)), None);
     }
 
     #[test]

@@ -170,7 +170,10 @@ const TIMESTAMP_UTC: &str = "%Y-%m-%dT%H:%M:%S%.fZ";
 const TIMESTAMP_TZ: &str = "%Y-%m-%dT%H:%M:%S%.f%:z";
 
 fn json_builder() -> arrow_json::WriterBuilder {
+    // A NULL is written as `null`, not left out: every row has every column, as in DuckDB's
+    // and Athena's JSON.
     arrow_json::WriterBuilder::new()
+        .with_explicit_nulls(true)
         .with_timestamp_format(TIMESTAMP_UTC.to_string())
         .with_timestamp_tz_format(TIMESTAMP_TZ.to_string())
 }
@@ -335,8 +338,10 @@ fn cut(text: &str, max: usize) -> String {
 pub fn table(schema: &SchemaRef, batches: &[RecordBatch], view: TableView) -> Result<String> {
     let options = FormatOptions::default()
         .with_null(NULL_MARK)
-        .with_timestamp_format(Some("%Y-%m-%d %H:%M:%S%.3f"))
-        .with_timestamp_tz_format(Some("%Y-%m-%d %H:%M:%S%.3f"));
+        // Times without a zone are UTC throughout flowscope: the table says so with `Z`, and
+        // shows fractions of a second only when there are any.
+        .with_timestamp_format(Some("%Y-%m-%d %H:%M:%S%.fZ"))
+        .with_timestamp_tz_format(Some("%Y-%m-%d %H:%M:%S%.f%:z"));
     let kinds: Vec<Kind> = schema
         .fields()
         .iter()
@@ -411,7 +416,8 @@ pub fn table(schema: &SchemaRef, batches: &[RecordBatch], view: TableView) -> Re
             if hidden.len() == 1 { "" } else { "s" },
         );
         out.push('\n');
-        out.push_str(&wrap(&note, view.width));
+        // A note is prose: wrapped at the terminal's width, or at 80 columns in a pipe.
+        out.push_str(&wrap(&note, Some(view.width.unwrap_or(80))));
     }
     Ok(out)
 }
@@ -689,19 +695,20 @@ mod tests {
         let batch = RecordBatch::try_new(
             Arc::clone(&schema),
             vec![
-                Arc::new(TimestampSecondArray::from(vec![1_566_848_700])),
-                Arc::new(Int64Array::from(vec![16_806_682_532])),
+                Arc::new(TimestampSecondArray::from(vec![Some(1_566_848_700), None])),
+                Arc::new(Int64Array::from(vec![Some(16_806_682_532), None])),
             ],
         )
         .unwrap();
         for (format, want) in [
             (
                 OutputFormat::Csv,
-                "t,bytes\n2019-08-26T19:45:00Z,16806682532\n",
+                "t,bytes\n2019-08-26T19:45:00Z,16806682532\n,\n",
             ),
+            // A NULL is `null`, not a missing key.
             (
                 OutputFormat::Jsonl,
-                "{\"t\":\"2019-08-26T19:45:00Z\",\"bytes\":16806682532}\n",
+                "{\"t\":\"2019-08-26T19:45:00Z\",\"bytes\":16806682532}\n{\"t\":null,\"bytes\":null}\n",
             ),
         ] {
             let stream = RecordBatchStreamAdapter::new(

@@ -653,7 +653,8 @@ fn sql_errors_carry_positions() {
     let root = lake_path(&dir);
     for (text, offset) in [
         ("SELECT srcadr FROM flows", 7),
-        ("SELECT srcaddr FORM flows", 20),
+        // The parser stumbles on `flows`; the misspelt keyword before it is what is pointed at.
+        ("SELECT srcaddr FORM flows", 15),
         ("INSERT INTO flows SELECT * FROM flows", usize::MAX),
     ] {
         let error = block(async {

@@ -169,17 +169,26 @@ pub fn nearest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) ->
         .map(|(_, c)| c)
 }
 
-/// Levenshtein distance over bytes (field names are ASCII), for "did you mean" suggestions.
+/// Edit distance over bytes (names are ASCII), for "did you mean" suggestions: insertions,
+/// deletions, substitutions and swaps of two neighbouring letters (`GRUOP`, `FORM`) each count
+/// one (the optimal string alignment distance).
 pub fn edit_distance(a: &str, b: &str) -> usize {
     let (a, b) = (a.as_bytes(), b.as_bytes());
+    // Three rows of the table: two back (for swaps), one back, and the current one.
+    let mut before: Vec<usize> = vec![0; b.len() + 1];
     let mut previous: Vec<usize> = (0..=b.len()).collect();
     let mut current = vec![0; b.len() + 1];
     for (i, &ca) in a.iter().enumerate() {
         current[0] = i + 1;
         for (j, &cb) in b.iter().enumerate() {
             let substitution = previous[j] + usize::from(ca != cb);
-            current[j + 1] = substitution.min(previous[j + 1] + 1).min(current[j] + 1);
+            let mut best = substitution.min(previous[j + 1] + 1).min(current[j] + 1);
+            if i > 0 && j > 0 && ca == b[j - 1] && a[i - 1] == cb {
+                best = best.min(before[j - 1] + 1);
+            }
+            current[j + 1] = best;
         }
+        std::mem::swap(&mut before, &mut previous);
         std::mem::swap(&mut previous, &mut current);
     }
     previous[b.len()]
@@ -249,5 +258,17 @@ mod tests {
         assert_eq!(suggest("accountid"), Some("account-id"));
         assert_eq!(suggest("tcpflags"), Some("tcp-flags"));
         assert_eq!(suggest("completely-unrelated-thing"), None);
+        assert_eq!(suggest("dstprot"), Some("dstport"));
+    }
+
+    #[test]
+    fn a_swap_of_neighbours_is_one_edit() {
+        assert_eq!(edit_distance("GRUOP", "GROUP"), 1);
+        assert_eq!(edit_distance("FORM", "FROM"), 1);
+        assert_eq!(edit_distance("abc", "abc"), 0);
+        assert_eq!(edit_distance("", "abc"), 3);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        assert_eq!(nearest("GRUOP", ["GROUP", "ORDER"]), Some("GROUP"));
+        assert_eq!(nearest("xyz", ["GROUP", "ORDER"]), None);
     }
 }

@@ -320,7 +320,9 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     );
     if summary.skipped > 0 && summary.records == 0 && !args.quiet {
         eprintln!(
-            "flowscope: the lake has taken these files before and skips them, so that no record              is counted twice; after `flowscope lake prune` removed their records,              `--reingest` takes them again"
+            "flowscope: the lake has taken these files before and skips them, so that no record \
+             is counted twice; after `flowscope lake prune` removed their records, \
+             `--reingest` takes them again"
         );
     }
     if lake.is_none() && !args.quiet {

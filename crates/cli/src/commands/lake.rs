@@ -54,7 +54,8 @@ enum LakeCommand {
 fn open_existing(root: &std::path::Path) -> anyhow::Result<Writer> {
     anyhow::ensure!(
         root.is_dir() && Lake::exists(root),
-        "{}: no such lake",
+        "{}: not a flowscope lake (no _flowscope/ folder); make one with `flowscope ingest SRC \
+         --lake DIR`",
         root.display()
     );
     served::open(root)

@@ -17,7 +17,7 @@ pub struct OutputArgs {
     #[arg(long, value_name = "FORMAT")]
     pub format: Option<OutputFormat>,
     /// Write the result to this file (atomically) instead of standard output.
-    #[arg(long, short = 'o', value_name = "PATH")]
+    #[arg(long, short = 'o', value_name = "PATH", value_parser = output_path)]
     pub output: Option<PathBuf>,
     /// Show a table one record at a time, a `column | value` line per field (psql's `\x`).
     /// A table too wide for the terminal turns into records by itself.
@@ -26,6 +26,31 @@ pub struct OutputArgs {
     /// Show the columns that hold only NULL (a table hides them and names them underneath).
     #[arg(long)]
     pub all_columns: bool,
+}
+
+/// `--output`'s value: a path, never a bare format word. The AWS CLI's `--output json` picks
+/// a format; here it would quietly write a file named `json`, so the word is refused with the
+/// flag that does what was meant (`./json` still names such a file).
+pub fn output_path(value: &str) -> Result<PathBuf, String> {
+    const FORMATS: [&str; 9] = [
+        "table",
+        "text",
+        "csv",
+        "json",
+        "jsonl",
+        "yaml",
+        "yaml-stream",
+        "parquet",
+        "tsv",
+    ];
+    if FORMATS.contains(&value.to_ascii_lowercase().as_str()) {
+        return Err(format!(
+            "`--output` is the file to write, and `{value}` looks like a format: for the \
+             format use `--format {value}` (the AWS CLI's --output); to write a file named \
+             `{value}`, give `./{value}`"
+        ));
+    }
+    Ok(PathBuf::from(value))
 }
 
 impl OutputArgs {
@@ -78,12 +103,18 @@ impl OutputArgs {
     }
 }
 
-/// The terminal's width when standard output is one (tables fit it), else `None`.
+/// The terminal's width when standard output is one (tables fit it), else `COLUMNS` when set,
+/// else `None` (a pipe gets whole lines).
 pub fn terminal_width() -> Option<u16> {
+    // `COLUMNS=80 flowscope sql … | less` lays the table out for 80 columns, as `ls` does.
+    let asked = std::env::var("COLUMNS")
+        .ok()
+        .and_then(|c| c.trim().parse::<u16>().ok())
+        .filter(|&c| c >= 20);
     if !std::io::stdout().is_terminal() {
-        return None;
+        return asked;
     }
-    terminal_size::terminal_size().map(|(w, _)| w.0)
+    terminal_size::terminal_size().map(|(w, _)| w.0).or(asked)
 }
 
 /// `--start` and `--end`, shared by `sql`, `insights` and `top`.

@@ -31,14 +31,16 @@ pub struct Args {
 }
 
 const HELP: &str = "\
-Type SQL over the table `flows`, or a Logs Insights query; end it with `;` or an empty line.
-  \\d                    the columns of `flows`
-  \\format FORMAT        table (default), csv, json or jsonl
-  \\range START [END]    time range for Insights queries (-1h, 2019-08-26, ...); \\range off clears it
-  \\timing               show each query's time (toggle)
-  \\x                    one record at a time, a `column | value` line per field (toggle)
-  \\h                    this help
-  \\q                    quit (also Ctrl-D)";
+Type SQL over the table `flows`, or a Logs Insights query;
+end it with `;` or an empty line.
+  \\d                  the columns of `flows`
+  \\format FORMAT      table (default), csv, json or jsonl
+  \\range START [END]  time range for Insights queries (-1h, 2019-08-26, ...);
+                      \\range off clears it
+  \\timing             show each query's time (toggle)
+  \\x                  one record at a time, a `column | value` line per field
+  \\h                  this help
+  \\q                  quit (also Ctrl-D)";
 
 /// SQL keywords that start a statement; anything else is a Logs Insights query.
 const SQL_STARTS: &[&str] = &[
@@ -107,7 +109,7 @@ struct State {
 
 pub fn run(args: Args) -> anyhow::Result<Outcome> {
     let rt = runtime()?;
-    let engine = rt.block_on(Engine::open(&args.lake))?;
+    let engine = rt.block_on(Engine::open_stoppable(&args.lake))?;
     let mut editor: Editor<ShellHelper, DefaultHistory> = Editor::new()?;
     editor.set_helper(Some(ShellHelper));
     let history = (!args.no_history)
@@ -119,7 +121,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     let interactive = std::io::IsTerminal::is_terminal(&std::io::stdin());
     if interactive {
         println!(
-            "flowscope shell on {} — SQL or Logs Insights, end with `;` or an empty line; \\h for help",
+            "flowscope shell on {}\nSQL or Logs Insights; end with `;` or an empty line; \\h for help",
             engine.root().display()
         );
     }
@@ -133,6 +135,9 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     // own: the query's threads may be too busy to hear it.
     let interrupts = interactive.then(listen_for_interrupts).flatten();
     let mut buffer = String::new();
+    // A script's statements that failed: it ends with exit status 1, as psql's and DuckDB's
+    // do, so that a failed step is not taken for success.
+    let mut failures = 0u64;
     loop {
         let prompt = if buffer.is_empty() {
             "flowscope> "
@@ -169,7 +174,10 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
             match meta(command.trim_end_matches(';'), &mut state, &engine, &rt) {
                 Ok(true) => break,
                 Ok(false) => {}
-                Err(e) => eprintln!("error: {e:#}"),
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    failures += 1;
+                }
             }
             continue;
         }
@@ -194,7 +202,10 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
             Some(rt.block_on(run_one(&engine, query, &state)))
         };
         match outcome {
-            Some(Err(e)) => eprintln!("error: {e:#}"),
+            Some(Err(e)) => {
+                eprintln!("error: {e:#}");
+                failures += 1;
+            }
             Some(Ok(())) => {}
             None => {
                 let _ = std::io::stdout().flush();
@@ -209,6 +220,13 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     // reach soon: leaving does not wait for them.
     drop(engine);
     rt.shutdown_background();
+    if !interactive && failures > 0 {
+        eprintln!(
+            "flowscope: {failures} statement{} of the script failed",
+            if failures == 1 { "" } else { "s" }
+        );
+        return Ok(Outcome::Partial);
+    }
     Ok(Outcome::Success)
 }
 

@@ -257,10 +257,10 @@ pub(super) fn execute(job: Job) -> anyhow::Result<Outcome> {
     let stats = simulation.stats().clone();
     let reports = simulation.finish()?;
     eprintln!(
-        "simulated {label}: {} packets ({:.1} MB), {} records in {:.1} s",
-        stats.packets,
-        stats.bytes as f64 / 1e6,
-        stats.records,
+        "simulated {label}: {} packets ({}), {} records in {:.1} s",
+        flowscope_query::units::thousands(i128::from(stats.packets)),
+        flowscope_query::units::bytes(stats.bytes as f64),
+        flowscope_query::units::thousands(i128::from(stats.records)),
         started.elapsed().as_secs_f64()
     );
     if !capture_note.is_empty() {

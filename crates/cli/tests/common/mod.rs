@@ -9,7 +9,11 @@ use std::time::{Duration, Instant};
 
 /// The `flowscope` binary built for these tests, as an `assert_cmd` command.
 pub fn flowscope() -> assert_cmd::Command {
-    assert_cmd::Command::cargo_bin("flowscope").unwrap()
+    let mut command = assert_cmd::Command::cargo_bin("flowscope").unwrap();
+    // Piped output is laid out for COLUMNS when it is set: tests see whole lines unless they
+    // set it themselves.
+    command.env_remove("COLUMNS");
+    command
 }
 
 /// Runs `command` to its end and returns what it printed, failing the test with its standard
