@@ -156,7 +156,8 @@ fn plain_os_error(text: &str) -> String {
     head.to_string()
 }
 
-fn is_broken_pipe(error: &anyhow::Error) -> bool {
+/// Whether the error is a write to a closed pipe (`flowscope … | head`): not a failure.
+pub(crate) fn is_broken_pipe(error: &anyhow::Error) -> bool {
     error.chain().any(|cause| {
         cause
             .downcast_ref::<flowscope_lake::Error>()

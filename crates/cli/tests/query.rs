@@ -304,7 +304,7 @@ fn top_by_keys_and_by_rule() {
 
 #[test]
 fn shell_reads_statements_from_standard_input() {
-    let (_dir, lake, totals) = lake();
+    let (dir, lake, totals) = lake();
     let script = "\\format csv\nSELECT count(*) AS n\nFROM flows;\nstats sum(bytes) as b\n\nSELECT nosuch FROM flows;\nSELECT 42 AS answer;\n\\q\n";
     let out = flowscope()
         .args(["shell", "--no-history", "--lake"])
@@ -328,6 +328,27 @@ fn shell_reads_statements_from_standard_input() {
         )
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("nosuch"));
+    // A reader that stops early (`| head`) is no failure of the script.
+    let script = dir.path().join("many.sql");
+    std::fs::write(
+        &script,
+        "\\format csv\nSELECT srcaddr FROM flows;\nSELECT srcaddr FROM flows;\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(r#""$0" shell --no-history --lake "$1" < "$2" | head -1; echo "status=${PIPESTATUS[0]}""#)
+        .arg(env!("CARGO_BIN_EXE_flowscope"))
+        .arg(&lake)
+        .arg(&script)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.ends_with("status=0\n"),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Drives `flowscope shell` at a real terminal (a pty, from Python's `pty` module): the

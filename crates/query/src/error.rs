@@ -125,11 +125,12 @@ impl Error {
             .map(|d| clean_message(&d.message))
             .unwrap_or_else(|| clean_message(&error.find_root().to_string()));
         let mut position = position;
-        if let Some(hint) = unknown_column_hint(&error) {
+        let suggested = message.to_ascii_lowercase().contains("did you mean");
+        if let Some(hint) = unknown_column_hint(&error).filter(|_| !suggested) {
             message.push_str(&hint);
         } else if matches!(error.find_root(), DataFusionError::SQL(..))
             && !message.contains("did you mean")
-            && let Some((word, keyword)) = misspelt_keyword(sql, position.map(|p| p.offset))
+            && let Some((word, keyword)) = position.and_then(|p| misspelt_keyword(sql, p.offset))
         {
             // `SELECT srcaddr FORM flows`: the parser took `FORM` for an alias and stumbled on
             // what follows. The misspelt word is what to point at.
@@ -267,11 +268,19 @@ fn unknown_column_hint(error: &DataFusionError) -> Option<String> {
     else {
         return None;
     };
-    let mut names: Vec<&str> = valid_fields.iter().map(|c| c.name.as_str()).collect();
+    // Compared without case (`Totl` is near a view's `Total`), shown as the column is named.
+    let mut names: Vec<(String, &str)> = valid_fields
+        .iter()
+        .map(|c| (c.name.to_ascii_lowercase(), c.name.as_str()))
+        .collect();
     names.sort_unstable();
     names.dedup();
-    flowscope_record::nearest(&field.name.to_ascii_lowercase(), names)
-        .map(|name| format!("; did you mean `{name}`?"))
+    let near = flowscope_record::nearest(
+        &field.name.to_ascii_lowercase(),
+        names.iter().map(|(lower, _)| lower.as_str()),
+    )?;
+    let (_, name) = names.iter().find(|(lower, _)| lower == near)?;
+    Some(format!("; did you mean `{name}`?"))
 }
 
 /// The clause keywords a misspelt word in a query was most likely meant to be.
@@ -280,43 +289,29 @@ const CLAUSE_KEYWORDS: [&str; 12] = [
     "DISTINCT", "BETWEEN",
 ];
 
-/// The last word at or before `until` (outside quotes) that is not a keyword but nearly one,
-/// with that keyword: `FORM` (FROM), `GRUOP` (GROUP), `WEHRE` (WHERE).
-fn misspelt_keyword(
-    sql: &str,
-    until: Option<usize>,
-) -> Option<(std::ops::Range<usize>, &'static str)> {
-    let until = until.unwrap_or(sql.len());
-    let mut found = None;
-    let mut quote = None;
-    let mut start = None;
-    for (i, c) in sql.char_indices().chain(std::iter::once((sql.len(), ' '))) {
-        if let Some(q) = quote {
-            if c == q {
-                quote = None;
-            }
-            continue;
-        }
-        if c.is_ascii_alphabetic() {
-            start.get_or_insert(i);
-            continue;
-        }
-        if let Some(s) = start.take()
-            && s <= until
-        {
-            let word = sql[s..i].to_ascii_uppercase();
-            if word.len() >= 4
-                && !CLAUSE_KEYWORDS.contains(&word.as_str())
-                && let Some(k) = flowscope_record::nearest(&word, CLAUSE_KEYWORDS)
-            {
-                found = Some((s..i, k));
-            }
-        }
-        if c == '\'' || c == '"' {
-            quote = Some(c);
-        }
+/// The word just before the token the parser stumbled on at `at`, when it is not a keyword
+/// but nearly one, with that keyword: in `SELECT srcaddr FORM flows` the parser takes `FORM`
+/// for an alias and stumbles on `flows`; `GRUOP BY` stumbles on `BY`. Only that word is a
+/// suspect: a word further back (an alias `groups`, a column) was parsed and is not a typo.
+fn misspelt_keyword(sql: &str, at: usize) -> Option<(std::ops::Range<usize>, &'static str)> {
+    let before = sql.get(..at)?;
+    let trimmed = before.trim_end();
+    if trimmed.len() == before.len() {
+        // The stumble is inside a word, not after one.
+        return None;
     }
-    found
+    let start = trimmed
+        .rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .map_or(0, |i| i + 1);
+    let word = &trimmed[start..];
+    if word.len() < 4 || !word.bytes().all(|b| b.is_ascii_alphabetic()) {
+        return None;
+    }
+    let upper = word.to_ascii_uppercase();
+    if CLAUSE_KEYWORDS.contains(&upper.as_str()) {
+        return None;
+    }
+    flowscope_record::nearest(&upper, CLAUSE_KEYWORDS).map(|k| (start..trimmed.len(), k))
 }
 
 /// SQL's leading keywords, for "did you mean" after a statement that does not start with one.
@@ -378,17 +373,19 @@ mod tests {
     #[test]
     fn a_misspelt_clause_keyword_is_found_before_the_error() {
         let sql = "SELECT srcaddr FORM flows";
-        let (word, keyword) = misspelt_keyword(sql, Some(20)).unwrap();
+        let (word, keyword) = misspelt_keyword(sql, 20).unwrap();
         assert_eq!((&sql[word], keyword), ("FORM", "FROM"));
         let sql = "SELECT srcaddr FROM flows GRUOP BY 1";
-        let (word, keyword) = misspelt_keyword(sql, Some(32)).unwrap();
+        let (word, keyword) = misspelt_keyword(sql, 32).unwrap();
         assert_eq!((&sql[word], keyword), ("GRUOP", "GROUP"));
-        // Column names, words in quotes and words after the error are not suspects.
-        assert_eq!(
-            misspelt_keyword("SELECT start, bytes, 'FORM' FROM flows WHERE", Some(40)),
-            None
-        );
-        assert_eq!(misspelt_keyword("SELECT 1 x FORM", Some(9)), None);
+        // Only the word just before the stumble is a suspect: not an alias further back, not
+        // a name with an underscore, not a keyword spelt right.
+        let sql = "SELECT srcaddr AS groups FROM flows GROUP BY";
+        assert_eq!(misspelt_keyword(sql, sql.len()), None);
+        assert_eq!(misspelt_keyword("SELECT form_id x", 15), None);
+        assert_eq!(misspelt_keyword("SELECT a FROM x", 14), None);
+        // An offset inside a multi-byte character is no answer, not a panic.
+        assert_eq!(misspelt_keyword("SELECT 'é' FORM x", 9), None);
     }
 
     #[test]

@@ -202,6 +202,10 @@ pub fn physical_plan_text(
 fn arrow_err(e: arrow_schema::ArrowError) -> Error {
     match e {
         arrow_schema::ArrowError::IoError(_, io) => io_error(io),
+        // The CSV writer keeps only the text of its I/O errors: a closed pipe is still one.
+        arrow_schema::ArrowError::CsvError(text) if text.contains("Broken pipe") => {
+            io_error(std::io::ErrorKind::BrokenPipe.into())
+        }
         other => Error::Invalid(format!("cannot write the result: {other}")),
     }
 }

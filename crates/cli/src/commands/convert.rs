@@ -44,7 +44,7 @@ pub struct Args {
 
     /// Write here instead of stdout; the file appears only when complete. A name ending in .gz
     /// is gzip-compressed (text, jsonl, csv).
-    #[arg(long, short, value_name = "PATH", value_parser = super::output::output_path)]
+    #[arg(long, short, value_name = "PATH", value_parser = super::output::OutputPath::CONVERT)]
     output: Option<PathBuf>,
 
     /// Stop at the first bad line or unreadable file, with exit status 2 (no output file is

@@ -17,7 +17,7 @@ pub struct OutputArgs {
     #[arg(long, value_name = "FORMAT")]
     pub format: Option<OutputFormat>,
     /// Write the result to this file (atomically) instead of standard output.
-    #[arg(long, short = 'o', value_name = "PATH", value_parser = output_path)]
+    #[arg(long, short = 'o', value_name = "PATH", value_parser = OutputPath::QUERY)]
     pub output: Option<PathBuf>,
     /// Show a table one record at a time, a `column | value` line per field (psql's `\x`).
     /// A table too wide for the terminal turns into records by itself.
@@ -30,27 +30,76 @@ pub struct OutputArgs {
 
 /// `--output`'s value: a path, never a bare format word. The AWS CLI's `--output json` picks
 /// a format; here it would quietly write a file named `json`, so the word is refused with the
-/// flag that does what was meant (`./json` still names such a file).
-pub fn output_path(value: &str) -> Result<PathBuf, String> {
-    const FORMATS: [&str; 9] = [
-        "table",
-        "text",
-        "csv",
-        "json",
-        "jsonl",
-        "yaml",
-        "yaml-stream",
-        "parquet",
-        "tsv",
-    ];
-    if FORMATS.contains(&value.to_ascii_lowercase().as_str()) {
-        return Err(format!(
-            "`--output` is the file to write, and `{value}` looks like a format: for the \
-             format use `--format {value}` (the AWS CLI's --output); to write a file named \
-             `{value}`, give `./{value}`"
-        ));
+/// flag that does what was meant (`./json` still names such a file). Any path the system
+/// allows is taken, UTF-8 or not.
+#[derive(Clone, Copy)]
+pub struct OutputPath {
+    /// The flag that picks the format of this command's output.
+    flag: &'static str,
+    /// The formats that flag takes.
+    formats: &'static [&'static str],
+}
+
+impl OutputPath {
+    /// For `sql`, `insights` and `top`: `--format`.
+    pub const QUERY: Self = Self {
+        flag: "--format",
+        formats: &["table", "csv", "json", "jsonl", "parquet"],
+    };
+    /// For `convert`: `--to`.
+    pub const CONVERT: Self = Self {
+        flag: "--to",
+        formats: &["text", "jsonl", "csv", "parquet"],
+    };
+
+    /// Why `value` is refused as a path, if it is.
+    fn refusal(&self, value: &str) -> Option<String> {
+        // The AWS CLI's --output values and this project's format names.
+        const WORDS: [&str; 9] = [
+            "table",
+            "text",
+            "csv",
+            "json",
+            "jsonl",
+            "yaml",
+            "yaml-stream",
+            "parquet",
+            "tsv",
+        ];
+        let word = value.to_ascii_lowercase();
+        if !WORDS.contains(&word.as_str()) {
+            return None;
+        }
+        let what = if self.formats.contains(&word.as_str()) {
+            format!("for that format use `{} {word}`", self.flag)
+        } else {
+            format!("the formats are `{} {}`", self.flag, self.formats.join("|"))
+        };
+        Some(format!(
+            "`--output` is the file to write, and `{value}` looks like a format (the AWS CLI's \
+             --output): {what}; to write a file named `{value}`, give `./{value}`"
+        ))
     }
-    Ok(PathBuf::from(value))
+}
+
+impl clap::builder::TypedValueParser for OutputPath {
+    type Value = PathBuf;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        _arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<PathBuf, clap::Error> {
+        if let Some(refusal) = value.to_str().and_then(|v| self.refusal(v)) {
+            return Err(clap::Error::raw(
+                clap::error::ErrorKind::ValueValidation,
+                format!("{refusal}\n"),
+            )
+            .with_cmd(cmd));
+        }
+        Ok(PathBuf::from(value))
+    }
 }
 
 impl OutputArgs {
@@ -209,4 +258,23 @@ pub fn note_timing(rows: u64, started: std::time::Instant) {
 pub fn note(message: &str) {
     let mut err = std::io::stderr();
     let _ = writeln!(err, "flowscope: {message}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::OutputPath;
+
+    #[test]
+    fn a_format_word_is_refused_with_the_flag_of_the_command() {
+        let said = |p: OutputPath, v: &str| p.refusal(v).unwrap_or_default();
+        assert!(said(OutputPath::QUERY, "json").contains("use `--format json`"));
+        assert!(said(OutputPath::QUERY, "JSON").contains("use `--format json`"));
+        assert!(
+            said(OutputPath::QUERY, "yaml").contains("`--format table|csv|json|jsonl|parquet`")
+        );
+        assert!(said(OutputPath::CONVERT, "jsonl").contains("use `--to jsonl`"));
+        assert!(said(OutputPath::CONVERT, "json").contains("`--to text|jsonl|csv|parquet`"));
+        assert_eq!(OutputPath::QUERY.refusal("out.json"), None);
+        assert_eq!(OutputPath::QUERY.refusal("./json"), None);
+    }
 }

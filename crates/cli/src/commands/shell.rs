@@ -202,6 +202,9 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
             Some(rt.block_on(run_one(&engine, query, &state)))
         };
         match outcome {
+            // A reader that went away (`… | head`) wants no more: the script ends there, as
+            // every other command's output does, without a failure.
+            Some(Err(e)) if crate::is_broken_pipe(&e) => break,
             Some(Err(e)) => {
                 eprintln!("error: {e:#}");
                 failures += 1;
