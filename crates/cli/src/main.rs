@@ -173,21 +173,21 @@ pub(crate) fn is_broken_pipe(error: &anyhow::Error) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn operating_system_errors_read_as_words() {
         assert_eq!(
-            super::plain_os_error("/no/such: No such file or directory (os error 2)"),
+            plain_os_error("/no/such: No such file or directory (os error 2)"),
             "/no/such: no such file or folder"
         );
         assert_eq!(
-            super::plain_os_error("x/_flowscope/commits: Not a directory (os error 20)"),
+            plain_os_error("x/_flowscope/commits: Not a directory (os error 20)"),
             "x/_flowscope/commits: a file is in the way where a folder should be"
         );
-        assert_eq!(super::plain_os_error("odd (os error 99)"), "odd");
-        assert_eq!(super::plain_os_error("no number here"), "no number here");
+        assert_eq!(plain_os_error("odd (os error 99)"), "odd");
+        assert_eq!(plain_os_error("no number here"), "no number here");
     }
-
-    use super::*;
 
     #[test]
     fn each_cause_is_said_once() {

@@ -139,6 +139,7 @@ pub fn describe(bucket: &str, error: &dyn fmt::Display) -> String {
         let j = text[i..].find(&close)? + i;
         Some(text[i..j].trim().to_string())
     };
+    let first = text.lines().next().unwrap_or_default().trim();
     match (tag("Code").as_deref(), tag("Message")) {
         (Some("NoSuchBucket"), _) => format!(
             "the bucket `{bucket}` does not exist (S3 answered NoSuchBucket): check its name, \
@@ -157,7 +158,6 @@ pub fn describe(bucket: &str, error: &dyn fmt::Display) -> String {
         // No credentials in the environment or a profile: the chain's last resort, the
         // instance metadata service, answered (or was not there) instead of S3.
         _ if text.contains("169.254.169.254") || text.contains("169.254.170.2") => {
-            let first = text.lines().next().unwrap_or_default();
             let first: String = first.chars().take(200).collect();
             format!(
                 "no AWS credentials in the environment or a profile, and the instance or task \
@@ -165,13 +165,10 @@ pub fn describe(bucket: &str, error: &dyn fmt::Display) -> String {
                  AWS_SECRET_ACCESS_KEY, or AWS_PROFILE with a profile in ~/.aws ({first})"
             )
         }
-        _ => {
-            let first = text.lines().next().unwrap_or_default().trim();
-            match first.find("<?xml") {
-                Some(i) => first[..i].trim_end_matches([':', ' ']).to_string(),
-                None => first.chars().take(300).collect(),
-            }
-        }
+        _ => match first.find("<?xml") {
+            Some(i) => first[..i].trim_end_matches([':', ' ']).to_string(),
+            None => first.chars().take(300).collect(),
+        },
     }
 }
 

@@ -129,7 +129,7 @@ impl Error {
         if let Some(hint) = unknown_column_hint(&error).filter(|_| !suggested) {
             message.push_str(&hint);
         } else if matches!(error.find_root(), DataFusionError::SQL(..))
-            && !message.contains("did you mean")
+            && !suggested
             && let Some((word, keyword)) = position.and_then(|p| misspelt_keyword(sql, p.offset))
         {
             // `SELECT srcaddr FORM flows`: the parser took `FORM` for an alias and stumbled on

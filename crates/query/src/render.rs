@@ -32,6 +32,11 @@ pub enum OutputFormat {
     Parquet,
 }
 
+impl OutputFormat {
+    /// Every format by the name `--format` takes, in the order help texts list them.
+    pub const NAMES: [&str; 5] = ["table", "csv", "json", "jsonl", "parquet"];
+}
+
 impl std::str::FromStr for OutputFormat {
     type Err = String;
 
@@ -43,8 +48,10 @@ impl std::str::FromStr for OutputFormat {
             "jsonl" => Self::Jsonl,
             "parquet" => Self::Parquet,
             other => {
+                let (last, rest) = Self::NAMES.split_last().expect("formats have names");
                 return Err(format!(
-                    "unknown format `{other}`: use table, csv, json, jsonl or parquet"
+                    "unknown format `{other}`: use {} or {last}",
+                    rest.join(", ")
                 ));
             }
         })

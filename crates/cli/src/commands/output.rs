@@ -44,7 +44,7 @@ impl OutputPath {
     /// For `sql`, `insights` and `top`: `--format`.
     pub const QUERY: Self = Self {
         flag: "--format",
-        formats: &["table", "csv", "json", "jsonl", "parquet"],
+        formats: &OutputFormat::NAMES,
     };
     /// For `convert`: `--to`.
     pub const CONVERT: Self = Self {
