@@ -53,19 +53,26 @@ def start_server(binary, lake):
     raise SystemExit("serve did not print its address")
 
 
+# Pixels drawn (not transparent) on the canvas of the chart `sel`.
+INK_JS = """(sel) => {
+    const c = document.querySelector(sel + ' canvas');
+    if (!c || !c.width || !c.height) return 0;
+    const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+    let n = 0;
+    for (let i = 3; i < d.length; i += 4) if (d[i] > 0) n++;
+    return n;
+}"""
+
+
 def canvas_ink(page, selector):
     """Pixels drawn (not transparent) on the chart's canvas."""
-    return page.evaluate(
-        """(sel) => {
-            const c = document.querySelector(sel + ' canvas');
-            if (!c) return 0;
-            const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
-            let n = 0;
-            for (let i = 3; i < d.length; i += 4) if (d[i] > 0) n++;
-            return n;
-        }""",
-        selector,
-    )
+    return page.evaluate(INK_JS, selector)
+
+
+def await_ink(page, selector, pixels, timeout=30_000):
+    """Waits until the chart's canvas has more than `pixels` drawn pixels."""
+    page.wait_for_function(f"([sel, want]) => ({INK_JS})(sel) > want", arg=[selector, pixels],
+                           timeout=timeout)
 
 
 def cli_figures(binary, lake):
@@ -302,6 +309,8 @@ def main():
                 assert width <= 390, f"page is {width} px wide on a 390 px phone"
                 problems = layout_problems(phone)
                 assert not problems, problems
+                # A live refresh redraws the chart: its ink is awaited, not read at one instant.
+                await_ink(phone, "#traffic", 1000)
                 assert canvas_ink(phone, "#traffic") > 1000
                 phone.screenshot(path=os.path.join(artifacts, "dashboard-phone.png"), full_page=True)
                 assert not errors, errors
